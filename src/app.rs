@@ -1,0 +1,202 @@
+//! Wiring: load rules, start the scheduler and the HTTP server, reload on request, stop cleanly.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::http::{self, AppState, ReloadFn};
+use crate::rules::{self, LoadOptions, RuleSet};
+use crate::scheduler::Scheduler;
+use crate::self_metrics::{unix_now, SelfMetrics};
+use crate::snapshot::SnapshotStore;
+
+/// How the exporter runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub rules: Vec<PathBuf>,
+    pub listen: SocketAddr,
+    pub telemetry_path: String,
+    pub enable_lifecycle: bool,
+}
+
+/// Loads the rules files, logging every warning; on failure returns every diagnostic, a line each.
+pub fn load_rules(paths: &[PathBuf]) -> Result<RuleSet, String> {
+    match rules::load_files(paths, &LoadOptions::default()) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                tracing::warn!("{w}");
+            }
+            Ok(loaded.rules)
+        }
+        Err(diags) => Err(diags.to_string()),
+    }
+}
+
+/// The running exporter: what reload and shutdown act on.
+pub struct Exporter {
+    pub scheduler: Scheduler,
+    pub store: Arc<SnapshotStore>,
+    pub metrics: Arc<SelfMetrics>,
+    rules: Vec<PathBuf>,
+}
+
+impl Exporter {
+    /// Starts evaluating `rules` (already loaded and valid).
+    pub async fn start(rule_files: Vec<PathBuf>, rules: &RuleSet) -> Arc<Exporter> {
+        let store = Arc::new(SnapshotStore::new());
+        let metrics = Arc::new(SelfMetrics::new());
+        let scheduler = Scheduler::new(store.clone(), metrics.clone());
+        scheduler.apply(rules).await;
+        metrics.reload_successful.set(1);
+        metrics.reload_success_timestamp.set(unix_now());
+        Arc::new(Exporter { scheduler, store, metrics, rules: rule_files })
+    }
+
+    /// Re-reads the rules files; applies them only if every file is valid.
+    pub async fn reload(&self) -> Result<(), String> {
+        let paths = self.rules.clone();
+        let loaded = tokio::task::spawn_blocking(move || load_rules(&paths))
+            .await
+            .map_err(|e| format!("reload task failed: {e}"))?;
+        match loaded {
+            Ok(rules) => {
+                self.scheduler.apply(&rules).await;
+                self.metrics.reload_successful.set(1);
+                self.metrics.reload_success_timestamp.set(unix_now());
+                tracing::info!(rules = rules.rules.len(), "rules reloaded");
+                Ok(())
+            }
+            Err(diags) => {
+                self.metrics.reload_successful.set(0);
+                for line in diags.lines() {
+                    tracing::error!("{line}");
+                }
+                tracing::error!("rules not reloaded; the previous rules keep running");
+                Err(diags)
+            }
+        }
+    }
+}
+
+/// Runs the exporter until `shutdown` completes. Returns once the server has stopped.
+pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let rules = load_rules(&opts.rules).map_err(|d| anyhow::anyhow!("invalid rules:\n{d}"))?;
+    let exporter = Exporter::start(opts.rules.clone(), &rules).await;
+
+    let reload: Option<ReloadFn> = opts.enable_lifecycle.then(|| {
+        let ex = exporter.clone();
+        let f: ReloadFn = Arc::new(move || {
+            let ex = ex.clone();
+            Box::pin(async move { ex.reload().await })
+        });
+        f
+    });
+    let state = AppState {
+        store: exporter.store.clone(),
+        metrics: exporter.metrics.clone(),
+        reload,
+        telemetry_path: opts.telemetry_path.clone(),
+    };
+
+    // SIGHUP reloads, whatever --web.enable-lifecycle says (as Prometheus does).
+    #[cfg(unix)]
+    {
+        let ex = exporter.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                tracing::warn!("cannot listen for SIGHUP; reload with POST /-/reload instead");
+                return;
+            };
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP received, reloading rules");
+                let _ = ex.reload().await;
+            }
+        });
+    }
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut server_stop = stop_rx.clone();
+    let (bound, server) = http::serve(opts.listen, state, async move {
+        let _ = server_stop.wait_for(|s| *s).await;
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}; pick another --web.listen-address", opts.listen))?;
+    tracing::info!(address = %bound, rules = rules.rules.len(), "listening");
+    let server = tokio::spawn(server);
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let grace = Duration::from_secs(4);
+    exporter.scheduler.shutdown(grace).await;
+    if tokio::time::timeout(grace, server).await.is_err() {
+        tracing::warn!("HTTP server did not finish in time; exiting anyway");
+    }
+    Ok(())
+}
+
+/// Evaluates every rule once, concurrently, and returns the exposition and whether all succeeded.
+pub async fn run_once(rules: &RuleSet) -> (Vec<u8>, bool) {
+    let mut handles = Vec::new();
+    for rule in &rules.rules {
+        let rule = rule.clone();
+        let db = rules.databases.get(&rule.database).cloned();
+        handles.push(tokio::spawn(async move {
+            let source = match db {
+                Some(db) => crate::source::Source::new(db, rule.timeout + Duration::from_secs(1)),
+                None => Err(format!("database '{}' is not declared", rule.database)),
+            };
+            let outcome = crate::evaluation::evaluate(&rule, source.as_ref().map_err(String::as_str)).await;
+            if let crate::evaluation::Status::Error(reason) = &outcome.status {
+                tracing::error!(rule = %rule.name, reason = %reason, "rule evaluation failed");
+            } else if outcome.status == crate::evaluation::Status::Timeout {
+                tracing::error!(rule = %rule.name, reason = "timeout", "rule evaluation timed out");
+            }
+            if let Ok(s) = &source {
+                s.close();
+            }
+            outcome
+        }));
+    }
+    let mut out = Vec::new();
+    let mut all_ok = true;
+    for h in handles {
+        match h.await {
+            Ok(outcome) => {
+                all_ok &= outcome.status == crate::evaluation::Status::Success;
+                out.extend(crate::exposition::render(&outcome.families));
+            }
+            Err(e) => {
+                all_ok = false;
+                tracing::error!("rule task failed: {e}");
+            }
+        }
+    }
+    (out, all_ok)
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+pub async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

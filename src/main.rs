@@ -1,0 +1,124 @@
+//! Command line of sql-signal-exporter. See the README for the rules format and a map of the code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, ValueEnum};
+
+use sql_signal_exporter::{app, http};
+
+/// A Prometheus exporter whose metrics and fail-safe health signals are SQL rules in YAML.
+#[derive(Parser, Debug)]
+#[command(name = "sql-signal-exporter", version, about, long_about = None)]
+struct Cli {
+    /// Rules file to load; repeat for several files.
+    #[arg(long = "rules", value_name = "FILE")]
+    rules: Vec<PathBuf>,
+
+    /// Address to listen on for the web interface and telemetry.
+    #[arg(long = "web.listen-address", value_name = "ADDRESS", default_value = ":8000")]
+    listen_address: String,
+
+    /// Path under which to expose metrics.
+    #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics")]
+    telemetry_path: String,
+
+    /// Enable POST /-/reload (SIGHUP always reloads).
+    #[arg(long = "web.enable-lifecycle")]
+    enable_lifecycle: bool,
+
+    /// Evaluate every rule once, print the exposition to stdout and exit (non-zero if any rule failed).
+    #[arg(long)]
+    once: bool,
+
+    /// Only log messages with the given severity or above.
+    #[arg(long = "log.level", value_enum, default_value = "info")]
+    log_level: LogLevel,
+
+    /// Output format of log messages.
+    #[arg(long = "log.format", value_enum, default_value = "logfmt")]
+    log_format: LogFormat,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum LogFormat {
+    Logfmt,
+    Json,
+}
+
+fn init_logging(level: LogLevel, format: LogFormat) {
+    let level = match level {
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warn => "warn",
+        LogLevel::Error => "error",
+    };
+    // Our own messages at the chosen level; the libraries' only when they warn.
+    let filter = tracing_subscriber::EnvFilter::new(format!("warn,sql_signal_exporter={level}"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false);
+    match format {
+        LogFormat::Logfmt => builder.compact().init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_level, cli.log_format);
+
+    if cli.rules.is_empty() {
+        eprintln!("error: no rules file given; pass --rules FILE (see rules/kanary.yaml for an example)");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    if cli.once {
+        let rules = match app::load_rules(&cli.rules) {
+            Ok(r) => r,
+            Err(diags) => {
+                eprintln!("{diags}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let (text, all_ok) = runtime.block_on(app::run_once(&rules));
+        use std::io::Write;
+        let _ = std::io::stdout().write_all(&text);
+        return if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+    }
+
+    let listen = match http::parse_listen_address(&cli.listen_address) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: --web.listen-address: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let opts = app::Options {
+        rules: cli.rules,
+        listen,
+        telemetry_path: cli.telemetry_path,
+        enable_lifecycle: cli.enable_lifecycle,
+    };
+    match runtime.block_on(app::run(opts, app::termination_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+

@@ -1,0 +1,211 @@
+//! Runs every rule on its interval, each in its own task, and applies new rule sets (reload).
+//!
+//! A rule is evaluated at start and then once per interval. Its evaluations run one after another in
+//! its task, so a rule never overlaps itself; rules run concurrently with each other, limited per
+//! database by the pool size. Applying a new rule set keeps the tasks of unchanged rules (their
+//! schedule and series carry on), restarts changed ones and stops removed ones.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::evaluation::{self, Status};
+use crate::exposition;
+use crate::rules::model::{Database, Rule, RuleSet};
+use crate::self_metrics::SelfMetrics;
+use crate::snapshot::SnapshotStore;
+use crate::source::Source;
+
+/// A database's pool, or why none could be built (a bad DSN fails that database's rules only).
+type SourceSlot = Arc<Result<Source, String>>;
+
+struct RuleTask {
+    rule: Arc<Rule>,
+    source: SourceSlot,
+    cancel: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct State {
+    sources: HashMap<String, (Arc<Database>, Duration, SourceSlot)>,
+    tasks: BTreeMap<String, RuleTask>,
+}
+
+/// Owns the rule tasks and the pools.
+pub struct Scheduler {
+    store: Arc<SnapshotStore>,
+    metrics: Arc<SelfMetrics>,
+    state: Mutex<State>,
+}
+
+impl Scheduler {
+    pub fn new(store: Arc<SnapshotStore>, metrics: Arc<SelfMetrics>) -> Scheduler {
+        Scheduler { store, metrics, state: Mutex::new(State::default()) }
+    }
+
+    /// Makes `rules` the running set. Must be called within a tokio runtime.
+    pub async fn apply(&self, rules: &RuleSet) {
+        let mut state = self.state.lock().await;
+
+        // Pools: keep one whose database and server-side timeout are unchanged, else build anew.
+        let mut sources = HashMap::new();
+        for (name, db) in &rules.databases {
+            let stmt_timeout = statement_timeout(rules, name);
+            let slot = match state.sources.remove(name) {
+                Some((old_db, old_timeout, slot)) if *old_db == **db && old_timeout == stmt_timeout => slot,
+                old => {
+                    if let Some((_, _, slot)) = old {
+                        if let Ok(src) = slot.as_ref() {
+                            src.close();
+                        }
+                    }
+                    let built = Source::new(db.clone(), stmt_timeout);
+                    if let Err(msg) = &built {
+                        tracing::error!(database = %name, error = %msg, "cannot set up database");
+                    }
+                    Arc::new(built)
+                }
+            };
+            sources.insert(name.clone(), (db.clone(), stmt_timeout, slot));
+        }
+        for (_, (_, _, slot)) in state.sources.drain() {
+            if let Ok(src) = slot.as_ref() {
+                src.close();
+            }
+        }
+        state.sources = sources;
+
+        self.store.set_rules(rules.rules.iter().map(|r| r.name.clone()).collect());
+
+        let mut old_tasks = std::mem::take(&mut state.tasks);
+        for rule in &rules.rules {
+            let slot = match state.sources.get(&rule.database) {
+                Some((_, _, slot)) => slot.clone(),
+                None => Arc::new(Err(format!("database '{}' is not declared", rule.database))),
+            };
+            if let Some(task) = old_tasks.remove(&rule.name) {
+                if task.rule == *rule && Arc::ptr_eq(&task.source, &slot) {
+                    state.tasks.insert(rule.name.clone(), task);
+                    continue;
+                }
+                task.cancel.cancel();
+            }
+            let task = self.spawn(rule.clone(), slot);
+            state.tasks.insert(rule.name.clone(), task);
+        }
+        for (name, task) in old_tasks {
+            task.cancel.cancel();
+            self.metrics.forget_rule(&name);
+        }
+    }
+
+    fn spawn(&self, rule: Arc<Rule>, source: SourceSlot) -> RuleTask {
+        let cancel = CancellationToken::new();
+        let handle = tokio::spawn(rule_loop(
+            rule.clone(),
+            source.clone(),
+            self.store.clone(),
+            self.metrics.clone(),
+            cancel.clone(),
+        ));
+        RuleTask { rule, source, cancel, handle }
+    }
+
+    /// Stops every rule task (waiting at most `grace`) and closes the pools.
+    pub async fn shutdown(&self, grace: Duration) {
+        let mut state = self.state.lock().await;
+        let tasks = std::mem::take(&mut state.tasks);
+        for task in tasks.values() {
+            task.cancel.cancel();
+        }
+        let _ = tokio::time::timeout(grace, async {
+            for (_, task) in tasks {
+                let _ = task.handle.await;
+            }
+        })
+        .await;
+        for (_, (_, _, slot)) in state.sources.drain() {
+            if let Ok(src) = slot.as_ref() {
+                src.close();
+            }
+        }
+    }
+}
+
+/// The server-side statement_timeout of a database's sessions: its slowest rule's timeout, plus a
+/// margin so the client-side cancel normally comes first.
+fn statement_timeout(rules: &RuleSet, database: &str) -> Duration {
+    rules
+        .rules
+        .iter()
+        .filter(|r| r.database == database)
+        .map(|r| r.timeout)
+        .max()
+        .unwrap_or(Duration::from_secs(30))
+        + Duration::from_secs(1)
+}
+
+async fn rule_loop(
+    rule: Arc<Rule>,
+    source: SourceSlot,
+    store: Arc<SnapshotStore>,
+    metrics: Arc<SelfMetrics>,
+    cancel: CancellationToken,
+) {
+    let mut next = Instant::now();
+    let mut failing = false;
+    loop {
+        let src = source.as_ref().as_ref().map_err(String::as_str);
+        let outcome = tokio::select! {
+            o = evaluation::evaluate(&rule, src) => o,
+            _ = cancel.cancelled() => return,
+        };
+        match &outcome.status {
+            Status::Success => {
+                if failing {
+                    tracing::info!(rule = %rule.name, "rule recovered");
+                }
+                failing = false;
+            }
+            Status::Error(reason) => {
+                tracing::warn!(rule = %rule.name, reason = %reason, "rule evaluation failed");
+                failing = true;
+            }
+            Status::Timeout => {
+                tracing::warn!(rule = %rule.name, reason = "timeout", timeout = %humantime::format_duration(rule.timeout), "rule evaluation timed out");
+                failing = true;
+            }
+        }
+        metrics.observe(&rule.name, &outcome);
+        if let Ok(src) = source.as_ref() {
+            let db = src.database.name.as_str();
+            if outcome.connect_failed {
+                metrics.db_connection_errors.with_label_values(&[db]).inc();
+            } else {
+                metrics.db_connection_errors.with_label_values(&[db]);
+            }
+            let (open, in_use) = src.connections();
+            metrics.db_connections.with_label_values(&[db, "open"]).set(open as i64);
+            metrics.db_connections.with_label_values(&[db, "in_use"]).set(in_use as i64);
+        }
+        store.update(&rule.name, exposition::render(&outcome.families));
+
+        // Next run one interval after the previous start; if we overran, start a full interval
+        // from now rather than bunching runs.
+        next += rule.interval;
+        let now = Instant::now();
+        if next <= now {
+            next = now + rule.interval;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            _ = cancel.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The exporter's own metrics, under the `sql_signal_exporter_` prefix.
+//!
+//! These use the `prometheus` crate: their shape is fixed at compile time, which is what it models
+//! well, and it brings the `process_*` collector. They are small and encoded per scrape, appended
+//! after the rules' snapshot.
+
+use prometheus::{Encoder, Gauge, GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::evaluation::Outcome;
+
+/// Every self-metric, registered on one registry.
+pub struct SelfMetrics {
+    registry: Registry,
+    pub rule_last_duration: GaugeVec,
+    pub rule_last_success: GaugeVec,
+    pub rule_last_status: IntGaugeVec,
+    pub rule_evaluations: IntCounterVec,
+    pub rule_rows: IntGaugeVec,
+    pub rule_series: IntGaugeVec,
+    pub db_connections: IntGaugeVec,
+    pub db_connection_errors: IntCounterVec,
+    pub reload_successful: IntGauge,
+    pub reload_success_timestamp: Gauge,
+}
+
+fn name(suffix: &str) -> String {
+    format!("{}{suffix}", crate::SELF_METRIC_PREFIX)
+}
+
+impl SelfMetrics {
+    pub fn new() -> SelfMetrics {
+        Self::try_new().expect("self-metric definitions are static and valid (checked by tests)")
+    }
+
+    fn try_new() -> prometheus::Result<SelfMetrics> {
+        let registry = Registry::new();
+        let build_info = IntGaugeVec::new(
+            Opts::new(name("build_info"), "A metric with a constant '1' value labeled by version and revision of the exporter."),
+            &["version", "revision", "rustversion"],
+        )?;
+        build_info
+            .with_label_values(&[crate::VERSION, crate::REVISION, option_env!("SQL_SIGNAL_EXPORTER_RUSTC").unwrap_or("unknown")])
+            .set(1);
+        registry.register(Box::new(build_info))?;
+
+        let m = SelfMetrics {
+            rule_last_duration: GaugeVec::new(Opts::new(name("rule_last_duration_seconds"), "Duration of the rule's last evaluation, query included."), &["rule"])?,
+            rule_last_success: GaugeVec::new(Opts::new(name("rule_last_success_timestamp_seconds"), "Unix time of the rule's last successful evaluation."), &["rule"])?,
+            rule_last_status: IntGaugeVec::new(Opts::new(name("rule_up"), "1 if the rule's last evaluation succeeded, 0 if it failed or timed out."), &["rule"])?,
+            rule_evaluations: IntCounterVec::new(Opts::new(name("rule_evaluations_total"), "Evaluations of the rule, by result (success, error, timeout)."), &["rule", "result"])?,
+            rule_rows: IntGaugeVec::new(Opts::new(name("rule_rows"), "Rows the rule's last query returned."), &["rule"])?,
+            rule_series: IntGaugeVec::new(Opts::new(name("rule_series"), "Series the rule's last evaluation produced."), &["rule"])?,
+            db_connections: IntGaugeVec::new(Opts::new(name("database_connections"), "Connections to the database by state (open, in_use)."), &["database", "state"])?,
+            db_connection_errors: IntCounterVec::new(Opts::new(name("database_connection_errors_total"), "Failed attempts to get a connection to the database."), &["database"])?,
+            reload_successful: IntGauge::new(name("config_last_reload_successful"), "Whether the last rules reload attempt was successful.")?,
+            reload_success_timestamp: Gauge::new(name("config_last_reload_success_timestamp_seconds"), "Unix time of the last successful rules reload.")?,
+            registry,
+        };
+        m.registry.register(Box::new(m.rule_last_duration.clone()))?;
+        m.registry.register(Box::new(m.rule_last_success.clone()))?;
+        m.registry.register(Box::new(m.rule_last_status.clone()))?;
+        m.registry.register(Box::new(m.rule_evaluations.clone()))?;
+        m.registry.register(Box::new(m.rule_rows.clone()))?;
+        m.registry.register(Box::new(m.rule_series.clone()))?;
+        m.registry.register(Box::new(m.db_connections.clone()))?;
+        m.registry.register(Box::new(m.db_connection_errors.clone()))?;
+        m.registry.register(Box::new(m.reload_successful.clone()))?;
+        m.registry.register(Box::new(m.reload_success_timestamp.clone()))?;
+        #[cfg(target_os = "linux")]
+        m.registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        Ok(m)
+    }
+
+    /// Records one evaluation of `rule`.
+    pub fn observe(&self, rule: &str, outcome: &Outcome) {
+        self.rule_last_duration.with_label_values(&[rule]).set(outcome.duration.as_secs_f64());
+        self.rule_evaluations.with_label_values(&[rule, outcome.status.label()]).inc();
+        // Pre-create every result so rate() works from the first failure on.
+        for result in ["success", "error", "timeout"] {
+            self.rule_evaluations.with_label_values(&[rule, result]);
+        }
+        let ok = outcome.status == crate::evaluation::Status::Success;
+        self.rule_last_status.with_label_values(&[rule]).set(ok as i64);
+        if ok {
+            self.rule_last_success.with_label_values(&[rule]).set(unix_now());
+        }
+        self.rule_rows.with_label_values(&[rule]).set(outcome.rows as i64);
+        self.rule_series.with_label_values(&[rule]).set(outcome.series() as i64);
+    }
+
+    /// Removes every series of a rule that no longer exists.
+    pub fn forget_rule(&self, rule: &str) {
+        let _ = self.rule_last_duration.remove_label_values(&[rule]);
+        let _ = self.rule_last_success.remove_label_values(&[rule]);
+        let _ = self.rule_last_status.remove_label_values(&[rule]);
+        let _ = self.rule_rows.remove_label_values(&[rule]);
+        let _ = self.rule_series.remove_label_values(&[rule]);
+        for result in ["success", "error", "timeout"] {
+            let _ = self.rule_evaluations.remove_label_values(&[rule, result]);
+        }
+    }
+
+    /// Encodes every self-metric in the text format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(4096);
+        // Encoding our own static metrics into a Vec cannot fail; an error would only drop them.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+impl Default for SelfMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn self_metrics_register_and_render() {
+        let m = super::SelfMetrics::new();
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.contains("sql_signal_exporter_build_info{"));
+    }
+}

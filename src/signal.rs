@@ -1,0 +1,285 @@
+//! Evaluation of a health signal: rows in, one state per target out. No I/O.
+//!
+//! The order of the checks is the Kanary exporter's, and it matters: a target with too few results is
+//! a `too_few_rows` failure even when its newest result is stale, and a stale target is `stale` even
+//! when a value in its window is bad. Each target is judged on its own rows only, so a bad row can
+//! only ever affect its own target.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use minijinja::Value;
+
+use crate::cell::{Cell, ResultSet};
+use crate::exposition::{Family, MetricType, Sample};
+use crate::rules::model::{Failure, SignalRule, ValueType};
+use crate::template;
+
+/// The judgement of one target.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TargetState {
+    Up,
+    Down,
+    /// The exporter cannot tell; exported fail-safe as up=1 with `error{reason}`=1.
+    Failed { failure: Failure, detail: String },
+}
+
+impl TargetState {
+    fn failed(failure: Failure, detail: impl Into<String>) -> TargetState {
+        TargetState::Failed { failure, detail: detail.into() }
+    }
+}
+
+/// One target's label values (in the rule's `labels` order) and its state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetResult {
+    pub labels: Vec<String>,
+    pub state: TargetState,
+}
+
+/// Judges every target of `rule` from the query's result, or marks all of them failed when the
+/// query itself failed (`Err` carries the reason).
+pub fn evaluate(rule: &SignalRule, result: Result<&ResultSet, &str>, now: DateTime<Utc>) -> Vec<TargetResult> {
+    let rs = match result {
+        Ok(rs) => rs,
+        Err(reason) => return fail_all(rule, &[], Failure::QueryFailed, reason),
+    };
+    let cols = match Columns::resolve(rule, rs) {
+        Ok(c) => c,
+        Err(msg) => return fail_all(rule, &discovered_targets(rule, rs), Failure::QueryFailed, &msg),
+    };
+
+    // Group rows by target, keeping the query's order within a target.
+    let mut by_target: HashMap<Vec<String>, Vec<&[Cell]>> = HashMap::new();
+    let mut discovered: Vec<Vec<String>> = Vec::new();
+    for row in &rs.rows {
+        // A NULL label value belongs to no target.
+        let Some(key) = cols.labels.iter().map(|&i| row[i].label_text()).collect::<Option<Vec<String>>>() else {
+            continue;
+        };
+        let entry = by_target.entry(key).or_insert_with_key(|k| {
+            discovered.push(k.clone());
+            Vec::new()
+        });
+        entry.push(row.as_slice());
+    }
+
+    let targets: Vec<Vec<String>> = match &rule.targets {
+        Some(t) => t.clone(),
+        None => {
+            discovered.sort();
+            discovered
+        }
+    };
+    let env = template::environment();
+    let expr = match env.compile_expression(&rule.success) {
+        Ok(e) => e,
+        Err(e) => return fail_all(rule, &targets, Failure::QueryFailed, &template::describe(&e)),
+    };
+
+    targets
+        .into_iter()
+        .map(|labels| {
+            let mut rows = by_target.remove(&labels).unwrap_or_default();
+            let state = judge(rule, &cols, &mut rows, &labels, &expr, now);
+            TargetResult { labels, state }
+        })
+        .collect()
+}
+
+fn fail_all(rule: &SignalRule, discovered: &[Vec<String>], failure: Failure, detail: &str) -> Vec<TargetResult> {
+    let targets = rule.targets.as_deref().unwrap_or(discovered);
+    targets
+        .iter()
+        .map(|labels| TargetResult { labels: labels.clone(), state: TargetState::failed(failure, detail) })
+        .collect()
+}
+
+/// Targets named by the rows, for a failure before grouping (only when targets are not declared).
+fn discovered_targets(rule: &SignalRule, rs: &ResultSet) -> Vec<Vec<String>> {
+    if rule.targets.is_some() {
+        return Vec::new();
+    }
+    let idx: Option<Vec<usize>> = rule.labels.iter().map(|l| rs.column(l)).collect();
+    let Some(idx) = idx else { return Vec::new() };
+    let mut out: Vec<Vec<String>> = rs
+        .rows
+        .iter()
+        .filter_map(|row| idx.iter().map(|&i| row[i].label_text()).collect())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Column positions of everything a signal reads, resolved once per result.
+struct Columns {
+    labels: Vec<usize>,
+    order_by: Option<usize>,
+    freshness: Option<usize>,
+    values: Vec<(String, usize, ValueType)>,
+}
+
+impl Columns {
+    fn resolve(rule: &SignalRule, rs: &ResultSet) -> Result<Columns, String> {
+        let find = |name: &str, role: &str| {
+            rs.column(name).ok_or_else(|| {
+                format!("the query returns no column '{name}' ({role}); it returns: {}", rs.columns.join(", "))
+            })
+        };
+        let labels = rule.labels.iter().map(|l| find(l, "a target label")).collect::<Result<_, _>>()?;
+        let order_by = rule.order_by.as_deref().map(|c| find(c, "order_by")).transpose()?;
+        let freshness = rule.freshness.as_ref().map(|f| find(&f.column, "freshness")).transpose()?;
+        let values = rule
+            .values
+            .iter()
+            .map(|(name, ty)| find(name, "a value").map(|i| (name.clone(), i, *ty)))
+            .collect::<Result<_, _>>()?;
+        Ok(Columns { labels, order_by, freshness, values })
+    }
+}
+
+fn judge(
+    rule: &SignalRule,
+    cols: &Columns,
+    rows: &mut [&[Cell]],
+    labels: &[String],
+    expr: &minijinja::Expression<'_, '_>,
+    now: DateTime<Utc>,
+) -> TargetState {
+    // 1. Enough results to judge at all.
+    if rows.len() < rule.min_rows {
+        return TargetState::failed(
+            Failure::TooFewRows,
+            format!("{} result(s), {} needed", rows.len(), rule.min_rows),
+        );
+    }
+    if let Some(i) = cols.order_by {
+        // Newest first; values that are not comparable (NULL) sort last.
+        rows.sort_by(|a, b| compare_desc(&a[i], &b[i]));
+    }
+
+    // 2. The newest result is recent enough.
+    if let (Some(f), Some(i)) = (&rule.freshness, cols.freshness) {
+        let cell = &rows[0][i];
+        let Some(at) = cell.as_timestamp() else {
+            return TargetState::failed(
+                Failure::BadTimestamp,
+                format!("newest result's {} is {}, not a time", f.column, cell.describe()),
+            );
+        };
+        let age = now.signed_duration_since(at);
+        if age.num_milliseconds() > f.max_age.as_millis() as i64 {
+            return TargetState::failed(
+                Failure::Stale,
+                format!("newest result ended {}s ago, more than {}s", age.num_seconds(), f.max_age.as_secs()),
+            );
+        }
+    }
+
+    // 3. Every value in the window is readable; 4. any success means up.
+    let window = &rows[..rule.window.min(rows.len())];
+    let mut readings = Vec::with_capacity(window.len());
+    for row in window {
+        let mut ctx = serde_json::Map::new();
+        for (label, value) in rule.labels.iter().zip(labels) {
+            ctx.insert(label.clone(), value.clone().into());
+        }
+        for (name, i, ty) in &cols.values {
+            match read_value(&row[*i], *ty) {
+                Some(v) => {
+                    ctx.insert(name.clone(), v);
+                }
+                None => {
+                    return TargetState::failed(
+                        Failure::BadValue,
+                        format!("{name} is {}, not {} {}", row[*i].describe(), article(*ty), ty.as_str()),
+                    )
+                }
+            }
+        }
+        readings.push(ctx);
+    }
+    let mut any_success = false;
+    for ctx in readings {
+        match expr.eval(Value::from_serialize(serde_json::Value::Object(ctx))) {
+            Ok(v) => any_success |= v.is_true(),
+            Err(e) => {
+                return TargetState::failed(
+                    Failure::BadValue,
+                    format!("success expression failed: {}", template::describe(&e)),
+                )
+            }
+        }
+    }
+    if any_success {
+        TargetState::Up
+    } else {
+        TargetState::Down
+    }
+}
+
+fn article(ty: ValueType) -> &'static str {
+    match ty {
+        ValueType::Integer => "an",
+        _ => "a",
+    }
+}
+
+fn read_value(cell: &Cell, ty: ValueType) -> Option<serde_json::Value> {
+    Some(match ty {
+        ValueType::Integer => cell.as_integer()?.into(),
+        ValueType::Float => cell.as_float()?.into(),
+        ValueType::Bool => cell.as_bool()?.into(),
+        ValueType::Text => match cell {
+            Cell::Null | Cell::Unsupported(_) => return None,
+            other => other.label_text()?.into(),
+        },
+        ValueType::Timestamp => cell.as_timestamp()?.timestamp().into(),
+    })
+}
+
+fn compare_desc(a: &Cell, b: &Cell) -> std::cmp::Ordering {
+    use std::cmp::Ordering::*;
+    match (sort_key(a), sort_key(b)) {
+        (Some(x), Some(y)) => y.partial_cmp(&x).unwrap_or(Equal),
+        (Some(_), None) => Less,
+        (None, Some(_)) => Greater,
+        (None, None) => Equal,
+    }
+}
+
+fn sort_key(c: &Cell) -> Option<f64> {
+    match c {
+        Cell::Timestamp(t) => Some(t.timestamp_micros() as f64),
+        Cell::Int(i) => Some(*i as f64),
+        Cell::Float(f) => Some(*f),
+        Cell::Text(_) => c.as_timestamp().map(|t| t.timestamp_micros() as f64),
+        _ => None,
+    }
+}
+
+/// The two families of a signal: `up` and `error{reason}` for every target, fail-safe.
+pub fn families(rule: &SignalRule, results: &[TargetResult]) -> Vec<Family> {
+    let reasons = rule.reasons.distinct();
+    let mut up = Family::new(&rule.up.name, &rule.up.help, MetricType::Gauge);
+    let mut error = Family::new(&rule.error.name, &rule.error.help, MetricType::Gauge);
+    for t in results {
+        let labels: Vec<(String, String)> = rule.labels.iter().cloned().zip(t.labels.iter().cloned()).collect();
+        let (up_value, reason) = match &t.state {
+            TargetState::Up => (1.0, None),
+            TargetState::Down => (0.0, None),
+            TargetState::Failed { failure, .. } => (1.0, Some(rule.reasons.of(*failure))),
+        };
+        up.samples.push(Sample { labels: labels.clone(), value: up_value });
+        for r in &reasons {
+            let mut l = labels.clone();
+            l.push((rule.reason_label.clone(), r.to_string()));
+            error.samples.push(Sample { labels: l, value: if reason == Some(*r) { 1.0 } else { 0.0 } });
+        }
+    }
+    vec![up, error]
+}
+
+#[cfg(test)]
+mod tests;

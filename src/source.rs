@@ -1,0 +1,268 @@
+//! The database edge: connection pools, and running one rule's query into a [`ResultSet`].
+//!
+//! This is the only module that talks to PostgreSQL. It owns the guarantees the database cares about:
+//! a bounded pool per database (rules beyond it queue instead of opening connections), sessions that
+//! are read-only, named (`application_name`) and carry `statement_timeout` and `lock_timeout` as
+//! startup options (so they cost no extra statement), and a query past its timeout is cancelled on
+//! the server, not merely abandoned.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use futures_util::{pin_mut, TryStreamExt};
+use tokio::time::{timeout_at, Instant};
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{NoTls, Row};
+
+use crate::cell::{Cell, ResultSet};
+use crate::rules::model::Database;
+use crate::secret::redact;
+
+/// The `application_name` of every session, so a DBA sees who is querying.
+pub const APPLICATION_NAME: &str = "sql-signal-exporter";
+
+/// Why a query produced no result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    /// No connection could be had (server down, wrong credentials, pool exhausted past the timeout).
+    Connect(String),
+    /// The server rejected or aborted the query.
+    Query(String),
+    /// The rule's timeout passed; the query was cancelled on the server.
+    Timeout(Duration),
+    /// More rows than the rule allows; the rest were not read.
+    TooManyRows(usize),
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FetchError::Connect(m) => write!(f, "cannot connect: {m}"),
+            FetchError::Query(m) => write!(f, "query failed: {m}"),
+            FetchError::Timeout(d) => write!(f, "timed out after {} and was cancelled", humantime::format_duration(*d)),
+            FetchError::TooManyRows(n) => write!(f, "returned more than max_rows ({n}) rows"),
+        }
+    }
+}
+
+/// A pool of sessions to one database.
+pub struct Source {
+    pub database: Arc<Database>,
+    pool: Pool,
+    /// Strings that must never leave this module: the DSN and its password.
+    secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source").field("database", &self.database.name).finish_non_exhaustive()
+    }
+}
+
+impl Source {
+    /// Builds the pool; connects lazily, so this succeeds with the database down.
+    /// `statement_timeout` is the server-side backstop for the slowest rule on this database.
+    pub fn new(database: Arc<Database>, statement_timeout: Duration) -> Result<Source, String> {
+        let dsn = database.dsn.expose();
+        let mut secrets = vec![dsn.to_string()];
+        let mut config = tokio_postgres::Config::from_str(dsn).map_err(|e| {
+            format!(
+                "database '{}': the DSN is not a valid libpq URL or key=value string ({}); see https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-CONNSTRING",
+                database.name,
+                redact(&e.to_string(), dsn)
+            )
+        })?;
+        if let Some(pw) = config.get_password() {
+            secrets.push(String::from_utf8_lossy(pw).into_owned());
+        }
+        let mut options = config.get_options().map(|o| format!("{o} ")).unwrap_or_default();
+        options.push_str(&format!(
+            "-c default_transaction_read_only=on -c statement_timeout={} -c lock_timeout={}",
+            statement_timeout.as_millis().max(1),
+            database.lock_timeout.as_millis().max(1)
+        ));
+        config.options(&options);
+        if config.get_application_name().is_none() {
+            config.application_name(APPLICATION_NAME);
+        }
+        config.connect_timeout(database.connect_timeout);
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(database.max_connections)
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(database.connect_timeout))
+            .build()
+            .map_err(|e| format!("database '{}': cannot build the connection pool: {e}", database.name))?;
+        Ok(Source { database, pool, secrets })
+    }
+
+    /// Removes the DSN and password from a message that came from the driver or server.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in &self.secrets {
+            out = redact(&out, s);
+        }
+        out
+    }
+
+    /// Connections open now, and those of them lent to a running query.
+    pub fn connections(&self) -> (usize, usize) {
+        let s = self.pool.status();
+        (s.size, s.size.saturating_sub(s.available))
+    }
+
+    /// Runs `sql` with `params` (each bound as a text array), reading at most `max_rows` rows,
+    /// all within `timeout` (waiting for a connection included).
+    pub async fn fetch(&self, sql: &str, params: &[Vec<String>], timeout: Duration, max_rows: usize) -> Result<ResultSet, FetchError> {
+        let deadline = Instant::now() + timeout;
+        let client = match timeout_at(deadline, self.pool.get()).await {
+            Err(_) => return Err(FetchError::Timeout(timeout)),
+            Ok(Err(e)) => return Err(FetchError::Connect(self.scrub(&describe_pool_error(&e)))),
+            Ok(Ok(c)) => c,
+        };
+        let cancel = client.cancel_token();
+        match timeout_at(deadline, run(&client, sql, params, max_rows)).await {
+            Ok(Ok(rs)) => Ok(rs),
+            Ok(Err(e)) => {
+                if matches!(e, FetchError::TooManyRows(_)) {
+                    // The server is still sending rows nobody will read: stop it, drop the session.
+                    tokio::spawn(async move {
+                        let _ = cancel.cancel_query(NoTls).await;
+                    });
+                    drop(deadpool_postgres::Object::take(client));
+                }
+                Err(match e {
+                    FetchError::Query(m) => FetchError::Query(self.scrub(&m)),
+                    other => other,
+                })
+            }
+            Err(_) => {
+                // Cancel on the server so no backend keeps running the query, then discard the
+                // session: its protocol state is mid-query.
+                let handle = tokio::spawn(async move {
+                    let _ = cancel.cancel_query(NoTls).await;
+                });
+                let _ = tokio::time::timeout(Duration::from_secs(2), handle).await;
+                drop(deadpool_postgres::Object::take(client));
+                Err(FetchError::Timeout(timeout))
+            }
+        }
+    }
+
+    /// Closes every idle connection; in-use ones close when returned.
+    pub fn close(&self) {
+        self.pool.close();
+    }
+}
+
+fn describe_pool_error(e: &deadpool_postgres::PoolError) -> String {
+    use deadpool_postgres::PoolError as P;
+    match e {
+        P::Backend(err) => describe_pg_error(err),
+        P::Timeout(_) => "timed out waiting for a connection".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The server's message when there is one (it is the useful part), else the driver's text.
+pub fn describe_pg_error(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut m = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+        if let Some(hint) = db.hint() {
+            m.push_str(&format!("; hint: {hint}"));
+        }
+        return m;
+    }
+    let mut m = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        m.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    m
+}
+
+async fn run(client: &deadpool_postgres::Client, sql: &str, params: &[Vec<String>], max_rows: usize) -> Result<ResultSet, FetchError> {
+    let stmt = client.prepare_cached(sql).await.map_err(|e| FetchError::Query(describe_pg_error(&e)))?;
+    let expected = stmt.params().len();
+    let bound: Vec<&(dyn ToSql + Sync)> = if expected == 0 {
+        Vec::new()
+    } else if expected == params.len() {
+        params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
+    } else {
+        return Err(FetchError::Query(format!(
+            "the query uses {expected} parameter(s) but the rule binds {} ($1..${} are the target label arrays)",
+            params.len(),
+            params.len()
+        )));
+    };
+    let columns: Vec<String> = stmt.columns().iter().map(|c| c.name().to_string()).collect();
+    let stream = client.query_raw(&stmt, bound).await.map_err(|e| FetchError::Query(describe_pg_error(&e)))?;
+    pin_mut!(stream);
+    let mut rows = Vec::new();
+    while let Some(row) = stream.try_next().await.map_err(|e| FetchError::Query(describe_pg_error(&e)))? {
+        if rows.len() >= max_rows {
+            return Err(FetchError::TooManyRows(max_rows));
+        }
+        rows.push(cells(&row));
+    }
+    Ok(ResultSet { columns, rows })
+}
+
+/// Decodes a row into cells; a type we do not decode becomes [`Cell::Unsupported`], which fails only
+/// the rule or target that reads it.
+fn cells(row: &Row) -> Vec<Cell> {
+    (0..row.len()).map(|i| cell(row, i)).collect()
+}
+
+fn cell(row: &Row, i: usize) -> Cell {
+    fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, i: usize, f: impl FnOnce(T) -> Cell) -> Cell {
+        match row.try_get::<_, Option<T>>(i) {
+            Ok(Some(v)) => f(v),
+            Ok(None) => Cell::Null,
+            Err(e) => Cell::Unsupported(e.to_string()),
+        }
+    }
+    let ty = row.columns()[i].type_().clone();
+    match ty {
+        Type::BOOL => get(row, i, Cell::Bool),
+        Type::INT2 => get(row, i, |v: i16| Cell::Int(v.into())),
+        Type::INT4 => get(row, i, |v: i32| Cell::Int(v.into())),
+        Type::INT8 => get(row, i, Cell::Int),
+        Type::OID => get(row, i, |v: u32| Cell::Int(v.into())),
+        Type::FLOAT4 => get(row, i, |v: f32| Cell::Float(v.into())),
+        Type::FLOAT8 => get(row, i, Cell::Float),
+        Type::NUMERIC => get(row, i, |v: rust_decimal::Decimal| {
+            use rust_decimal::prelude::ToPrimitive;
+            if v.is_integer() {
+                v.to_i64().map(Cell::Int).unwrap_or_else(|| Cell::Float(v.to_f64().unwrap_or(f64::NAN)))
+            } else {
+                v.to_f64().map(Cell::Float).unwrap_or(Cell::Unsupported("numeric out of range".into()))
+            }
+        }),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => get(row, i, Cell::Text),
+        Type::TIMESTAMPTZ => get(row, i, Cell::Timestamp),
+        Type::TIMESTAMP => get(row, i, |v: chrono::NaiveDateTime| Cell::Timestamp(v.and_utc())),
+        Type::DATE => get(row, i, |v: chrono::NaiveDate| match v.and_hms_opt(0, 0, 0) {
+            Some(t) => Cell::Timestamp(t.and_utc()),
+            None => Cell::Null,
+        }),
+        Type::JSON | Type::JSONB => get(row, i, json_cell),
+        other => Cell::Unsupported(other.name().to_string()),
+    }
+}
+
+fn json_cell(v: serde_json::Value) -> Cell {
+    match v {
+        serde_json::Value::Null => Cell::Null,
+        serde_json::Value::Bool(b) => Cell::Bool(b),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Cell::Int(i),
+            None => Cell::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        serde_json::Value::String(s) => Cell::Text(s),
+        other => Cell::Text(other.to_string()),
+    }
+}
