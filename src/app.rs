@@ -143,19 +143,26 @@ pub async fn run_once(rules: &RuleSet) -> (Vec<u8>, bool) {
     let mut handles = Vec::new();
     for rule in &rules.rules {
         let rule = rule.clone();
-        let db = rules.databases.get(&rule.database).cloned();
+        // One pool per database the rule runs on (several for a metric rule with a list).
+        let dbs: Vec<(String, Option<Arc<crate::rules::Database>>)> =
+            rule.databases().into_iter().map(|d| (d.to_string(), rules.databases.get(d).cloned())).collect();
         handles.push(tokio::spawn(async move {
-            let source = match db {
-                Some(db) => crate::source::Source::new(db, rule.timeout + Duration::from_secs(1)),
-                None => Err(format!("database '{}' is not declared", rule.database)),
-            };
-            let outcome = crate::evaluation::evaluate(&rule, source.as_ref().map_err(String::as_str)).await;
+            let sources: Vec<Result<crate::source::Source, String>> = dbs
+                .into_iter()
+                .map(|(name, db)| match db {
+                    Some(db) => crate::source::Source::new(db, rule.timeout + Duration::from_secs(1)),
+                    None => Err(format!("database '{name}' is not declared")),
+                })
+                .collect();
+            let srcs: Vec<Result<&crate::source::Source, &str>> =
+                sources.iter().map(|s| s.as_ref().map_err(String::as_str)).collect();
+            let outcome = crate::evaluation::evaluate_on(&rule, &srcs).await;
             if let crate::evaluation::Status::Error(reason) = &outcome.status {
                 tracing::error!(rule = %rule.name, reason = %reason, "rule evaluation failed");
             } else if outcome.status == crate::evaluation::Status::Timeout {
                 tracing::error!(rule = %rule.name, reason = "timeout", "rule evaluation timed out");
             }
-            if let Ok(s) = &source {
+            for s in sources.iter().flatten() {
                 s.close();
             }
             outcome

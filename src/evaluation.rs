@@ -1,8 +1,12 @@
 //! One evaluation of one rule: render the SQL, fetch once, turn rows into families.
 //!
 //! This is the glue between the database edge ([`crate::source`]) and the pure per-kind evaluation
-//! ([`crate::signal`]). Whatever goes wrong, it returns families to serve: for a signal, the
-//! fail-safe ones.
+//! ([`crate::signal`], [`crate::metric`]). Whatever goes wrong, it returns families to serve: for a
+//! signal, the fail-safe ones; for a metric rule, none of the failed run's series (only the zero
+//! series a family declares with `on_error: zero`), so a stale value is never served as fresh.
+//!
+//! A metric rule that names several databases runs on all of them at once, one fetch each; a
+//! failure on one database withdraws that database's series only.
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +14,8 @@ use chrono::Utc;
 
 use crate::cell::ResultSet;
 use crate::exposition::Family;
-use crate::rules::model::{Rule, RuleKind};
+use crate::metric;
+use crate::rules::model::{MetricRule, Rule, RuleKind, SignalRule};
 use crate::signal;
 use crate::source::{FetchError, Source};
 use crate::template;
@@ -44,6 +49,8 @@ pub struct Outcome {
     pub duration: Duration,
     /// No connection could be had (counted per database).
     pub connect_failed: bool,
+    /// The databases on which no connection could be had (for a rule on several databases).
+    pub connect_failures: Vec<String>,
 }
 
 impl Outcome {
@@ -59,43 +66,127 @@ pub fn signal_params(s: &crate::rules::model::SignalRule) -> Vec<Vec<String>> {
 }
 
 /// Evaluates `rule` once against `source` (`Err` when the source could not even be built).
+/// For a metric rule on several databases, use [`evaluate_on`].
 pub async fn evaluate(rule: &Rule, source: Result<&Source, &str>) -> Outcome {
+    evaluate_on(rule, &[source]).await
+}
+
+/// Evaluates `rule` once against one source per database of [`Rule::databases`], in that order
+/// (`Err` when a source could not even be built; a missing one counts as such).
+pub async fn evaluate_on(rule: &Rule, sources: &[Result<&Source, &str>]) -> Outcome {
     let started = Instant::now();
+    match &rule.kind {
+        RuleKind::Signal(s) => evaluate_signal(rule, s, source_at(sources, 0), started).await,
+        RuleKind::Metric(m) => evaluate_metric(rule, m, sources, started).await,
+    }
+}
+
+fn source_at<'a>(sources: &[Result<&'a Source, &'a str>], i: usize) -> Result<&'a Source, &'a str> {
+    sources.get(i).copied().unwrap_or(Err("no connection pool was set up for this database"))
+}
+
+async fn evaluate_signal(rule: &Rule, s: &SignalRule, source: Result<&Source, &str>, started: Instant) -> Outcome {
     let fetched = fetch(rule, source).await;
     let connect_failed = matches!(fetched, Err((Some(FetchError::Connect(_)), _)));
     let rows = fetched.as_ref().map(|rs| rs.rows.len()).unwrap_or(0);
-    let (families, status) = match &rule.kind {
-        RuleKind::Signal(s) => {
-            let results = signal::evaluate(s, fetched.as_ref().map_err(|(_, m)| m.as_str()), Utc::now());
-            let status = match &fetched {
-                Err((Some(FetchError::Timeout(_)), _)) => Status::Timeout,
-                Err((_, m)) => Status::Error(m.clone()),
-                Ok(_) => match results.iter().find_map(column_problem) {
-                    Some(m) => Status::Error(m),
-                    None => Status::Success,
-                },
-            };
-            (signal::families(s, &results), status)
+    let results = signal::evaluate(s, fetched.as_ref().map_err(|(_, m)| m.as_str()), Utc::now());
+    let status = match &fetched {
+        Err((Some(FetchError::Timeout(_)), _)) => Status::Timeout,
+        Err((_, m)) => Status::Error(m.clone()),
+        Ok(_) => match results.iter().find_map(column_problem) {
+            Some(m) => Status::Error(m),
+            None => Status::Success,
+        },
+    };
+    let families = signal::families(s, &results);
+    let connect_failures = if connect_failed { vec![rule.database.clone()] } else { Vec::new() };
+    Outcome { families, status, rows, duration: started.elapsed(), connect_failed, connect_failures }
+}
+
+/// One run of a metric rule on each of its databases, concurrently; the families merged in
+/// declaration order, each database's series present only if its run succeeded.
+async fn evaluate_metric(rule: &Rule, m: &MetricRule, sources: &[Result<&Source, &str>], started: Instant) -> Outcome {
+    let databases = rule.databases();
+    let runs = futures_util::future::join_all(databases.iter().enumerate().map(|(i, db)| {
+        let src = source_at(sources, i);
+        async move { (*db, fetch(rule, src).await) }
+    }))
+    .await;
+
+    let mut families: Vec<Family> =
+        m.families.iter().map(|f| Family::new(&f.name, &f.help, metric::exposition_type(f.kind))).collect();
+    let mut merge = |produced: Vec<Family>| {
+        for f in produced {
+            if let Some(target) = families.iter_mut().find(|t| t.name == f.name) {
+                target.samples.extend(f.samples);
+            }
         }
     };
-    Outcome { families, status, rows, duration: started.elapsed(), connect_failed }
+    let several = databases.len() > 1;
+    let on = |db: &str, msg: String| if several { format!("database '{db}': {msg}") } else { msg };
+    let (mut rows, mut errors, mut timed_out, mut connect_failures) = (0, Vec::new(), false, Vec::new());
+    for (db, fetched) in runs {
+        match fetched {
+            Ok(rs) => {
+                rows += rs.rows.len();
+                match metric::evaluate(m, db, &rs) {
+                    Ok(produced) => merge(produced),
+                    Err(msg) => {
+                        errors.push(on(db, msg));
+                        merge(metric::failed(m, db));
+                    }
+                }
+            }
+            Err((e, msg)) => {
+                match e {
+                    Some(FetchError::Timeout(_)) => timed_out = true,
+                    Some(FetchError::Connect(_)) => {
+                        connect_failures.push(db.to_string());
+                        errors.push(on(db, msg));
+                    }
+                    _ => errors.push(on(db, msg)),
+                }
+                merge(metric::failed(m, db));
+            }
+        }
+    }
+    // A family without series would only print its HELP and TYPE lines.
+    families.retain(|f| !f.samples.is_empty());
+    let status = if !errors.is_empty() {
+        Status::Error(errors.join("; "))
+    } else if timed_out {
+        Status::Timeout
+    } else {
+        Status::Success
+    };
+    Outcome {
+        families,
+        status,
+        rows,
+        duration: started.elapsed(),
+        connect_failed: !connect_failures.is_empty(),
+        connect_failures,
+    }
 }
 
 /// Runs the rule's query; on failure, the fetch error (if it got that far) and a message.
 async fn fetch(rule: &Rule, source: Result<&Source, &str>) -> Result<ResultSet, (Option<FetchError>, String)> {
     let source = source.map_err(|m| (None, m.to_string()))?;
-    let sql = template::render_query(rule, template::ASSUMED_SERVER_VERSION_NUM)
-        .map_err(|e| (None, format!("query template: {}", template::describe(&e))))?;
     let params = match &rule.kind {
         RuleKind::Signal(s) => signal_params(s),
+        // A metric rule's query takes no parameters.
+        RuleKind::Metric(_) => Vec::new(),
     };
-    source
-        .fetch(&sql, &params, rule.timeout, rule.max_rows)
-        .await
-        .map_err(|e| {
-            let m = e.to_string();
-            (Some(e), m)
+    // The template is rendered for the server's own version, learnt with the connection.
+    let render = |version: i64| {
+        template::render_query(rule, version).map_err(|e| {
+            format!("the query template does not render for server_version_num {version}: {}", template::describe(&e))
         })
+    };
+    source.fetch_rendered(render, &params, rule.timeout, rule.max_rows).await.map_err(|e| {
+        let m = e.to_string();
+        (Some(e), m)
+    })
 }
 
 /// A missing column fails every target with the same query-level detail: that is a rule error.

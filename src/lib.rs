@@ -7,7 +7,7 @@
 //! ```text
 //! rules file ──▶ validated model ──▶ scheduler ──▶ source query ──▶ evaluation ──▶ snapshot ──▶ HTTP
 //! rules::load    rules::model        scheduler     source           evaluation     snapshot     http
-//!                                                  (cell)           signal         exposition
+//!                                                  (cell)           signal, metric exposition
 //! ```
 //!
 //! - [`rules`]: reads YAML, checks it against the JSON Schema (`schemas/rules.schema.json`) and the
@@ -17,17 +17,21 @@
 //! - [`source`]: the only module that talks to PostgreSQL (pools, timeouts, cancel, row decoding into
 //!   [`cell::Cell`]s).
 //! - [`evaluation`]: one run of one rule; [`signal`] is the pure judgement of a health signal (rows in,
-//!   states out) and is unit-tested without a database.
+//!   states out) and [`metric`] the pure mapping of a metric rule's rows to families; both are
+//!   unit-tested without a database.
 //! - [`exposition`]: renders families to the text format; [`snapshot`] holds the rendered bytes that
 //!   `/metrics` serves.
 //! - [`http`]: warp routes; [`app`] wires everything; [`self_metrics`] are the exporter's own metrics.
+//! - [`check`]: `--check-rules`, the same validation for CI, with `--db` preparing every query.
 //! - [`tempdb`]: a throwaway PostgreSQL for tests, the demo and benchmarks.
 
 pub mod app;
 pub mod cell;
+pub mod check;
 pub mod evaluation;
 pub mod exposition;
 pub mod http;
+pub mod metric;
 pub mod rules;
 pub mod scheduler;
 pub mod secret;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 
-use sql_signal_exporter::{app, http};
+use sql_signal_exporter::{app, check, http};
 
 /// A Prometheus exporter whose metrics and fail-safe health signals are SQL rules in YAML.
 #[derive(Parser, Debug)]
@@ -38,6 +38,28 @@ struct Cli {
     /// Output format of log messages.
     #[arg(long = "log.format", value_enum, default_value = "logfmt")]
     log_format: LogFormat,
+
+    /// Check rules files and exit: 0 when all are valid, 1 when one is not, 2 when one cannot be
+    /// read. Reports every problem as FILE:LINE:COL; connects nowhere unless --db.
+    #[arg(long = "check-rules", value_name = "FILE", num_args = 1..)]
+    check_rules: Option<Vec<PathBuf>>,
+
+    /// With --check-rules: also connect to each database and prepare (never run) every query,
+    /// checking its SQL, the columns the rule reads and their types.
+    #[arg(long, requires = "check_rules")]
+    db: bool,
+
+    /// With --check-rules: warnings (such as an unset ${VAR}) are errors.
+    #[arg(long, requires = "check_rules")]
+    strict: bool,
+
+    /// With --check-rules: how diagnostics are printed.
+    #[arg(long, value_enum, default_value = "text")]
+    format: check::Format,
+
+    /// Print the JSON Schema of rules files and exit.
+    #[arg(long = "print-schema")]
+    print_schema: bool,
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -72,6 +94,14 @@ fn init_logging(level: LogLevel, format: LogFormat) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.print_schema {
+        print!("{}", sql_signal_exporter::rules::load::SCHEMA_TEXT);
+        return ExitCode::SUCCESS;
+    }
+    if let Some(files) = &cli.check_rules {
+        let opts = check::Options { db: cli.db, strict: cli.strict, format: cli.format };
+        return ExitCode::from(check::run(files, &opts));
+    }
     init_logging(cli.log_level, cli.log_format);
 
     if cli.rules.is_empty() {

@@ -26,7 +26,8 @@ type SourceSlot = Arc<Result<Source, String>>;
 
 struct RuleTask {
     rule: Arc<Rule>,
-    source: SourceSlot,
+    /// One slot per database of [`Rule::databases`], in that order.
+    sources: Vec<SourceSlot>,
     cancel: CancellationToken,
     handle: JoinHandle<()>,
 }
@@ -85,18 +86,24 @@ impl Scheduler {
 
         let mut old_tasks = std::mem::take(&mut state.tasks);
         for rule in &rules.rules {
-            let slot = match state.sources.get(&rule.database) {
-                Some((_, _, slot)) => slot.clone(),
-                None => Arc::new(Err(format!("database '{}' is not declared", rule.database))),
-            };
+            let slots: Vec<SourceSlot> = rule
+                .databases()
+                .into_iter()
+                .map(|db| match state.sources.get(db) {
+                    Some((_, _, slot)) => slot.clone(),
+                    None => Arc::new(Err(format!("database '{db}' is not declared"))),
+                })
+                .collect();
             if let Some(task) = old_tasks.remove(&rule.name) {
-                if task.rule == *rule && Arc::ptr_eq(&task.source, &slot) {
+                let same_sources = task.sources.len() == slots.len()
+                    && task.sources.iter().zip(&slots).all(|(a, b)| Arc::ptr_eq(a, b));
+                if task.rule == *rule && same_sources {
                     state.tasks.insert(rule.name.clone(), task);
                     continue;
                 }
                 task.cancel.cancel();
             }
-            let task = self.spawn(rule.clone(), slot);
+            let task = self.spawn(rule.clone(), slots);
             state.tasks.insert(rule.name.clone(), task);
         }
         for (name, task) in old_tasks {
@@ -105,16 +112,16 @@ impl Scheduler {
         }
     }
 
-    fn spawn(&self, rule: Arc<Rule>, source: SourceSlot) -> RuleTask {
+    fn spawn(&self, rule: Arc<Rule>, sources: Vec<SourceSlot>) -> RuleTask {
         let cancel = CancellationToken::new();
         let handle = tokio::spawn(rule_loop(
             rule.clone(),
-            source.clone(),
+            sources.clone(),
             self.store.clone(),
             self.metrics.clone(),
             cancel.clone(),
         ));
-        RuleTask { rule, source, cancel, handle }
+        RuleTask { rule, sources, cancel, handle }
     }
 
     /// Stops every rule task (waiting at most `grace`) and closes the pools.
@@ -144,7 +151,7 @@ fn statement_timeout(rules: &RuleSet, database: &str) -> Duration {
     rules
         .rules
         .iter()
-        .filter(|r| r.database == database)
+        .filter(|r| r.databases().contains(&database))
         .map(|r| r.timeout)
         .max()
         .unwrap_or(Duration::from_secs(30))
@@ -153,7 +160,7 @@ fn statement_timeout(rules: &RuleSet, database: &str) -> Duration {
 
 async fn rule_loop(
     rule: Arc<Rule>,
-    source: SourceSlot,
+    sources: Vec<SourceSlot>,
     store: Arc<SnapshotStore>,
     metrics: Arc<SelfMetrics>,
     cancel: CancellationToken,
@@ -161,9 +168,10 @@ async fn rule_loop(
     let mut next = Instant::now();
     let mut failing = false;
     loop {
-        let src = source.as_ref().as_ref().map_err(String::as_str);
+        let srcs: Vec<Result<&Source, &str>> =
+            sources.iter().map(|s| s.as_ref().as_ref().map_err(String::as_str)).collect();
         let outcome = tokio::select! {
-            o = evaluation::evaluate(&rule, src) => o,
+            o = evaluation::evaluate_on(&rule, &srcs) => o,
             _ = cancel.cancelled() => return,
         };
         match &outcome.status {
@@ -183,9 +191,9 @@ async fn rule_loop(
             }
         }
         metrics.observe(&rule.name, &outcome);
-        if let Ok(src) = source.as_ref() {
+        for src in sources.iter().filter_map(|s| s.as_ref().as_ref().ok()) {
             let db = src.database.name.as_str();
-            if outcome.connect_failed {
+            if outcome.connect_failures.iter().any(|f| f == db) {
                 metrics.db_connection_errors.with_label_values(&[db]).inc();
             } else {
                 metrics.db_connection_errors.with_label_values(&[db]);

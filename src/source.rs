@@ -5,12 +5,17 @@
 //! are read-only, named (`application_name`) and carry `statement_timeout` and `lock_timeout` as
 //! startup options (so they cost no extra statement), and a query past its timeout is cancelled on
 //! the server, not merely abandoned.
+//!
+//! The server's version (`server_version_num`) is read once per new connection, in the pool's
+//! `post_create` hook, and kept on the [`Source`]: query templates branch on it (PostgreSQL 17 moved
+//! columns between statistics views), yet a rule still costs one statement per evaluation.
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures_util::{pin_mut, TryStreamExt};
 use tokio::time::{timeout_at, Instant};
 use tokio_postgres::types::{ToSql, Type};
@@ -22,6 +27,15 @@ use crate::secret::redact;
 
 /// The `application_name` of every session, so a DBA sees who is querying.
 pub const APPLICATION_NAME: &str = "sql-signal-exporter";
+
+/// A query as the server prepared it, not run: its parameter types and result columns.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The rendered SQL that was prepared.
+    pub sql: String,
+    pub params: Vec<Type>,
+    pub columns: Vec<(String, Type)>,
+}
 
 /// Why a query produced no result.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +67,9 @@ pub struct Source {
     pool: Pool,
     /// Strings that must never leave this module: the DSN and its password.
     secrets: Vec<String>,
+    /// `server_version_num` of the newest connection; 0 until one was made or when the server did
+    /// not tell.
+    server_version_num: Arc<AtomicI64>,
 }
 
 impl std::fmt::Debug for Source {
@@ -89,13 +106,47 @@ impl Source {
         }
         config.connect_timeout(database.connect_timeout);
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let server_version_num = Arc::new(AtomicI64::new(0));
+        let version_slot = server_version_num.clone();
         let pool = Pool::builder(manager)
             .max_size(database.max_connections)
             .runtime(Runtime::Tokio1)
             .create_timeout(Some(database.connect_timeout))
+            .post_create(Hook::async_fn(move |client, _| {
+                let slot = version_slot.clone();
+                Box::pin(async move {
+                    match client.simple_query("SHOW server_version_num").await {
+                        Ok(messages) => {
+                            let version = messages.iter().find_map(|m| match m {
+                                tokio_postgres::SimpleQueryMessage::Row(row) => {
+                                    row.get(0).and_then(|v| v.trim().parse::<i64>().ok())
+                                }
+                                _ => None,
+                            });
+                            slot.store(version.unwrap_or(0), Ordering::Relaxed);
+                            Ok(())
+                        }
+                        // A PostgreSQL-compatible server without the setting: templates see the assumed version.
+                        Err(e) if e.as_db_error().is_some() => {
+                            slot.store(0, Ordering::Relaxed);
+                            Ok(())
+                        }
+                        Err(e) => Err(HookError::Backend(e)),
+                    }
+                })
+            }))
             .build()
             .map_err(|e| format!("database '{}': cannot build the connection pool: {e}", database.name))?;
-        Ok(Source { database, pool, secrets })
+        Ok(Source { database, pool, secrets, server_version_num })
+    }
+
+    /// The server's `server_version_num` (e.g. 150004), once a connection has been made and the
+    /// server told it.
+    pub fn server_version_num(&self) -> Option<i64> {
+        match self.server_version_num.load(Ordering::Relaxed) {
+            0 => None,
+            v => Some(v),
+        }
     }
 
     /// Removes the DSN and password from a message that came from the driver or server.
@@ -116,14 +167,30 @@ impl Source {
     /// Runs `sql` with `params` (each bound as a text array), reading at most `max_rows` rows,
     /// all within `timeout` (waiting for a connection included).
     pub async fn fetch(&self, sql: &str, params: &[Vec<String>], timeout: Duration, max_rows: usize) -> Result<ResultSet, FetchError> {
+        self.fetch_rendered(|_| Ok(sql.to_string()), params, timeout, max_rows).await
+    }
+
+    /// Like [`fetch`](Self::fetch), with the SQL rendered by `render` from the server's
+    /// `server_version_num` once a connection is at hand (the assumed version of
+    /// [`crate::template::ASSUMED_SERVER_VERSION_NUM`] when the server did not tell). A render error
+    /// is a [`FetchError::Query`] and sends nothing to the server.
+    pub async fn fetch_rendered(
+        &self,
+        render: impl FnOnce(i64) -> Result<String, String>,
+        params: &[Vec<String>],
+        timeout: Duration,
+        max_rows: usize,
+    ) -> Result<ResultSet, FetchError> {
         let deadline = Instant::now() + timeout;
         let client = match timeout_at(deadline, self.pool.get()).await {
             Err(_) => return Err(FetchError::Timeout(timeout)),
             Ok(Err(e)) => return Err(FetchError::Connect(self.scrub(&describe_pool_error(&e)))),
             Ok(Ok(c)) => c,
         };
+        let version = self.server_version_num().unwrap_or(crate::template::ASSUMED_SERVER_VERSION_NUM);
+        let sql = render(version).map_err(FetchError::Query)?;
         let cancel = client.cancel_token();
-        match timeout_at(deadline, run(&client, sql, params, max_rows)).await {
+        match timeout_at(deadline, run(&client, &sql, params, max_rows)).await {
             Ok(Ok(rs)) => Ok(rs),
             Ok(Err(e)) => {
                 if matches!(e, FetchError::TooManyRows(_)) {
@@ -148,6 +215,43 @@ impl Source {
                 drop(deadpool_postgres::Object::take(client));
                 Err(FetchError::Timeout(timeout))
             }
+        }
+    }
+
+    /// Prepares the SQL that `render` makes (from the server's `server_version_num`) on a pooled
+    /// session, without executing it, all within `timeout`: what `--check-rules --db` asks the
+    /// server. Messages are scrubbed of the DSN and password.
+    pub async fn prepare_rendered(
+        &self,
+        render: impl FnOnce(i64) -> Result<String, String>,
+        timeout: Duration,
+    ) -> Result<Prepared, FetchError> {
+        let deadline = Instant::now() + timeout;
+        let client = match timeout_at(deadline, self.pool.get()).await {
+            Err(_) => return Err(FetchError::Timeout(timeout)),
+            Ok(Err(e)) => return Err(FetchError::Connect(self.scrub(&describe_pool_error(&e)))),
+            Ok(Ok(c)) => c,
+        };
+        let version = self.server_version_num().unwrap_or(crate::template::ASSUMED_SERVER_VERSION_NUM);
+        let sql = render(version).map_err(FetchError::Query)?;
+        match timeout_at(deadline, client.prepare(&sql)).await {
+            Err(_) => {
+                drop(deadpool_postgres::Object::take(client));
+                Err(FetchError::Timeout(timeout))
+            }
+            Ok(Err(e)) => {
+                let mut msg = describe_pg_error(&e);
+                if let Some(tokio_postgres::error::ErrorPosition::Original(at)) = e.as_db_error().and_then(|d| d.position()) {
+                    let line = sql.chars().take((*at as usize).saturating_sub(1)).filter(|&c| c == '\n').count() + 1;
+                    msg.push_str(&format!(" (line {line} of the rendered SQL)"));
+                }
+                Err(FetchError::Query(self.scrub(&msg)))
+            }
+            Ok(Ok(stmt)) => Ok(Prepared {
+                params: stmt.params().to_vec(),
+                columns: stmt.columns().iter().map(|c| (c.name().to_string(), c.type_().clone())).collect(),
+                sql,
+            }),
         }
     }
 

@@ -32,6 +32,8 @@ pub fn query_context(rule: &Rule, server_version_num: i64) -> Value {
             ctx.insert("min_rows".into(), s.min_rows.into());
             ctx.insert("labels".into(), s.labels.clone().into());
         }
+        // A metric rule's template sees the common variables only: vars, server_version_num, rule.
+        RuleKind::Metric(_) => {}
     }
     Value::from_serialize(serde_json::Value::Object(ctx))
 }

@@ -3,6 +3,8 @@
 pub mod diagnostic;
 pub mod load;
 pub mod model;
+pub mod schema_errors;
+pub mod span;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use load::{load_files, load_sources, LoadOptions, Loaded};

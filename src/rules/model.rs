@@ -49,9 +49,23 @@ pub struct Rule {
     pub kind: RuleKind,
 }
 
+// A rule set holds a handful of rules for the process's lifetime: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum RuleKind {
     Signal(SignalRule),
+    Metric(MetricRule),
+}
+
+impl Rule {
+    /// Every database the rule runs on, in declaration order: `database` alone, except for a metric
+    /// rule that names several (then `database` is the first of them).
+    pub fn databases(&self) -> Vec<&str> {
+        match &self.kind {
+            RuleKind::Metric(m) if !m.databases.is_empty() => m.databases.iter().map(String::as_str).collect(),
+            _ => vec![self.database.as_str()],
+        }
+    }
 }
 
 /// A health signal: the newest `window` results of each target decide up or down.
@@ -181,4 +195,115 @@ impl Reasons {
         all.dedup();
         all
     }
+}
+
+/// A metric rule: every row of the query becomes series of one or more metric families.
+///
+/// A rule that names several databases runs its query once on each per interval; each series then
+/// carries `database_label`, whose value is the database's name in the rules file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricRule {
+    /// Every database the rule runs on, at least one; [`Rule::database`] is the first.
+    pub databases: Vec<String>,
+    /// The label naming the database on every series, when set (always set for several databases).
+    pub database_label: Option<String>,
+    pub families: Vec<MetricFamily>,
+}
+
+/// How one metric family is read from a rule's rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricFamily {
+    pub name: String,
+    pub help: String,
+    pub kind: MetricKind,
+    /// Columns whose values become label values, the label named as the column.
+    pub key_labels: Vec<String>,
+    /// Labels with a fixed value, in declaration order.
+    pub static_labels: Vec<(String, String)>,
+    pub values: FamilyValues,
+    pub on_null: OnNull,
+    pub on_empty: OnEmpty,
+    pub on_error: OnError,
+}
+
+/// The kind of a metric family; `Info` is exported as a gauge of value 1 (the text format has no
+/// info type), its name ending in `_info`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Gauge,
+    /// The value is the current total, read as is (the database keeps the count).
+    Counter,
+    Info,
+}
+
+impl MetricKind {
+    pub fn parse(s: &str) -> Option<MetricKind> {
+        Some(match s {
+            "gauge" => MetricKind::Gauge,
+            "counter" => MetricKind::Counter,
+            "info" => MetricKind::Info,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Gauge => "gauge",
+            MetricKind::Counter => "counter",
+            MetricKind::Info => "info",
+        }
+    }
+}
+
+/// Where a family's values come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FamilyValues {
+    /// One value column: one series per row.
+    Column(String),
+    /// Several value columns, one series per row and column; `label` names the column.
+    Unpivot { label: String, columns: Vec<String> },
+    /// No value column: every series is 1 (info families).
+    One,
+}
+
+impl FamilyValues {
+    /// The value columns read, in declaration order.
+    pub fn columns(&self) -> &[String] {
+        match self {
+            FamilyValues::Column(c) => std::slice::from_ref(c),
+            FamilyValues::Unpivot { columns, .. } => columns,
+            FamilyValues::One => &[],
+        }
+    }
+}
+
+/// What a NULL value becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnNull {
+    /// No series for that row and column.
+    #[default]
+    Skip,
+    /// The series is reported as 0.
+    Zero,
+}
+
+/// What a family exports when the query returns no rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnEmpty {
+    /// No series.
+    #[default]
+    None,
+    /// One series of value 0 (per unpivoted column); only for families without key labels.
+    Zero,
+}
+
+/// What a family exports when the rule fails (query error, timeout, bad value, duplicate series).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// No series: the family's series are withdrawn, never served stale.
+    #[default]
+    None,
+    /// One series of value 0 (per unpivoted column), e.g. an `up` metric that reads 0 when the
+    /// database cannot be reached; only for families without key labels.
+    Zero,
 }

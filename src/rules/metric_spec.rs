@@ -1,0 +1,423 @@
+//! Loading one metric rule (an entry of the top-level `metrics:` list) into the typed model.
+//!
+//! The JSON Schema has already checked the shape (keys, types, which of `value` / `values` a family
+//! has); this module checks what a schema cannot say well and what an operator should hear about
+//! before the first scrape rather than in a log at 3 a.m.: Prometheus naming conventions (a counter
+//! ends in `_total`, an info family in `_info`), label names that would collide within a series, and
+//! `on_empty` / `on_error` zero series that could not carry their key labels. It is a child module
+//! of [`super`] (the loader) so it shares the loader's bookkeeping of names and diagnostics.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::{check_label_name, empty_object, Ctx, OneOrMany, DEFAULT_INTERVAL, DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT};
+use crate::rules::diagnostic::Diagnostic;
+use crate::rules::model::*;
+use crate::template;
+
+/// The label that names the database when a rule runs on several and `database_label` is not set.
+/// Not `database`: that name usually holds a `datname` of the server (as in `postgresql_lock`).
+pub const DEFAULT_DATABASE_LABEL: &str = "server";
+
+/// One entry of `metrics:`, as written.
+#[derive(Deserialize)]
+pub(super) struct MetricRuleSpec {
+    name: String,
+    database: OneOrMany,
+    database_label: Option<String>,
+    interval: Option<String>,
+    timeout: Option<String>,
+    max_rows: Option<usize>,
+    #[serde(default)]
+    key_labels: Vec<String>,
+    families: Vec<FamilySpec>,
+    #[serde(default = "empty_object")]
+    vars: serde_json::Value,
+    query: String,
+}
+
+#[derive(Deserialize)]
+struct FamilySpec {
+    name: String,
+    help: String,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    key_labels: Option<Vec<String>>,
+    #[serde(default)]
+    static_labels: BTreeMap<String, String>,
+    value: Option<String>,
+    values: Option<Vec<String>>,
+    value_label: Option<String>,
+    on_null: Option<String>,
+    on_empty: Option<String>,
+    on_error: Option<String>,
+    require_total_suffix: Option<bool>,
+}
+
+impl Ctx<'_> {
+    /// Validates `metrics[index]` of `path` and adds it to the rule set (also when it has errors, so
+    /// later checks such as "database declared" still run; the load fails on any error anyway).
+    pub(super) fn metric_rule(&mut self, path: &Path, index: usize, s: MetricRuleSpec) {
+        let base = format!("/metrics/{index}");
+        let ptr = |k: &str| format!("{base}/{k}");
+        self.claim_rule_name(path, ptr("name"), &s.name);
+
+        let interval = self.duration(path, ptr("interval"), s.interval.as_deref(), DEFAULT_INTERVAL);
+        let timeout = self.duration(path, ptr("timeout"), s.timeout.as_deref(), DEFAULT_TIMEOUT.min(interval));
+        if timeout >= interval {
+            self.error(
+                path,
+                ptr("timeout"),
+                format!(
+                    "timeout ({}) must be shorter than interval ({}) so that a rule never overlaps itself",
+                    humantime::format_duration(timeout),
+                    humantime::format_duration(interval)
+                ),
+            );
+        }
+
+        let (databases, several) = match s.database {
+            OneOrMany::One(d) => (vec![d], false),
+            OneOrMany::Many(ds) => (ds, true),
+        };
+        let database_label = match (s.database_label, several) {
+            (Some(l), _) => Some(l),
+            (None, true) => Some(DEFAULT_DATABASE_LABEL.to_string()),
+            (None, false) => None,
+        };
+        if let Some(l) = &database_label {
+            check_label_name(self, path, ptr("database_label"), l);
+        }
+
+        let mut families = Vec::with_capacity(s.families.len());
+        for (i, f) in s.families.into_iter().enumerate() {
+            let fptr = format!("{base}/families/{i}");
+            families.push(self.metric_family(path, &fptr, &s.name, &s.key_labels, database_label.as_deref(), f));
+        }
+
+        let rule = Rule {
+            name: s.name,
+            file: path.to_path_buf(),
+            database: databases.first().cloned().unwrap_or_default(),
+            interval,
+            timeout,
+            max_rows: s.max_rows.unwrap_or(DEFAULT_MAX_ROWS),
+            query: s.query,
+            vars: s.vars,
+            kind: RuleKind::Metric(MetricRule { databases, database_label, families }),
+        };
+        if let Err(e) = template::render_query(&rule, template::ASSUMED_SERVER_VERSION_NUM) {
+            self.error(path, ptr("query"), format!("the query template does not render: {}", template::describe(&e)));
+        }
+        self.set.rules.push(Arc::new(rule));
+    }
+
+    fn metric_family(
+        &mut self,
+        path: &Path,
+        fptr: &str,
+        rule: &str,
+        rule_key_labels: &[String],
+        database_label: Option<&str>,
+        f: FamilySpec,
+    ) -> MetricFamily {
+        let ptr = |k: &str| format!("{fptr}/{k}");
+        self.claim_metric_name(path, ptr("name"), &f.name, rule);
+        let kind = f.kind.as_deref().and_then(MetricKind::parse).unwrap_or(MetricKind::Gauge);
+        let name = &f.name;
+
+        // Names: what promtool (and every Prometheus user) expects of each type.
+        match kind {
+            MetricKind::Counter if !name.ends_with("_total") && f.require_total_suffix != Some(false) => self.error(
+                path,
+                ptr("name"),
+                format!("counter '{name}' must end in _total (the Prometheus convention promtool checks); rename it, or set require_total_suffix: false to keep a legacy name"),
+            ),
+            MetricKind::Info if !name.ends_with("_info") => {
+                self.error(path, ptr("name"), format!("info metric '{name}' must end in _info"))
+            }
+            MetricKind::Gauge if name.ends_with("_total") => self.diags.push(Diagnostic::warning(
+                path,
+                ptr("name"),
+                format!("gauge '{name}' ends in _total, which Prometheus reserves for counters; promtool will flag it"),
+            )),
+            _ => {}
+        }
+        if let Some(suffix) = ["_count", "_sum", "_bucket"].into_iter().find(|s| name.ends_with(s)) {
+            self.diags.push(Diagnostic::warning(
+                path,
+                ptr("name"),
+                format!("'{name}' ends in {suffix}, which Prometheus reserves for histograms and summaries; promtool will flag it"),
+            ));
+        }
+        if f.require_total_suffix.is_some() && kind != MetricKind::Counter {
+            self.error(path, ptr("require_total_suffix"), "require_total_suffix applies to counters only");
+        }
+
+        let key_labels = f.key_labels.unwrap_or_else(|| rule_key_labels.to_vec());
+        let values = match (f.value, f.values, f.value_label) {
+            (Some(column), None, None) => FamilyValues::Column(column),
+            (None, Some(columns), Some(label)) => FamilyValues::Unpivot { label, columns },
+            // The schema allows no other combination: an info family has no value column.
+            _ => FamilyValues::One,
+        };
+
+        // Every label of a series must be distinct: the database label, static labels, key labels and
+        // the label that names an unpivoted column.
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        let mut clash = Vec::new();
+        let mut claim = |label: &str, role: String| match seen.get(label) {
+            Some(first) => clash.push(format!("label '{label}' is both {first} and {role}")),
+            None => {
+                seen.insert(label.to_string(), role);
+            }
+        };
+        if let Some(l) = database_label {
+            claim(l, "the database label".to_string());
+        }
+        for l in f.static_labels.keys() {
+            claim(l, "a static label".to_string());
+        }
+        for l in &key_labels {
+            claim(l, "a key label".to_string());
+        }
+        if let FamilyValues::Unpivot { label, .. } = &values {
+            claim(label, "the value_label".to_string());
+        }
+        for msg in clash {
+            self.error(path, fptr.to_string(), format!("{msg}; rename one of them (an SQL alias renames a column)"));
+        }
+        let labels: BTreeSet<&String> = key_labels.iter().chain(f.static_labels.keys()).collect();
+        for l in labels {
+            check_label_name(self, path, fptr.to_string(), l);
+        }
+        if let FamilyValues::Unpivot { label, .. } = &values {
+            check_label_name(self, path, ptr("value_label"), label);
+        }
+
+        let on_null = match f.on_null.as_deref() {
+            Some("zero") => OnNull::Zero,
+            _ => OnNull::Skip,
+        };
+        let on_empty = match f.on_empty.as_deref() {
+            Some("zero") => OnEmpty::Zero,
+            _ => OnEmpty::None,
+        };
+        let on_error = match f.on_error.as_deref() {
+            Some("zero") => OnError::Zero,
+            _ => OnError::None,
+        };
+        if kind == MetricKind::Info {
+            for (key, set) in [
+                ("on_null", f.on_null.is_some()),
+                ("on_empty", on_empty == OnEmpty::Zero),
+                ("on_error", on_error == OnError::Zero),
+            ] {
+                if set {
+                    self.error(
+                        path,
+                        ptr(key),
+                        format!("{key} does not apply to an info family: its series are 1 for each row"),
+                    );
+                }
+            }
+        }
+        for (key, zero) in [("on_empty", on_empty == OnEmpty::Zero), ("on_error", on_error == OnError::Zero)] {
+            if zero && !key_labels.is_empty() && kind != MetricKind::Info {
+                self.error(
+                    path,
+                    ptr(key),
+                    format!(
+                        "{key}: zero needs a family without key labels (the zero series would have no value for {}); give this family key_labels: [] or drop {key}",
+                        key_labels.join(", ")
+                    ),
+                );
+            }
+        }
+
+        MetricFamily {
+            name: f.name,
+            help: f.help,
+            kind,
+            key_labels,
+            static_labels: f.static_labels.into_iter().collect(),
+            values,
+            on_null,
+            on_empty,
+            on_error,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use crate::rules::model::*;
+    use crate::rules::{load_sources, Diagnostics, LoadOptions, Loaded};
+
+    const HEAD: &str = "version: 1\ndatabases:\n  a: {dsn: 'host=a'}\n  b: {dsn: 'host=b'}\nmetrics:\n";
+
+    fn load(metrics: &str) -> Result<Loaded, Diagnostics> {
+        let opts = LoadOptions { env: Arc::new(|_| None), unset_env_is_error: true };
+        load_sources(&[(PathBuf::from("t.yaml"), format!("{HEAD}{metrics}"))], &opts)
+    }
+
+    /// Every diagnostic as `at POINTER: MESSAGE`, a line each.
+    fn errors(metrics: &str) -> String {
+        match load(metrics) {
+            Ok(_) => panic!("loaded without errors:\n{metrics}"),
+            Err(d) => d.0.iter().map(|d| format!("at {}: {}\n", d.pointer, d.message)).collect(),
+        }
+    }
+
+    fn metric(loaded: &Loaded, i: usize) -> &MetricRule {
+        match &loaded.rules.rules[i].kind {
+            RuleKind::Metric(m) => m,
+            other => panic!("not a metric rule: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_full_rule_loads_into_the_model() {
+        let loaded = load(
+            "  - name: r\n    database: a\n    interval: 30s\n    timeout: 5s\n    key_labels: [database]\n    query: select 1\n    families:\n\
+             \x20     - {name: x_bytes, help: h, value: v, static_labels: {env: prod}, on_null: zero}\n\
+             \x20     - {name: y, help: h, values: [p, q], value_label: type, key_labels: []}\n\
+             \x20     - {name: z_total, help: h, type: counter, value: c}\n\
+             \x20     - {name: v_info, help: h, type: info, key_labels: [version]}\n",
+        )
+        .unwrap();
+        let rule = &loaded.rules.rules[0];
+        assert_eq!(rule.database, "a");
+        assert_eq!(rule.interval, std::time::Duration::from_secs(30));
+        let m = metric(&loaded, 0);
+        assert_eq!(m.databases, ["a"]);
+        assert_eq!(m.database_label, None);
+        let f = &m.families;
+        assert_eq!(f[0].key_labels, ["database"]);
+        assert_eq!(f[0].static_labels, [("env".to_string(), "prod".to_string())]);
+        assert_eq!(f[0].values, FamilyValues::Column("v".into()));
+        assert_eq!(f[0].on_null, OnNull::Zero);
+        assert!(f[1].key_labels.is_empty());
+        assert_eq!(f[1].values, FamilyValues::Unpivot { label: "type".into(), columns: vec!["p".into(), "q".into()] });
+        assert_eq!(f[2].kind, MetricKind::Counter);
+        assert_eq!(f[3].kind, MetricKind::Info);
+        assert_eq!(f[3].values, FamilyValues::One);
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    }
+
+    #[test]
+    fn a_list_of_databases_gets_the_server_label_unless_named() {
+        let loaded =
+            load("  - {name: r, database: [a, b], query: select 1, families: [{name: x, help: h, value: v}]}\n")
+                .unwrap();
+        let m = metric(&loaded, 0);
+        assert_eq!(m.databases, ["a", "b"]);
+        assert_eq!(m.database_label.as_deref(), Some("server"));
+        assert_eq!(loaded.rules.rules[0].databases(), ["a", "b"]);
+        let loaded = load("  - {name: r, database: [a, b], database_label: instance_db, query: select 1, families: [{name: x, help: h, value: v}]}\n").unwrap();
+        assert_eq!(metric(&loaded, 0).database_label.as_deref(), Some("instance_db"));
+        let e =
+            errors("  - {name: r, database: [a, nope], query: select 1, families: [{name: x, help: h, value: v}]}\n");
+        assert!(e.contains("at /metrics/0/database/1: rule 'r' uses database 'nope'"), "{e}");
+    }
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        let e = errors(
+            "  - {name: r, database: a, query: select 1, families: [{name: x, help: h, type: counter, value: v}]}\n",
+        );
+        assert!(e.contains("/metrics/0/families/0/name: counter 'x' must end in _total"), "{e}");
+        load("  - {name: r, database: a, query: select 1, families: [{name: x, help: h, type: counter, value: v, require_total_suffix: false}]}\n").unwrap();
+        let e = errors("  - {name: r, database: a, query: select 1, families: [{name: x, help: h, type: info, key_labels: [v]}]}\n");
+        assert!(e.contains("info metric 'x' must end in _info"), "{e}");
+        let e = errors("  - {name: r, database: a, query: select 1, families: [{name: x, help: h, value: v, require_total_suffix: false}]}\n");
+        assert!(e.contains("require_total_suffix applies to counters only"), "{e}");
+        let loaded =
+            load("  - {name: r, database: a, query: select 1, families: [{name: x_total, help: h, value: v}]}\n")
+                .unwrap();
+        assert!(loaded.warnings[0].message.contains("gauge 'x_total' ends in _total"), "{:?}", loaded.warnings);
+        let loaded =
+            load("  - {name: r, database: a, query: select 1, families: [{name: rows_count, help: h, value: v}]}\n")
+                .unwrap();
+        assert!(loaded.warnings[0].message.contains("ends in _count"), "{:?}", loaded.warnings);
+        let e = errors("  - {name: r, database: a, query: select 1, families: [{name: sql_signal_exporter_x, help: h, value: v}]}\n");
+        assert!(e.contains("reserved"), "{e}");
+    }
+
+    #[test]
+    fn metric_names_are_unique_across_rules_and_families() {
+        let e = errors(
+            "  - {name: r, database: a, query: select 1, families: [{name: x, help: h, value: v}]}\n\
+             \x20 - {name: s, database: a, query: select 1, families: [{name: x, help: h, value: v}]}\n",
+        );
+        assert!(e.contains("/metrics/1/families/0/name: metric name 'x' is already produced by rule 'r'"), "{e}");
+        let e = errors("  - {name: r, database: a, query: select 1, families: [{name: x, help: h, value: v}, {name: x, help: h, value: w}]}\n");
+        assert!(e.contains("metric name 'x'"), "{e}");
+    }
+
+    #[test]
+    fn value_shapes_are_checked_by_the_schema() {
+        // Both a value and values; neither; values without value_label; a value on an info family.
+        for family in [
+            "{name: x, help: h, value: v, values: [w], value_label: t}",
+            "{name: x, help: h}",
+            "{name: x, help: h, values: [w]}",
+            "{name: x_info, help: h, type: info, value: v}",
+            "{name: x, help: h, value: v, on_null: maybe}",
+            "{name: x, help: ''}",
+        ] {
+            let e = errors(&format!("  - {{name: r, database: a, query: select 1, families: [{family}]}}\n"));
+            assert!(e.contains("/metrics/0/families/0"), "{family}: {e}");
+        }
+    }
+
+    #[test]
+    fn zero_series_need_a_family_without_key_labels() {
+        let e = errors("  - {name: r, database: a, query: select 1, key_labels: [k], families: [{name: x, help: h, value: v, on_empty: zero}]}\n");
+        assert!(e.contains("/metrics/0/families/0/on_empty: on_empty: zero needs a family without key labels"), "{e}");
+        let e = errors("  - {name: r, database: a, query: select 1, families: [{name: x, help: h, value: v, key_labels: [k], on_error: zero}]}\n");
+        assert!(e.contains("on_error: zero needs a family without key labels"), "{e}");
+        let e = errors("  - {name: r, database: a, query: select 1, families: [{name: x_info, help: h, type: info, on_null: zero}]}\n");
+        assert!(e.contains("on_null does not apply to an info family"), "{e}");
+    }
+
+    #[test]
+    fn labels_of_a_series_must_not_collide() {
+        let e = errors("  - {name: r, database: [a, b], query: select 1, families: [{name: x, help: h, value: v, key_labels: [server]}]}\n");
+        assert!(e.contains("label 'server' is both the database label and a key label"), "{e}");
+        let e = errors("  - {name: r, database: a, query: select 1, families: [{name: x, help: h, values: [v], value_label: k, key_labels: [k]}]}\n");
+        assert!(e.contains("label 'k' is both a key label and the value_label"), "{e}");
+        let e = errors("  - {name: r, database: a, query: select 1, families: [{name: x, help: h, value: v, key_labels: [__k]}]}\n");
+        assert!(e.contains("'__k' starts with '__'"), "{e}");
+    }
+
+    #[test]
+    fn templates_and_timeouts_are_checked_at_load() {
+        let e = errors(
+            "  - {name: r, database: a, query: 'select {{ nope }}', families: [{name: x, help: h, value: v}]}\n",
+        );
+        assert!(e.contains("/metrics/0/query: the query template does not render"), "{e}");
+        let e = errors("  - {name: r, database: a, interval: 10s, timeout: 10s, query: select 1, families: [{name: x, help: h, value: v}]}\n");
+        assert!(e.contains("/metrics/0/timeout"), "{e}");
+        load("  - {name: r, database: a, vars: {n: 3}, query: 'select {{ vars.n }} {% if server_version_num >= 170000 %}1{% endif %}', families: [{name: x, help: h, value: v}]}\n").unwrap();
+    }
+
+    #[test]
+    fn the_shipped_postgres_rules_load() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/rules/postgres.yaml")).unwrap();
+        let opts = LoadOptions {
+            env: Arc::new(|_| Some("postgresql://x@localhost/postgres".into())),
+            unset_env_is_error: true,
+        };
+        let loaded =
+            load_sources(&[(PathBuf::from("rules/postgres.yaml"), text)], &opts).unwrap_or_else(|d| panic!("{d}"));
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        assert!(loaded.rules.rules.len() >= 8);
+    }
+}

@@ -1,0 +1,683 @@
+//! Metric rules against a real PostgreSQL (started by the test itself): every mapping feature, every
+//! declared awkward case, templates that branch on the real server version, one rule on two
+//! databases, a failing rule beside healthy ones, and the shipped `rules/postgres.yaml` (the ISH
+//! PostgreSQL exporter's families), run through the real binary.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sql_signal_exporter::evaluation::{self, Status};
+use sql_signal_exporter::rules::{self, LoadOptions, Rule, RuleSet};
+use sql_signal_exporter::source::Source;
+use sql_signal_exporter::tempdb::TempPostgres;
+use sql_signal_exporter::{app, exposition};
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/// Loads `yaml` with `${VAR}`s from `env`; panics with every diagnostic if it does not load.
+fn load(yaml: &str, env: &[(&str, String)]) -> RuleSet {
+    let map: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let opts = LoadOptions { env: Arc::new(move |name| map.get(name).cloned()), unset_env_is_error: true };
+    match rules::load_sources(&[(PathBuf::from("test.yaml"), yaml.to_string())], &opts) {
+        Ok(loaded) => loaded.rules,
+        Err(d) => panic!("rules do not load:\n{d}\n---\n{yaml}"),
+    }
+}
+
+/// Rules on the database `main` at `dsn`, with `metrics` (YAML list items) appended.
+fn rules_on(dsn: &str, metrics: &str) -> RuleSet {
+    let yaml = format!("version: 1\ndatabases:\n  main:\n    dsn: \"${{DSN}}\"\nmetrics:\n{metrics}");
+    load(&yaml, &[("DSN", dsn.to_string())])
+}
+
+fn rule<'a>(set: &'a RuleSet, name: &str) -> &'a Rule {
+    set.rules.iter().find(|r| r.name == name).unwrap_or_else(|| panic!("no rule {name}"))
+}
+
+/// Runs every rule once through the library, as `--once` does.
+async fn run_once(set: &RuleSet) -> (String, bool) {
+    let (bytes, ok) = app::run_once(set).await;
+    (String::from_utf8(bytes).expect("exposition is UTF-8"), ok)
+}
+
+/// Evaluates one rule against its database(s), for the status message.
+async fn evaluate(set: &RuleSet, name: &str) -> evaluation::Outcome {
+    let r = rule(set, name);
+    let sources: Vec<Source> = r
+        .databases()
+        .iter()
+        .map(|d| Source::new(set.databases[*d].clone(), Duration::from_secs(10)).unwrap())
+        .collect();
+    let refs: Vec<Result<&Source, &str>> = sources.iter().map(Ok).collect();
+    let outcome = evaluation::evaluate_on(r, &refs).await;
+    for s in &sources {
+        s.close();
+    }
+    outcome
+}
+
+type Labels = BTreeMap<String, String>;
+
+/// The exposition's samples: metric name → label set → value. Panics on a line it cannot read and
+/// on a series that appears twice.
+fn parse(text: &str) -> BTreeMap<String, BTreeMap<Labels, f64>> {
+    let mut out: BTreeMap<String, BTreeMap<Labels, f64>> = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad line {line:?}"));
+        let value: f64 = match value {
+            "NaN" => f64::NAN,
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
+        };
+        let (name, labels) = match series.split_once('{') {
+            None => (series.to_string(), Labels::new()),
+            Some((name, rest)) => (name.to_string(), parse_labels(rest.strip_suffix('}').expect("closing brace"))),
+        };
+        let previous = out.entry(name).or_default().insert(labels, value);
+        assert!(previous.is_none(), "series twice: {line}");
+    }
+    out
+}
+
+fn parse_labels(mut s: &str) -> Labels {
+    let mut labels = Labels::new();
+    while !s.is_empty() {
+        let (name, rest) = s.split_once("=\"").expect("label=\"");
+        let mut value = String::new();
+        let mut chars = rest.char_indices();
+        let end = loop {
+            match chars.next().expect("closing quote") {
+                (_, '\\') => match chars.next().expect("escape").1 {
+                    'n' => value.push('\n'),
+                    c => value.push(c),
+                },
+                (i, '"') => break i,
+                (_, c) => value.push(c),
+            }
+        };
+        labels.insert(name.to_string(), value);
+        s = rest[end + 1..].strip_prefix(',').unwrap_or(&rest[end + 1..]);
+    }
+    labels
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// The value of one series, panicking with the family's series when it is missing.
+fn value(samples: &BTreeMap<String, BTreeMap<Labels, f64>>, name: &str, l: &[(&str, &str)]) -> f64 {
+    let family = samples.get(name).unwrap_or_else(|| panic!("no family {name}; have {:?}", samples.keys()));
+    *family.get(&labels(l)).unwrap_or_else(|| panic!("no series {name}{l:?}; have {:?}", family.keys()))
+}
+
+/// Polls `cond` (letting the runtime's other tasks run) until it holds; fails after 15 s.
+async fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn start() -> TempPostgres {
+    TempPostgres::start().expect("a temporary PostgreSQL starts")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mapping features
+
+#[tokio::test]
+async fn every_mapping_feature_on_a_real_server() {
+    let pg = start();
+    pg.psql(
+        "demo",
+        "CREATE TABLE jobs (queue text, waiting int, running bigint, done numeric, ratio float8, paused bool, last_run timestamptz, version text);
+         INSERT INTO jobs VALUES ('mail', 3, 1, 1200, 0.5, false, '2024-01-01T00:00:00Z', '1.2'),
+                                 ('sms', 0, 2, 7, 0.25, true, '2024-01-01T00:00:01.5Z', '1.3');",
+    )
+    .unwrap();
+    let set = rules_on(
+        &pg.dsn("demo"),
+        r#"
+  - name: jobs
+    database: main
+    interval: 30s
+    timeout: 5s
+    query: SELECT queue, waiting, running, done, ratio, paused, last_run, version FROM jobs
+    key_labels: [queue]
+    families:
+      - name: jobs_waiting
+        help: Jobs waiting.
+        value: waiting
+        static_labels: {team: ops}
+      - name: jobs
+        help: Jobs by state.
+        values: [waiting, running]
+        value_label: state
+      - name: jobs_done_total
+        help: Jobs done.
+        type: counter
+        value: done
+      - name: jobs_ratio
+        help: A float.
+        value: ratio
+      - name: jobs_paused
+        help: A bool.
+        value: paused
+      - name: jobs_last_run_timestamp_seconds
+        help: A timestamp.
+        value: last_run
+      - name: jobs_worker_info
+        help: Worker version.
+        type: info
+        key_labels: [queue, version]
+"#,
+    );
+    let (text, ok) = run_once(&set).await;
+    assert!(ok, "{text}");
+    assert_eq!(
+        text,
+        r#"# HELP jobs_waiting Jobs waiting.
+# TYPE jobs_waiting gauge
+jobs_waiting{queue="mail",team="ops"} 3
+jobs_waiting{queue="sms",team="ops"} 0
+# HELP jobs Jobs by state.
+# TYPE jobs gauge
+jobs{queue="mail",state="running"} 1
+jobs{queue="mail",state="waiting"} 3
+jobs{queue="sms",state="running"} 2
+jobs{queue="sms",state="waiting"} 0
+# HELP jobs_done_total Jobs done.
+# TYPE jobs_done_total counter
+jobs_done_total{queue="mail"} 1200
+jobs_done_total{queue="sms"} 7
+# HELP jobs_ratio A float.
+# TYPE jobs_ratio gauge
+jobs_ratio{queue="mail"} 0.5
+jobs_ratio{queue="sms"} 0.25
+# HELP jobs_paused A bool.
+# TYPE jobs_paused gauge
+jobs_paused{queue="mail"} 0
+jobs_paused{queue="sms"} 1
+# HELP jobs_last_run_timestamp_seconds A timestamp.
+# TYPE jobs_last_run_timestamp_seconds gauge
+jobs_last_run_timestamp_seconds{queue="mail"} 1704067200
+jobs_last_run_timestamp_seconds{queue="sms"} 1704067201.5
+# HELP jobs_worker_info Worker version.
+# TYPE jobs_worker_info gauge
+jobs_worker_info{queue="mail",version="1.2"} 1
+jobs_worker_info{queue="sms",version="1.3"} 1
+"#
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Declared behaviour of the awkward cases
+
+#[tokio::test]
+async fn nulls_and_empty_results_follow_the_declaration() {
+    let pg = start();
+    pg.psql(
+        "demo",
+        "CREATE TABLE readings (k text, v int); INSERT INTO readings VALUES ('a', NULL), ('b', 2), (NULL, 5);",
+    )
+    .unwrap();
+    let set = rules_on(
+        &pg.dsn("demo"),
+        r#"
+  - name: readings
+    database: main
+    query: SELECT k, v FROM readings
+    key_labels: [k]
+    families:
+      - {name: skipped, help: NULL skipped., value: v}
+      - {name: zeroed, help: NULL as zero., value: v, on_null: zero}
+  - name: nothing
+    database: main
+    query: SELECT 1 AS v, 2 AS w WHERE false
+    families:
+      - {name: empty_none, help: No rows no series., value: v}
+      - {name: empty_zero, help: No rows one zero., value: v, on_empty: zero}
+      - {name: empty_zero_unpivot, help: No rows zero per column., values: [v, w], value_label: c, on_empty: zero}
+"#,
+    );
+    let (text, ok) = run_once(&set).await;
+    assert!(ok, "{text}");
+    let s = parse(&text);
+    // The NULL key reads as the empty label value, i.e. no label to Prometheus.
+    assert_eq!(s["skipped"], BTreeMap::from([(labels(&[("k", "b")]), 2.0), (labels(&[("k", "")]), 5.0)]));
+    assert_eq!(
+        s["zeroed"],
+        BTreeMap::from([(labels(&[("k", "a")]), 0.0), (labels(&[("k", "b")]), 2.0), (labels(&[("k", "")]), 5.0)])
+    );
+    assert!(!s.contains_key("empty_none"), "{text}");
+    assert!(!text.contains("# HELP empty_none"), "no bare HELP for a family without series:\n{text}");
+    assert_eq!(s["empty_zero"], BTreeMap::from([(Labels::new(), 0.0)]));
+    assert_eq!(s["empty_zero_unpivot"], BTreeMap::from([(labels(&[("c", "v")]), 0.0), (labels(&[("c", "w")]), 0.0)]));
+}
+
+#[tokio::test]
+async fn bad_values_failed_queries_and_duplicates_fail_only_their_rule() {
+    let pg = start();
+    let set = rules_on(
+        &pg.dsn("demo"),
+        r#"
+  - name: healthy
+    database: main
+    query: SELECT 'x' AS k, 42 AS v
+    families: [{name: healthy_value, help: Fine., key_labels: [k], value: v}]
+  - name: not_a_number
+    database: main
+    query: SELECT 'a' AS k, '7' AS good, 'lots' AS v
+    key_labels: [k]
+    families:
+      - {name: parsed_value, help: Text holding a number is fine., value: good}
+      - {name: nan_value, help: Text that is not., value: v}
+  - name: broken_query
+    database: main
+    query: SELECT v FROM no_such_table
+    families: [{name: broken_value, help: Never., value: v}]
+  - name: duplicates
+    database: main
+    query: SELECT 'x' AS k, 1 AS v UNION ALL SELECT 'x', 2
+    families: [{name: dup_value, help: Two rows one series., key_labels: [k], value: v}]
+  - name: missing_column
+    database: main
+    query: SELECT 1 AS value
+    families: [{name: missing_value, help: Wrong column., value: v}]
+  - name: negative_counter
+    database: main
+    query: SELECT -1 AS v
+    families: [{name: negative_total, help: Counters do not go down., type: counter, value: v}]
+  - name: cancelled
+    database: main
+    interval: 5s
+    timeout: 300ms
+    query: SELECT 1 AS v FROM pg_sleep(3)
+    families: [{name: slow_value, help: Too slow., value: v}]
+"#,
+    );
+    let (text, ok) = run_once(&set).await;
+    assert!(!ok, "failed rules must make --once fail");
+    let s = parse(&text);
+    assert_eq!(value(&s, "healthy_value", &[("k", "x")]), 42.0);
+    for gone in
+        ["parsed_value", "nan_value", "broken_value", "dup_value", "missing_value", "negative_total", "slow_value"]
+    {
+        assert!(!s.contains_key(gone), "{gone} must not be served after its rule failed:\n{text}");
+    }
+
+    let expect_error = |outcome: evaluation::Outcome, needles: &[&str]| {
+        assert!(outcome.families.is_empty(), "{:?}", outcome.families);
+        match outcome.status {
+            Status::Error(msg) => {
+                for n in needles {
+                    assert!(msg.contains(n), "{msg:?} lacks {n:?}");
+                }
+            }
+            other => panic!("expected an error, got {other:?}"),
+        }
+    };
+    expect_error(evaluate(&set, "not_a_number").await, &["nan_value", "'v'", "'lots'", "not a number"]);
+    expect_error(evaluate(&set, "broken_query").await, &["query failed", "no_such_table"]);
+    expect_error(evaluate(&set, "duplicates").await, &["dup_value", "dup_value{k=\"x\"}", "more than one row"]);
+    expect_error(evaluate(&set, "missing_column").await, &["no column 'v'", "it returns: value"]);
+    expect_error(evaluate(&set, "negative_counter").await, &["negative_total", "negative"]);
+    let slow = evaluate(&set, "cancelled").await;
+    assert_eq!(slow.status, Status::Timeout);
+    assert!(slow.families.is_empty());
+    assert_eq!(evaluate(&set, "healthy").await.status, Status::Success);
+}
+
+/// Through the real scheduler: a rule that starts failing loses its series at once (never served
+/// stale), while every other rule's series keep being refreshed.
+#[tokio::test]
+async fn a_failing_rule_leaves_other_rules_series_intact_and_fresh() {
+    let pg = start();
+    pg.psql("demo", "CREATE TABLE counter (n int); INSERT INTO counter VALUES (1); CREATE TABLE flaky (v text); INSERT INTO flaky VALUES ('5');")
+        .unwrap();
+    let set = rules_on(
+        &pg.dsn("demo"),
+        r#"
+  - name: good
+    database: main
+    interval: 1s
+    timeout: 800ms
+    query: SELECT n FROM counter
+    families: [{name: good_value, help: Keeps working., value: n}]
+  - name: flaky
+    database: main
+    interval: 1s
+    timeout: 800ms
+    query: SELECT v FROM flaky
+    families: [{name: flaky_value, help: Breaks., value: v}]
+"#,
+    );
+    let exporter = app::Exporter::start(Vec::new(), &set).await;
+    let snapshot = || parse(std::str::from_utf8(&exporter.store.load().body).unwrap());
+    let self_metrics = || String::from_utf8(exporter.metrics.render()).unwrap();
+    let good = || snapshot().get("good_value").and_then(|f| f.get(&Labels::new()).copied());
+
+    wait_until("both rules", || snapshot().contains_key("good_value") && snapshot().contains_key("flaky_value")).await;
+    assert_eq!(value(&snapshot(), "flaky_value", &[]), 5.0);
+    assert_eq!(good(), Some(1.0));
+
+    pg.psql("demo", "UPDATE flaky SET v = 'broken'; UPDATE counter SET n = 2;").unwrap();
+    wait_until("the good rule's new value", || good() == Some(2.0)).await;
+    wait_until("the flaky rule's series to go", || !snapshot().contains_key("flaky_value")).await;
+    let m = self_metrics();
+    assert!(m.contains("sql_signal_exporter_rule_up{rule=\"flaky\"} 0"), "{m}");
+    assert!(m.contains("sql_signal_exporter_rule_up{rule=\"good\"} 1"), "{m}");
+
+    // A query that fails outright, and the good rule still moves on.
+    pg.psql("demo", "DROP TABLE flaky; UPDATE counter SET n = 3;").unwrap();
+    wait_until("the good rule's third value", || good() == Some(3.0)).await;
+    assert!(!snapshot().contains_key("flaky_value"));
+    assert!(self_metrics().contains("sql_signal_exporter_rule_up{rule=\"flaky\"} 0"));
+    exporter.scheduler.shutdown(Duration::from_secs(2)).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Templates by server version
+
+#[tokio::test]
+async fn query_templates_branch_on_the_real_server_version() {
+    let pg = start();
+    let actual: i64 = pg.psql("demo", "SHOW server_version_num").unwrap().trim().parse().unwrap();
+    let set = rules_on(
+        &pg.dsn("demo"),
+        r#"
+  - name: fifteen_or_later
+    database: main
+    query: |
+      {% if server_version_num >= 150000 %}
+      SELECT 'v15+' AS branch, {{ server_version_num }} AS seen, current_setting('server_version_num')::int AS actual
+      {% else %}
+      SELECT 'older' AS branch, {{ server_version_num }} AS seen, current_setting('server_version_num')::int AS actual
+      {% endif %}
+    families:
+      - {name: branch_info, help: The branch taken., type: info, key_labels: [branch]}
+      - {name: seen_version, help: The version the template saw., value: seen}
+      - {name: actual_version, help: The server's., value: actual}
+  - name: future_only
+    database: main
+    vars: {since: 990000}
+    query: |
+      {% if server_version_num >= vars.since %}SELECT 'future' AS branch{% else %}SELECT 'today' AS branch{% endif %}
+    families:
+      - {name: future_branch_info, help: The branch taken., type: info, key_labels: [branch]}
+"#,
+    );
+    let (text, ok) = run_once(&set).await;
+    assert!(ok, "{text}");
+    let s = parse(&text);
+    assert!(actual >= 150000, "the test server is PostgreSQL 15 or later, got {actual}");
+    assert_eq!(value(&s, "seen_version", &[]), actual as f64, "the template saw the server's own version");
+    assert_eq!(value(&s, "actual_version", &[]), actual as f64);
+    assert_eq!(value(&s, "branch_info", &[("branch", "v15+")]), 1.0);
+    assert_eq!(value(&s, "future_branch_info", &[("branch", "today")]), 1.0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Several databases
+
+#[tokio::test]
+async fn one_rule_runs_on_each_of_two_databases() {
+    let pg = start();
+    pg.create_database("second").unwrap();
+    pg.psql("demo", "CREATE TABLE items (kind text, n int); INSERT INTO items VALUES ('a', 1), ('b', 2);").unwrap();
+    pg.psql("second", "CREATE TABLE items (kind text, n int); INSERT INTO items VALUES ('a', 10);").unwrap();
+    let yaml = r#"
+version: 1
+databases:
+  one: {dsn: "${ONE}"}
+  two: {dsn: "${TWO}"}
+metrics:
+  - name: items
+    database: [one, two]
+    query: SELECT kind, n, current_database() AS datname FROM items
+    families:
+      - {name: items, help: Items by kind., key_labels: [kind], value: n}
+  - name: items_named
+    database: [one, two]
+    database_label: origin
+    query: SELECT count(*) AS n, current_database() AS database FROM items
+    families:
+      - {name: items_count, help: Items per database., key_labels: [database], value: n}
+"#;
+    let env = [("ONE", pg.dsn("demo")), ("TWO", pg.dsn("second"))];
+    let set = load(yaml, &env);
+    let (text, ok) = run_once(&set).await;
+    assert!(ok, "{text}");
+    let s = parse(&text);
+    assert_eq!(
+        s["items"],
+        BTreeMap::from([
+            (labels(&[("kind", "a"), ("server", "one")]), 1.0),
+            (labels(&[("kind", "b"), ("server", "one")]), 2.0),
+            (labels(&[("kind", "a"), ("server", "two")]), 10.0),
+        ])
+    );
+    assert_eq!(
+        s["items_count"],
+        BTreeMap::from([
+            (labels(&[("database", "demo"), ("origin", "one")]), 2.0),
+            (labels(&[("database", "second"), ("origin", "two")]), 1.0),
+        ])
+    );
+    assert_eq!(text.matches("# TYPE items gauge").count(), 1, "one family, not one per database:\n{text}");
+
+    // One database failing withdraws its own series only.
+    pg.psql("second", "DROP TABLE items;").unwrap();
+    let (text, ok) = run_once(&set).await;
+    assert!(!ok);
+    let s = parse(&text);
+    assert_eq!(s["items"].len(), 2, "{text}");
+    assert!(s["items"].keys().all(|l| l["server"] == "one"), "{text}");
+    match evaluate(&set, "items").await.status {
+        Status::Error(msg) => {
+            assert!(msg.starts_with("database 'two': query failed") && msg.contains("items"), "{msg}")
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// rules/postgres.yaml: the ISH PostgreSQL exporter, in rules
+
+const LOCK_MODES: [&str; 8] = [
+    "accesssharelock",
+    "rowsharelock",
+    "rowexclusivelock",
+    "shareupdateexclusivelock",
+    "sharelock",
+    "sharerowexclusivelock",
+    "exclusivelock",
+    "accessexclusivelock",
+];
+const STATES: [&str; 6] =
+    ["active", "idle", "idle in transaction", "idle in transaction (aborted)", "fastpath function call", "disabled"];
+const BGWRITER: [&str; 10] = [
+    "checkpoints_timed",
+    "checkpoints_req",
+    "checkpoint_write_time",
+    "checkpoint_sync_time",
+    "buffers_checkpoint",
+    "buffers_clean",
+    "maxwritten_clean",
+    "buffers_backend",
+    "buffers_backend_fsync",
+    "buffers_alloc",
+];
+const STAT_DATABASE: [&str; 15] = [
+    "numbackends",
+    "xact_commit",
+    "blks_read",
+    "blks_hit",
+    "tup_returned",
+    "tup_fetched",
+    "tup_inserted",
+    "tup_updated",
+    "tup_deleted",
+    "conflicts",
+    "temp_files",
+    "temp_bytes",
+    "deadlocks",
+    "blk_read_time",
+    "blk_write_time",
+];
+const CONFLICTS: [&str; 5] = ["confl_tablespace", "confl_lock", "confl_snapshot", "confl_bufferpin", "confl_deadlock"];
+
+fn postgres_yaml() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules/postgres.yaml")
+}
+
+/// The label names of every series of a family.
+fn label_names(s: &BTreeMap<String, BTreeMap<Labels, f64>>, name: &str) -> BTreeSet<Vec<String>> {
+    s[name].keys().map(|l| l.keys().cloned().collect()).collect()
+}
+
+#[tokio::test]
+async fn postgres_yaml_reproduces_the_ish_exporter() {
+    let pg = start();
+    pg.create_database("shop").unwrap();
+    pg.psql("shop", "CREATE TABLE orders (id int);").unwrap();
+    let databases: BTreeSet<String> =
+        pg.psql("postgres", "SELECT datname FROM pg_database").unwrap().lines().map(String::from).collect();
+    assert!(databases.contains("shop") && databases.contains("template0"), "{databases:?}");
+
+    // A value we control: a transaction on `shop`, from another session, holding a lock of a mode
+    // nothing else takes, left open (idle in transaction) while the exporter runs.
+    let (holder, connection) = tokio_postgres::connect(&pg.superuser_dsn("shop"), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    holder.batch_execute("BEGIN; LOCK TABLE orders IN SHARE ROW EXCLUSIVE MODE;").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sql-signal-exporter"))
+        .arg("--rules")
+        .arg(postgres_yaml())
+        .arg("--once")
+        .env("DATABASE_URL", pg.dsn("postgres"))
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "--once failed: {}\n{text}", String::from_utf8_lossy(&out.stderr));
+    let s = parse(&text);
+
+    // postgresql_lock{database,mode}: every mode of every database, ours counted.
+    assert_eq!(label_names(&s, "postgresql_lock"), BTreeSet::from([vec!["database".to_string(), "mode".to_string()]]));
+    for db in &databases {
+        for mode in LOCK_MODES {
+            value(&s, "postgresql_lock", &[("database", db), ("mode", mode)]);
+        }
+    }
+    assert_eq!(s["postgresql_lock"].len(), databases.len() * LOCK_MODES.len());
+    assert_eq!(value(&s, "postgresql_lock", &[("database", "shop"), ("mode", "sharerowexclusivelock")]), 1.0);
+    assert_eq!(value(&s, "postgresql_lock", &[("database", "template1"), ("mode", "accessexclusivelock")]), 0.0);
+
+    // postgresql_stat_activity{database,state}: every state of every database.
+    assert_eq!(s["postgresql_stat_activity"].len(), databases.len() * STATES.len());
+    for db in &databases {
+        for state in STATES {
+            value(&s, "postgresql_stat_activity", &[("database", db), ("state", state)]);
+        }
+    }
+    assert_eq!(value(&s, "postgresql_stat_activity", &[("database", "shop"), ("state", "idle in transaction")]), 1.0);
+    assert!(value(&s, "postgresql_stat_activity", &[("database", "postgres"), ("state", "active")]) >= 1.0);
+
+    // postgresql_stat_bgwriter{type}.
+    assert_eq!(label_names(&s, "postgresql_stat_bgwriter"), BTreeSet::from([vec!["type".to_string()]]));
+    for t in BGWRITER {
+        value(&s, "postgresql_stat_bgwriter", &[("type", t)]);
+    }
+    let bgwriter_types: BTreeSet<&str> = s["postgresql_stat_bgwriter"].keys().map(|l| l["type"].as_str()).collect();
+    let allowed: BTreeSet<&str> = BGWRITER.iter().copied().chain(["last_stats_reset_min"]).collect();
+    assert!(bgwriter_types.is_subset(&allowed), "{bgwriter_types:?}");
+
+    // postgresql_stat_database{database,type} and _conflicts{database,type}.
+    for db in &databases {
+        for t in STAT_DATABASE {
+            value(&s, "postgresql_stat_database", &[("database", db), ("type", t)]);
+        }
+        for t in CONFLICTS {
+            value(&s, "postgresql_stat_database_conflicts", &[("database", db), ("type", t)]);
+        }
+    }
+    assert_eq!(s["postgresql_stat_database_conflicts"].len(), databases.len() * CONFLICTS.len());
+    assert!(value(&s, "postgresql_stat_database", &[("database", "postgres"), ("type", "xact_commit")]) >= 1.0);
+
+    // postgresql_up and postgresql_uptime (whole days: this server is seconds old).
+    assert_eq!(value(&s, "postgresql_up", &[]), 1.0);
+    assert_eq!(value(&s, "postgresql_uptime", &[]), 0.0);
+
+    // What an operator misses next to them.
+    let max_connections: f64 = pg.psql("postgres", "SHOW max_connections").unwrap().parse().unwrap();
+    assert_eq!(value(&s, "postgresql_max_connections", &[]), max_connections);
+    assert!(value(&s, "postgresql_connections", &[]) >= 2.0, "the exporter's session and the lock holder");
+    assert!(value(&s, "postgresql_longest_transaction_seconds", &[("database", "shop")]) >= 1.0);
+    assert_eq!(value(&s, "postgresql_longest_transaction_seconds", &[("database", "template1")]), 0.0);
+    assert!(value(&s, "postgresql_database_size_bytes", &[("database", "shop")]) > 1e6);
+    assert!(!s.contains_key("postgresql_replication_lag_seconds"), "a primary has no replication lag series");
+    assert_eq!(value(&s, "postgresql_in_recovery", &[]), 0.0);
+    let version_num = pg.psql("postgres", "SHOW server_version_num").unwrap();
+    let info = &s["postgresql_version_info"];
+    assert_eq!(info.len(), 1);
+    assert_eq!(info.keys().next().unwrap()["server_version_num"], version_num);
+    assert!(value(&s, "postgresql_transactions_total", &[("database", "postgres"), ("result", "commit")]) >= 1.0);
+    value(&s, "postgresql_deadlocks_total", &[("database", "shop")]);
+    let started = value(&s, "postgresql_start_time_seconds", &[]);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!(started <= now && now - started < 600.0, "started {started}, now {now}");
+
+    // The exposition passes promtool's checks, where promtool is installed.
+    match std::process::Command::new("promtool").arg("--version").output() {
+        Ok(_) => {
+            use std::io::Write;
+            let mut child = std::process::Command::new("promtool")
+                .args(["check", "metrics"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+            let result = child.wait_with_output().unwrap();
+            let findings =
+                format!("{}{}", String::from_utf8_lossy(&result.stdout), String::from_utf8_lossy(&result.stderr));
+            assert!(result.status.success() && findings.trim().is_empty(), "promtool check metrics:\n{findings}");
+        }
+        Err(_) => eprintln!("promtool not installed; skipping `promtool check metrics`"),
+    }
+    drop(holder);
+}
+
+#[tokio::test]
+async fn postgres_yaml_reads_up_zero_and_serves_nothing_else_when_the_server_is_down() {
+    let mut pg = start();
+    let text = std::fs::read_to_string(postgres_yaml()).unwrap();
+    let set = load(&text, &[("DATABASE_URL", pg.dsn("postgres"))]);
+    pg.stop().unwrap();
+    let (text, ok) = run_once(&set).await;
+    assert!(!ok);
+    let s = parse(&text);
+    assert_eq!(s.keys().collect::<Vec<_>>(), ["postgresql_up"], "{text}");
+    assert_eq!(value(&s, "postgresql_up", &[]), 0.0);
+}
+
+/// The exposition renderer and the parser above agree (guards the helpers themselves).
+#[test]
+fn parser_reads_what_the_renderer_writes() {
+    let mut f = exposition::Family::new("x", "h", exposition::MetricType::Gauge);
+    f.samples.push(exposition::Sample {
+        labels: vec![("a".into(), "q\"u,o=te\\".into()), ("b".into(), "".into())],
+        value: 1.5,
+    });
+    let s = parse(&String::from_utf8(exposition::render(&[f])).unwrap());
+    assert_eq!(s["x"][&labels(&[("a", "q\"u,o=te\\"), ("b", "")])], 1.5);
+}
