@@ -28,6 +28,7 @@ pub mod cell;
 pub mod evaluation;
 pub mod exposition;
 pub mod http;
+pub mod logging;
 pub mod rules;
 pub mod scheduler;
 pub mod secret;
