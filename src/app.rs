@@ -69,11 +69,11 @@ impl Exporter {
                 Ok(())
             }
             Err(diags) => {
-                self.metrics.reload_successful.set(0);
                 for line in diags.lines() {
                     tracing::error!("{line}");
                 }
                 tracing::error!("rules not reloaded; the previous rules keep running");
+                self.metrics.reload_successful.set(0);
                 Err(diags)
             }
         }
@@ -130,10 +130,16 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'sta
     shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
-    let grace = Duration::from_secs(4);
-    exporter.scheduler.shutdown(grace).await;
-    if tokio::time::timeout(grace, server).await.is_err() {
-        tracing::warn!("HTTP server did not finish in time; exiting anyway");
+    // Stop evaluating (cancelling in-flight queries on the server) while in-flight responses finish;
+    // all of it within the 5 s an orchestrator usually grants.
+    let grace = Duration::from_millis(4500);
+    let stopped = async {
+        tokio::join!(exporter.scheduler.shutdown(grace), async {
+            let _ = server.await;
+        })
+    };
+    if tokio::time::timeout(grace, stopped).await.is_err() {
+        tracing::warn!("shutdown did not finish in time; exiting anyway");
     }
     Ok(())
 }
@@ -150,7 +156,7 @@ pub async fn run_once(rules: &RuleSet) -> (Vec<u8>, bool) {
             let sources: Vec<Result<crate::source::Source, String>> = dbs
                 .into_iter()
                 .map(|(name, db)| match db {
-                    Some(db) => crate::source::Source::new(db, rule.timeout + Duration::from_secs(1)),
+                    Some(db) => crate::source::Source::new(db, rule.timeout + Duration::from_secs(1), rule.interval),
                     None => Err(format!("database '{name}' is not declared")),
                 })
                 .collect();

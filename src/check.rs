@@ -166,7 +166,10 @@ async fn check_queries(
     for (rule, pointer) in set.rules.iter().zip(rule_pointers) {
         let query_pointer = format!("{pointer}/query");
         // A rule whose template does not render was reported already.
-        if static_diags.iter().any(|d| d.file == rule.file && d.pointer == query_pointer && d.severity == Severity::Error) {
+        if static_diags
+            .iter()
+            .any(|d| d.file == rule.file && d.pointer == query_pointer && d.severity == Severity::Error)
+        {
             continue;
         }
         for db_name in rule.databases() {
@@ -228,15 +231,15 @@ fn open_source(
     out: &mut Vec<Diagnostic>,
 ) -> Option<Source> {
     let pointer = format!("/databases/{}", span::escape(&db.name));
-    let broken = static_diags
-        .iter()
-        .any(|d| d.severity == Severity::Error && (d.pointer == pointer || d.pointer.starts_with(&format!("{pointer}/"))));
+    let broken = static_diags.iter().any(|d| {
+        d.severity == Severity::Error && (d.pointer == pointer || d.pointer.starts_with(&format!("{pointer}/")))
+    });
     if broken {
         return None;
     }
     // The slowest rule on this database bounds the server-side statement_timeout.
     let slowest = set.rules.iter().filter(|r| r.databases().contains(&db.name.as_str())).map(|r| r.timeout).max();
-    match Source::new(db.clone(), slowest.unwrap_or(Duration::from_secs(30)) + Duration::from_secs(1)) {
+    match Source::new(db.clone(), slowest.unwrap_or(Duration::from_secs(30)) + Duration::from_secs(1), Duration::ZERO) {
         Ok(source) => Some(source),
         Err(msg) => {
             let file = trees
@@ -456,7 +459,10 @@ mod tests {
         assert_eq!(v["pointer"], "/signals/0/window");
         let w = Diagnostic::warning(std::path::Path::new("x.yaml"), "", "m");
         assert_eq!(github_line(&w), "::warning file=x.yaml::m");
-        assert_eq!(serde_json::from_str::<serde_json::Value>(&json_line(&w)).expect("json")["line"], serde_json::Value::Null);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&json_line(&w)).expect("json")["line"],
+            serde_json::Value::Null
+        );
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub mod evaluation;
 pub mod exposition;
 pub mod http;
 pub mod metric;
+pub mod logging;
 pub mod rules;
 pub mod scheduler;
 pub mod secret;

@@ -87,7 +87,7 @@ fn init_logging(level: LogLevel, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::new(format!("warn,sql_signal_exporter={level}"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false);
     match format {
-        LogFormat::Logfmt => builder.compact().init(),
+        LogFormat::Logfmt => builder.event_format(sql_signal_exporter::logging::Logfmt).init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }

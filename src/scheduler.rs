@@ -66,7 +66,7 @@ impl Scheduler {
                             src.close();
                         }
                     }
-                    let built = Source::new(db.clone(), stmt_timeout);
+                    let built = Source::new(db.clone(), stmt_timeout, max_backoff(rules, name));
                     if let Err(msg) = &built {
                         tracing::error!(database = %name, error = %msg, "cannot set up database");
                     }
@@ -140,9 +140,16 @@ impl Scheduler {
         for (_, (_, _, slot)) in state.sources.drain() {
             if let Ok(src) = slot.as_ref() {
                 src.close();
+                src.drain(Duration::from_secs(1)).await;
             }
         }
     }
+}
+
+/// The longest pause between connection attempts to a database after failures: half its shortest
+/// rule interval, so a database that comes back is seen within one interval.
+fn max_backoff(rules: &RuleSet, database: &str) -> Duration {
+    rules.rules.iter().filter(|r| r.databases().contains(&database)).map(|r| r.interval / 2).min().unwrap_or(Duration::from_secs(30))
 }
 
 /// The server-side statement_timeout of a database's sessions: its slowest rule's timeout, plus a

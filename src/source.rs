@@ -20,6 +20,7 @@ use futures_util::{pin_mut, TryStreamExt};
 use tokio::time::{timeout_at, Instant};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{NoTls, Row};
+use tokio_util::task::TaskTracker;
 
 use crate::cell::{Cell, ResultSet};
 use crate::rules::model::Database;
@@ -70,6 +71,9 @@ pub struct Source {
     /// `server_version_num` of the newest connection; 0 until one was made or when the server did
     /// not tell.
     server_version_num: Arc<AtomicI64>,
+    backoff: Backoff,
+    /// Cancel requests of abandoned queries, awaited at shutdown.
+    cancels: TaskTracker,
 }
 
 impl std::fmt::Debug for Source {
@@ -81,7 +85,8 @@ impl std::fmt::Debug for Source {
 impl Source {
     /// Builds the pool; connects lazily, so this succeeds with the database down.
     /// `statement_timeout` is the server-side backstop for the slowest rule on this database.
-    pub fn new(database: Arc<Database>, statement_timeout: Duration) -> Result<Source, String> {
+    /// `max_backoff` caps the wait between connection attempts after failures.
+    pub fn new(database: Arc<Database>, statement_timeout: Duration, max_backoff: Duration) -> Result<Source, String> {
         let dsn = database.dsn.expose();
         let mut secrets = vec![dsn.to_string()];
         let mut config = tokio_postgres::Config::from_str(dsn).map_err(|e| {
@@ -137,7 +142,14 @@ impl Source {
             }))
             .build()
             .map_err(|e| format!("database '{}': cannot build the connection pool: {e}", database.name))?;
-        Ok(Source { database, pool, secrets, server_version_num })
+        Ok(Source {
+            database,
+            pool,
+            secrets,
+            server_version_num,
+            backoff: Backoff::new(max_backoff),
+            cancels: TaskTracker::new(),
+        })
     }
 
     /// The server's `server_version_num` (e.g. 150004), once a connection has been made and the
@@ -182,39 +194,42 @@ impl Source {
         max_rows: usize,
     ) -> Result<ResultSet, FetchError> {
         let deadline = Instant::now() + timeout;
+        if let Some(wait) = self.backoff.blocked_for() {
+            return Err(FetchError::Connect(format!(
+                "not retrying for another {} after: {}",
+                humantime::format_duration(Duration::from_secs(wait.as_secs().max(1))),
+                self.backoff.last_error()
+            )));
+        }
         let client = match timeout_at(deadline, self.pool.get()).await {
             Err(_) => return Err(FetchError::Timeout(timeout)),
-            Ok(Err(e)) => return Err(FetchError::Connect(self.scrub(&describe_pool_error(&e)))),
+            Ok(Err(e)) => {
+                let msg = self.scrub(&describe_pool_error(&e));
+                if !matches!(e, deadpool_postgres::PoolError::Timeout(_)) {
+                    self.backoff.failed(&msg);
+                }
+                return Err(FetchError::Connect(msg));
+            }
             Ok(Ok(c)) => c,
         };
+        self.backoff.succeeded();
         let version = self.server_version_num().unwrap_or(crate::template::ASSUMED_SERVER_VERSION_NUM);
         let sql = render(version).map_err(FetchError::Query)?;
-        let cancel = client.cancel_token();
-        match timeout_at(deadline, run(&client, &sql, params, max_rows)).await {
-            Ok(Ok(rs)) => Ok(rs),
-            Ok(Err(e)) => {
-                if matches!(e, FetchError::TooManyRows(_)) {
-                    // The server is still sending rows nobody will read: stop it, drop the session.
-                    tokio::spawn(async move {
-                        let _ = cancel.cancel_query(NoTls).await;
-                    });
-                    drop(deadpool_postgres::Object::take(client));
-                }
-                Err(match e {
-                    FetchError::Query(m) => FetchError::Query(self.scrub(&m)),
-                    other => other,
-                })
+        let mut in_flight = InFlight::new(client, self.cancels.clone());
+        match timeout_at(deadline, run(in_flight.client(), &sql, params, max_rows)).await {
+            Ok(Ok(rs)) => {
+                in_flight.finish();
+                Ok(rs)
             }
-            Err(_) => {
-                // Cancel on the server so no backend keeps running the query, then discard the
-                // session: its protocol state is mid-query.
-                let handle = tokio::spawn(async move {
-                    let _ = cancel.cancel_query(NoTls).await;
-                });
-                let _ = tokio::time::timeout(Duration::from_secs(2), handle).await;
-                drop(deadpool_postgres::Object::take(client));
-                Err(FetchError::Timeout(timeout))
+            // The server is still sending rows nobody will read: the guard stops it.
+            Ok(Err(e @ FetchError::TooManyRows(_))) => Err(e),
+            Ok(Err(FetchError::Query(m))) => {
+                in_flight.finish();
+                Err(FetchError::Query(self.scrub(&m)))
             }
+            Ok(Err(e)) => Err(e),
+            // The guard cancels the query on the server and discards the session.
+            Err(_) => Err(FetchError::Timeout(timeout)),
         }
     }
 
@@ -241,7 +256,9 @@ impl Source {
             }
             Ok(Err(e)) => {
                 let mut msg = describe_pg_error(&e);
-                if let Some(tokio_postgres::error::ErrorPosition::Original(at)) = e.as_db_error().and_then(|d| d.position()) {
+                if let Some(tokio_postgres::error::ErrorPosition::Original(at)) =
+                    e.as_db_error().and_then(|d| d.position())
+                {
                     let line = sql.chars().take((*at as usize).saturating_sub(1)).filter(|&c| c == '\n').count() + 1;
                     msg.push_str(&format!(" (line {line} of the rendered SQL)"));
                 }
@@ -258,7 +275,112 @@ impl Source {
     /// Closes every idle connection; in-use ones close when returned.
     pub fn close(&self) {
         self.pool.close();
+        self.cancels.close();
     }
+
+    /// Waits (at most `limit`) for the cancel requests of abandoned queries to reach the server.
+    pub async fn drain(&self, limit: Duration) {
+        self.cancels.close();
+        let _ = tokio::time::timeout(limit, self.cancels.wait()).await;
+    }
+}
+
+/// A query on its way: unless [`InFlight::finish`] is called, dropping it cancels the query on the
+/// server and discards the session. That covers the rule's timeout, a result abandoned past
+/// `max_rows`, and an evaluation dropped by reload or shutdown: no backend is left running a query
+/// nobody waits for.
+struct InFlight {
+    client: Option<deadpool_postgres::Client>,
+    cancel: tokio_postgres::CancelToken,
+    cancels: TaskTracker,
+}
+
+impl InFlight {
+    fn new(client: deadpool_postgres::Client, cancels: TaskTracker) -> InFlight {
+        let cancel = client.cancel_token();
+        InFlight { client: Some(client), cancel, cancels }
+    }
+
+    fn client(&self) -> &deadpool_postgres::Client {
+        self.client.as_ref().expect("the client is present until finish or drop")
+    }
+
+    /// The query completed: the session goes back to the pool.
+    fn finish(&mut self) {
+        self.client.take();
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else { return };
+        // Its protocol state is mid-query: never reuse it.
+        drop(deadpool_postgres::Object::take(client));
+        let cancel = self.cancel.clone();
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.cancels.spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(2), cancel.cancel_query(NoTls)).await;
+            });
+        }
+    }
+}
+
+/// Exponential backoff with jitter after failed connection attempts, so rules (and reloads) never
+/// turn an outage into a connection storm. It never waits longer than `max`, which is below the
+/// shortest interval of the database's rules, so recovery is seen within one interval.
+struct Backoff {
+    max: Duration,
+    state: std::sync::Mutex<BackoffState>,
+}
+
+#[derive(Default)]
+struct BackoffState {
+    failures: u32,
+    until: Option<std::time::Instant>,
+    last_error: String,
+}
+
+impl Backoff {
+    fn new(max: Duration) -> Backoff {
+        Backoff { max, state: Default::default() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BackoffState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn blocked_for(&self) -> Option<Duration> {
+        let s = self.lock();
+        s.until.and_then(|u| u.checked_duration_since(std::time::Instant::now()))
+    }
+
+    fn last_error(&self) -> String {
+        self.lock().last_error.clone()
+    }
+
+    fn failed(&self, error: &str) {
+        let mut s = self.lock();
+        s.failures = s.failures.saturating_add(1);
+        // 0.25 s, 0.5 s, 1 s, … capped at max, each with ±25 % jitter.
+        let base = Duration::from_millis(250).saturating_mul(1u32 << (s.failures - 1).min(16)).min(self.max);
+        let jitter = 0.75 + 0.5 * pseudo_random_unit();
+        s.until = Some(std::time::Instant::now() + base.mul_f64(jitter));
+        s.last_error = error.to_string();
+    }
+
+    fn succeeded(&self) {
+        let mut s = self.lock();
+        s.failures = 0;
+        s.until = None;
+    }
+}
+
+/// A number in [0, 1) that differs between calls and processes; enough for jitter.
+fn pseudo_random_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 fn describe_pool_error(e: &deadpool_postgres::PoolError) -> String {

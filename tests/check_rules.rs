@@ -215,15 +215,18 @@ fn json_and_github_formats() {
 fn every_file_is_checked_and_unreadable_files_exit_2() {
     let out = command()
         .args(["--check-rules", "tests/check_rules/11-window-below-minimum.yaml", "no/such/file.yaml"])
-        .args(["tests/check_rules/12-window-not-integer.yaml"])
+        .args(["tests/check_rules/04-empty-file.yaml"])
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
     let lines = stdout_lines(&out);
     assert_eq!(lines.len(), 3, "{lines:?}");
-    assert!(lines[0].starts_with("tests/check_rules/11-window-below-minimum.yaml:18:5: error: window: -1"), "{lines:?}");
+    assert!(
+        lines[0].starts_with("tests/check_rules/11-window-below-minimum.yaml:18:5: error: window: -1"),
+        "{lines:?}"
+    );
     assert!(lines[1].starts_with("no/such/file.yaml: error: cannot read the rules file"), "{lines:?}");
-    assert!(lines[2].starts_with("tests/check_rules/12-window-not-integer.yaml:18:5: error:"), "{lines:?}");
+    assert!(lines[2].starts_with("tests/check_rules/04-empty-file.yaml: error: the rules file is empty"), "{lines:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("checked 3 file(s)"), "{stderr}");
 }
@@ -248,14 +251,14 @@ fn print_schema_prints_the_embedded_schema() {
 
 #[test]
 fn the_exporter_logs_the_same_positions() {
-    let out = command()
-        .args(["--rules", "tests/check_rules/11-window-below-minimum.yaml", "--once"])
-        .output()
-        .expect("runs");
+    let out =
+        command().args(["--rules", "tests/check_rules/11-window-below-minimum.yaml", "--once"]).output().expect("runs");
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("tests/check_rules/11-window-below-minimum.yaml:18:5: error: window: -1 is less than the minimum of 1"),
+        stderr.contains(
+            "tests/check_rules/11-window-below-minimum.yaml:18:5: error: window: -1 is less than the minimum of 1"
+        ),
         "{stderr}"
     );
 }
@@ -337,7 +340,10 @@ fn db_check_prepares_every_query_on_the_server() {
     }
     let last = got.get(want.len()).cloned().unwrap_or_default();
     assert!(
-        last.starts_with(&format!("{}:5: error: cannot connect to database 'down' to prepare the query:", query_line("elsewhere"))),
+        last.starts_with(&format!(
+            "{}:5: error: cannot connect to database 'down' to prepare the query:",
+            query_line("elsewhere")
+        )),
         "{stdout}"
     );
     assert_eq!(got.len(), want.len() + 1, "{stdout}");

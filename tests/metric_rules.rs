@@ -49,7 +49,7 @@ async fn evaluate(set: &RuleSet, name: &str) -> evaluation::Outcome {
     let sources: Vec<Source> = r
         .databases()
         .iter()
-        .map(|d| Source::new(set.databases[*d].clone(), Duration::from_secs(10)).unwrap())
+        .map(|d| Source::new(set.databases[*d].clone(), Duration::from_secs(10), Duration::ZERO).unwrap())
         .collect();
     let refs: Vec<Result<&Source, &str>> = sources.iter().map(Ok).collect();
     let outcome = evaluation::evaluate_on(r, &refs).await;

@@ -282,8 +282,12 @@ impl Ctx<'_> {
                 if let Some(loc) = e.location() {
                     d = d.at(loc.line(), loc.column());
                 } else if let Some(line) = second_document_line(text) {
-                    d = Diagnostic::error(path, "", "a rules file holds one YAML document; this '---' starts a second one")
-                        .at(line, 1);
+                    d = Diagnostic::error(
+                        path,
+                        "",
+                        "a rules file holds one YAML document; this '---' starts a second one",
+                    )
+                    .at(line, 1);
                 }
                 self.diags.push(d);
                 return;
@@ -355,7 +359,9 @@ impl Ctx<'_> {
     /// Whether the schema reported a problem at `pointer` of `path` or inside it.
     fn schema_reported(&self, path: &Path, pointer: &str) -> bool {
         self.schema_pointers.get(path).is_some_and(|reported| {
-            reported.iter().any(|r| r == pointer || pointer.strip_prefix(r.as_str()).is_some_and(|rest| rest.starts_with('/')))
+            reported
+                .iter()
+                .any(|r| r == pointer || pointer.strip_prefix(r.as_str()).is_some_and(|rest| rest.starts_with('/')))
         })
     }
 
@@ -371,11 +377,17 @@ impl Ctx<'_> {
 
     /// The typed spec of one rule or database. When it does not deserialize, the schema has said why
     /// (else the mismatch between schema and spec is reported here).
-    fn item<T: serde::de::DeserializeOwned>(&mut self, path: &Path, pointer: &str, value: &serde_json::Value) -> Option<T> {
+    fn item<T: serde::de::DeserializeOwned>(
+        &mut self,
+        path: &Path,
+        pointer: &str,
+        value: &serde_json::Value,
+    ) -> Option<T> {
         match T::deserialize(value) {
             Ok(spec) => Some(spec),
             Err(e) => {
-                let within = |r: &String| r == pointer || r.strip_prefix(pointer).is_some_and(|rest| rest.starts_with('/'));
+                let within =
+                    |r: &String| r == pointer || r.strip_prefix(pointer).is_some_and(|rest| rest.starts_with('/'));
                 if !self.schema_pointers.get(path).is_some_and(|reported| reported.iter().any(within)) {
                     self.error(path, pointer, format!("unexpected structure: {e}"));
                 }
@@ -578,7 +590,9 @@ impl Ctx<'_> {
         for (i, label) in s.labels.iter().enumerate() {
             check_label_name(self, path, ptr(&format!("labels/{i}")), label);
             if let Some(meaning) = special_label_meaning(label) {
-                let msg = format!("label name '{label}' has a special meaning in Prometheus ({meaning}); prefer another name");
+                let msg = format!(
+                    "label name '{label}' has a special meaning in Prometheus ({meaning}); prefer another name"
+                );
                 self.diags.push(Diagnostic::warning(path, ptr(&format!("labels/{i}")), msg));
             }
         }
@@ -666,9 +680,11 @@ impl Ctx<'_> {
         // Expressions and templates must compile now, not at 3 a.m. on the first evaluation.
         let env = template::environment();
         match env.compile_expression(&s.success) {
-            Err(e) => {
-                self.error(path, ptr("success"), format!("the success expression does not compile: {}", jinja_message(&e)))
-            }
+            Err(e) => self.error(
+                path,
+                ptr("success"),
+                format!("the success expression does not compile: {}", jinja_message(&e)),
+            ),
             Ok(expr) => {
                 // Every declared value counts, also one whose type is wrong (reported above).
                 let declared: Vec<(String, ValueType)> =
@@ -704,7 +720,11 @@ impl Ctx<'_> {
             }),
         };
         match template::render_query(&rule, template::ASSUMED_SERVER_VERSION_NUM) {
-            Err(e) => self.error(path, ptr("query"), format!("the query template does not render: {}", render_problem(&rule, &e))),
+            Err(e) => self.error(
+                path,
+                ptr("query"),
+                format!("the query template does not render: {}", render_problem(&rule, &e)),
+            ),
             Ok(sql) => {
                 if let RuleKind::Signal(signal) = &rule.kind {
                     for (pointer, role, column) in signal_columns(&base, signal) {
@@ -772,7 +792,10 @@ fn render_problem(rule: &Rule, e: &minijinja::Error) -> String {
                 };
                 let known = parent.map(|v| keys_of(&v)).unwrap_or_default();
                 msg = if known.is_empty() {
-                    format!("'{name}' is not defined (the rule sets no {})", name.rsplit_once('.').map(|(p, _)| p).unwrap_or("variables"))
+                    format!(
+                        "'{name}' is not defined (the rule sets no {})",
+                        name.rsplit_once('.').map(|(p, _)| p).unwrap_or("variables")
+                    )
                 } else {
                     format!("'{name}' is not defined ({what}: {})", known.join(", "))
                 };
@@ -819,8 +842,11 @@ fn success_problem(
 ) -> Option<String> {
     let globals: BTreeSet<&str> = env.globals().map(|(name, _)| name).collect();
     let known: BTreeSet<&str> = labels.iter().chain(values.iter().map(|(n, _)| n)).map(String::as_str).collect();
-    let mut unknown: Vec<String> =
-        expr.undeclared_variables(false).into_iter().filter(|n| !known.contains(n.as_str()) && !globals.contains(n.as_str())).collect();
+    let mut unknown: Vec<String> = expr
+        .undeclared_variables(false)
+        .into_iter()
+        .filter(|n| !known.contains(n.as_str()) && !globals.contains(n.as_str()))
+        .collect();
     if !unknown.is_empty() {
         unknown.sort();
         let names: Vec<String> = unknown.iter().map(|n| format!("'{n}'")).collect();
@@ -901,8 +927,8 @@ fn mentions_word(text: &str, word: &str) -> bool {
     while let Some(at) = text[from..].find(&word) {
         let start = from + at;
         let end = start + word.len();
-        let before_ok = text[..start].chars().next_back().is_none_or(|c| !is_word_char(c));
-        let after_ok = text[end..].chars().next().is_none_or(|c| !is_word_char(c));
+        let before_ok = !text[..start].chars().next_back().is_some_and(is_word_char);
+        let after_ok = !text[end..].chars().next().is_some_and(is_word_char);
         if before_ok && after_ok {
             return true;
         }

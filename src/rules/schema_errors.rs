@@ -51,7 +51,9 @@ pub fn describe(schema: &Value, err: &ValidationError<'_>) -> Vec<SchemaProblem>
             show(value),
             plain(expected_value)
         )),
-        K::Constant { expected_value } => one(format!("{key}: must be {}, found {}", show(expected_value), show(value))),
+        K::Constant { expected_value } => {
+            one(format!("{key}: must be {}, found {}", show(expected_value), show(value)))
+        }
         K::Enum { options } => {
             let options: Vec<String> = options.as_array().map(|a| a.iter().map(plain).collect()).unwrap_or_default();
             one(format!("{key}: {} is not one of: {}", show(value), options.join(", ")))
@@ -95,8 +97,7 @@ pub fn describe(schema: &Value, err: &ValidationError<'_>) -> Vec<SchemaProblem>
 
 /// `window`, `labels[1]`, `signals[0]` or `the rules file`, for the start of a message.
 fn key_name(pointer: &str) -> String {
-    let segments: Vec<String> =
-        pointer.split('/').skip(1).map(|s| s.replace("~1", "/").replace("~0", "~")).collect();
+    let segments: Vec<String> = pointer.split('/').skip(1).map(|s| s.replace("~1", "/").replace("~0", "~")).collect();
     let mut indexes = String::new();
     for segment in segments.iter().rev() {
         if segment.parse::<usize>().is_ok() {
@@ -214,10 +215,8 @@ fn subschema<'a>(root: &'a Value, pointer: &str) -> Option<&'a Value> {
             p
         } else if let (Ok(_), Some(items)) = (segment.parse::<usize>(), schema.get("items")) {
             items
-        } else if let Some(extra) = schema.get("additionalProperties").filter(|v| v.is_object()) {
-            extra
         } else {
-            return None;
+            schema.get("additionalProperties").filter(|v| v.is_object())?
         };
         schema = resolve(root, next)?;
     }
@@ -285,7 +284,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// What a string that fails a `pattern` was supposed to be, by the `$defs` entry with that pattern.
 fn pattern_message(root: &Value, pattern: &str, value: &Value) -> String {
     let def = root.get("$defs").and_then(Value::as_object).and_then(|defs| {
-        defs.iter().find(|(_, d)| d.get("pattern").and_then(Value::as_str) == Some(pattern)).map(|(name, _)| name.as_str())
+        defs.iter()
+            .find(|(_, d)| d.get("pattern").and_then(Value::as_str) == Some(pattern))
+            .map(|(name, _)| name.as_str())
     });
     let v = show(value);
     match def {
@@ -311,11 +312,7 @@ mod tests {
     fn problems(instance: Value) -> Vec<(String, String)> {
         let schema: Value = serde_json::from_str(super::super::load::SCHEMA_TEXT).expect("schema is JSON");
         let validator = jsonschema::draft202012::new(&schema).expect("schema compiles");
-        validator
-            .iter_errors(&instance)
-            .flat_map(|e| describe(&schema, &e))
-            .map(|p| (p.pointer, p.message))
-            .collect()
+        validator.iter_errors(&instance).flat_map(|e| describe(&schema, &e)).map(|p| (p.pointer, p.message)).collect()
     }
 
     fn signal() -> Value {

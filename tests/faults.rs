@@ -1,0 +1,378 @@
+//! Operating it for real: every fault ends with the fail-safe signal correct, other rules unaffected and
+//! `/metrics` answering; reload, secrets and shutdown. All against a real PostgreSQL and the real binary.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Exporter, Exposition};
+use sql_signal_exporter::tempdb::TempPostgres;
+
+/// A health signal over targets `a` and `b` that is up when the query says `ok = 1`.
+/// `from` is appended to the query's FROM list (e.g. `, pg_sleep(30)`).
+fn probe(name: &str, interval: &str, timeout: &str, from: &str, extra: &str) -> String {
+    format!(
+        r#"  - name: {name}
+    database: main
+    interval: {interval}
+    timeout: {timeout}
+{extra}    labels: [target]
+    targets: [{{ target: [a, b] }}]
+    window: 1
+    values: {{ ok: integer }}
+    success: "ok == 1"
+    metrics:
+      up: {{ name: {name}_up, help: "Probe {name}." }}
+      error: {{ name: {name}_error, help: "Probe {name} failed." }}
+    query: |
+      SELECT t.target, 1 AS ok FROM unnest($1::text[]) AS t(target){from}
+"#
+    )
+}
+
+fn rules_file(dir: &Path, database: &str, signals: &[String]) -> std::path::PathBuf {
+    let path = dir.join("rules.yaml");
+    write_rules(&path, database, signals);
+    path
+}
+
+fn write_rules(path: &Path, database: &str, signals: &[String]) {
+    let text = format!("version: 1\ndatabases:\n  main:\n{database}signals:\n{}", signals.concat());
+    // Write then rename, so a reload never reads half a file.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+const DSN_FROM_ENV: &str = "    dsn: \"${TEST_DSN}\"\n";
+
+fn spawn(pg: &TempPostgres, rules: &Path, extra_args: &[&str]) -> Exporter {
+    let mut args = vec!["--rules", rules.to_str().unwrap()];
+    args.extend_from_slice(extra_args);
+    let ex = Exporter::spawn(&args, &[("TEST_DSN", &pg.dsn("demo"))]);
+    ex.wait_ready();
+    ex
+}
+
+fn evaluations(m: &Exposition, rule: &str, result: &str) -> f64 {
+    m.value(&format!("sql_signal_exporter_rule_evaluations_total{{result=\"{result}\",rule=\"{rule}\"}}")).unwrap_or(0.0)
+}
+
+fn healthy(m: &Exposition, rule: &str) -> bool {
+    ["a", "b"].iter().all(|t| {
+        m.value(&format!("{rule}_up{{target=\"{t}\"}}")) == Some(1.0)
+            && m.value(&format!("{rule}_error{{reason=\"query_failed\",target=\"{t}\"}}")) == Some(0.0)
+    })
+}
+
+fn fail_safe(m: &Exposition, rule: &str) -> bool {
+    ["a", "b"].iter().all(|t| {
+        m.value(&format!("{rule}_up{{target=\"{t}\"}}")) == Some(1.0)
+            && m.value(&format!("{rule}_error{{reason=\"query_failed\",target=\"{t}\"}}")) == Some(1.0)
+    })
+}
+
+fn count(pg: &TempPostgres, sql: &str) -> i64 {
+    pg.psql("demo", sql).unwrap().trim().parse().unwrap()
+}
+
+const SLEEPING_BACKENDS: &str = "SELECT count(*) FROM pg_stat_activity \
+     WHERE application_name = 'sql-signal-exporter' AND state = 'active' AND query LIKE '%pg_sleep%'";
+
+/// Waits until `rule` has succeeded `n` more times than it had in `from`.
+fn wait_successes(ex: &Exporter, rule: &str, n: f64) {
+    let start = evaluations(&ex.metrics(), rule, "success");
+    ex.wait_until(Duration::from_secs(15), &format!("{n} more successes of {rule}"), |e| {
+        evaluations(&e.metrics(), rule, "success") >= start + n
+    });
+}
+
+#[test]
+fn fault_backend_killed_with_pg_terminate_backend() {
+    let pg = TempPostgres::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(
+        dir.path(),
+        DSN_FROM_ENV,
+        &[probe("fast", "1s", "900ms", "", ""), probe("slow", "1s", "900ms", ", pg_sleep(0.6)", "")],
+    );
+    let ex = spawn(&pg, &rules, &[]);
+    wait_successes(&ex, "fast", 1.0);
+
+    // Kill every idle session of the exporter's pool.
+    let killed = count(&pg, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'sql-signal-exporter' AND state = 'idle'");
+    assert!(killed >= 1, "no idle exporter session to kill");
+    // Kill the slow rule's backend in the middle of its query.
+    let start = Instant::now();
+    while count(&pg, &SLEEPING_BACKENDS.replace("count(*)", "count(pg_terminate_backend(pid))")) == 0 {
+        assert!(start.elapsed() < Duration::from_secs(10), "the slow rule never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ex.wait_until(Duration::from_secs(10), "the killed query to count as an error", |e| {
+        evaluations(&e.metrics(), "slow", "error") >= 1.0
+    });
+    // Both rules recover by themselves, on new connections.
+    wait_successes(&ex, "slow", 2.0);
+    wait_successes(&ex, "fast", 2.0);
+    let m = ex.metrics();
+    assert!(healthy(&m, "fast") && healthy(&m, "slow"), "{}", m.text);
+}
+
+#[test]
+fn fault_query_past_its_timeout_is_cancelled_on_the_server() {
+    let pg = TempPostgres::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(
+        dir.path(),
+        DSN_FROM_ENV,
+        &[probe("hang", "6s", "1s", ", pg_sleep(30)", ""), probe("fast", "1s", "900ms", "", "")],
+    );
+    let ex = spawn(&pg, &rules, &[]);
+    let m = ex.metrics();
+    assert_eq!(evaluations(&m, "hang", "timeout"), 1.0, "{}", ex.logs());
+    assert!(fail_safe(&m, "hang"), "{}", m.text);
+    // No backend is left running the query (the next run starts ~5 s later).
+    let start = Instant::now();
+    while count(&pg, SLEEPING_BACKENDS) > 0 {
+        assert!(start.elapsed() < Duration::from_secs(3), "the timed-out query still runs on the server");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The other rule is unaffected and fresh.
+    wait_successes(&ex, "fast", 2.0);
+    let m = ex.metrics();
+    assert!(healthy(&m, "fast"), "{}", m.text);
+    assert_eq!(m.value("sql_signal_exporter_rule_up{rule=\"hang\"}"), Some(0.0));
+    assert!(ex.logs().contains("rule=hang") && ex.logs().contains("timed out"), "{}", ex.logs());
+}
+
+#[test]
+fn fault_more_rules_due_than_the_pool_holds_queue_without_a_connection_storm() {
+    let pg = TempPostgres::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let signals: Vec<String> = (1..=6).map(|i| probe(&format!("q{i}"), "3s", "2500ms", ", pg_sleep(0.3)", "")).collect();
+    let rules = rules_file(dir.path(), &format!("{DSN_FROM_ENV}    max_connections: 2\n"), &signals);
+    let ex = Exporter::spawn(&["--rules", rules.to_str().unwrap()], &[("TEST_DSN", &pg.dsn("demo"))]);
+    let mut peak = 0;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(4) {
+        peak = peak.max(count(&pg, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sql-signal-exporter'"));
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    assert!((1..=2).contains(&peak), "peak of {peak} sessions with max_connections: 2");
+    ex.wait_ready();
+    let m = ex.metrics();
+    for i in 1..=6 {
+        assert!(healthy(&m, &format!("q{i}")), "q{i} did not complete: {}", m.text);
+    }
+}
+
+#[test]
+fn fault_a_result_over_max_rows_fails_only_that_rule() {
+    let pg = TempPostgres::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(
+        dir.path(),
+        DSN_FROM_ENV,
+        &[
+            probe("big", "1s", "900ms", ", generate_series(1, 100000)", "    max_rows: 1000\n"),
+            probe("fast", "1s", "900ms", "", ""),
+        ],
+    );
+    let ex = spawn(&pg, &rules, &[]);
+    let m = ex.metrics();
+    assert!(fail_safe(&m, "big"), "{}", m.text);
+    assert!(healthy(&m, "fast"), "{}", m.text);
+    assert!(ex.logs().contains("max_rows"), "{}", ex.logs());
+}
+
+#[test]
+fn fault_a_thousand_concurrent_scrapes_all_answer() {
+    let pg = TempPostgres::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(dir.path(), DSN_FROM_ENV, &[probe("fast", "1s", "900ms", "", "")]);
+    let ex = spawn(&pg, &rules, &[]);
+    let ok = std::sync::atomic::AtomicUsize::new(0);
+    let barrier = std::sync::Barrier::new(1000);
+    std::thread::scope(|s| {
+        for _ in 0..1000 {
+            s.spawn(|| {
+                barrier.wait();
+                let (status, body) = ex.get("/metrics");
+                if status == 200 && body.contains("fast_up{target=\"b\"} 1\n") {
+                    ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    assert_eq!(ok.into_inner(), 1000);
+    assert_eq!(ex.get("/-/healthy").0, 200);
+}
+
+#[test]
+fn fault_sigterm_during_a_scrape_finishes_it_and_exits_within_five_seconds() {
+    let pg = TempPostgres::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(
+        dir.path(),
+        DSN_FROM_ENV,
+        &[probe("fast", "1s", "900ms", "", ""), probe("hang", "30s", "20s", ", pg_sleep(60)", "")],
+    );
+    let mut ex = Exporter::spawn(&["--rules", rules.to_str().unwrap()], &[("TEST_DSN", &pg.dsn("demo"))]);
+    ex.wait_until(Duration::from_secs(10), "the hanging query to run", |_| count(&pg, SLEEPING_BACKENDS) == 1);
+    ex.wait_until(Duration::from_secs(10), "fast to succeed", |e| healthy(&e.metrics(), "fast"));
+
+    let mut conn = TcpStream::connect(ex.addr).unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let sent = Instant::now();
+    ex.signal("TERM");
+    let mut response = String::new();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    conn.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("fast_up{target=\"b\"} 1\n"), "{response}");
+
+    let code = ex.wait_exit(Duration::from_secs(5));
+    assert_eq!(code, Some(0), "{}", ex.logs());
+    assert!(sent.elapsed() < Duration::from_secs(5));
+    // The in-flight query was cancelled on the server, not left to run out its timeout.
+    let start = Instant::now();
+    while count(&pg, SLEEPING_BACKENDS) > 0 {
+        assert!(start.elapsed() < Duration::from_secs(3), "the query outlived the exporter");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn reload_keeps_the_last_good_rules_until_the_file_is_fixed() {
+    let pg = TempPostgres::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(dir.path(), DSN_FROM_ENV, &[probe("keep", "1s", "900ms", "", ""), probe("gone", "1s", "900ms", "", "")]);
+    let ex = spawn(&pg, &rules, &["--web.enable-lifecycle"]);
+    let reload_ok = "sql_signal_exporter_config_last_reload_successful";
+    assert_eq!(ex.metrics().value(reload_ok), Some(1.0));
+
+    // A broken file: SIGHUP keeps the old rules, the metric says so, the log has the diagnostic.
+    std::fs::write(&rules, "version: 1\nsignals:\n  - name: keep\n    windw: 3\n").unwrap();
+    ex.signal("HUP");
+    ex.wait_until(Duration::from_secs(10), "the failed reload", |e| e.metrics().value(reload_ok) == Some(0.0));
+    ex.wait_until(Duration::from_secs(5), "the diagnostic in the log", |e| e.logs().contains("windw"));
+    wait_successes(&ex, "keep", 2.0);
+    let m = ex.metrics();
+    assert!(healthy(&m, "keep") && healthy(&m, "gone"), "{}", m.text);
+
+    // POST /-/reload answers 4xx with every diagnostic.
+    let (status, body) = ex.post("/-/reload");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("windw") && body.contains("rules.yaml"), "{body}");
+
+    // Fixed: one rule kept, one removed, one added. The kept rule never blinks during the reload.
+    write_rules(&rules, DSN_FROM_ENV, &[probe("keep", "1s", "900ms", "", ""), probe("added", "1s", "900ms", "", "")]);
+    let keep_before = evaluations(&ex.metrics(), "keep", "success");
+    let (status, body) = ex.post("/-/reload");
+    assert_eq!(status, 200, "{body}");
+    for _ in 0..20 {
+        let m = ex.metrics();
+        assert!(healthy(&m, "keep"), "keep blinked: {}", m.text);
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    ex.wait_until(Duration::from_secs(10), "the added rule", |e| healthy(&e.metrics(), "added"));
+    let m = ex.metrics();
+    assert_eq!(m.value(reload_ok), Some(1.0));
+    assert!(!m.text.contains("gone_up"), "a removed rule's series remain: {}", m.text);
+    assert!(evaluations(&m, "keep", "success") >= keep_before, "the kept rule's state was reset");
+}
+
+#[test]
+fn reload_without_the_lifecycle_flag_is_refused() {
+    let pg = TempPostgres::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(dir.path(), DSN_FROM_ENV, &[probe("fast", "1s", "900ms", "", "")]);
+    let ex = spawn(&pg, &rules, &[]);
+    assert_eq!(ex.post("/-/reload").0, 403);
+}
+
+#[test]
+fn secrets_never_appear_in_logs_or_responses() {
+    let mut pg = TempPostgres::start().unwrap();
+    let password = pg.password().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let dsn_file = dir.path().join("dsn");
+    std::fs::write(&dsn_file, format!("{}\n", pg.dsn("demo"))).unwrap();
+    let database = format!("    dsn_file: {}\n", dsn_file.display());
+    let signals = vec![
+        probe("fast", "1s", "900ms", "", ""),
+        probe("hang", "2s", "500ms", ", pg_sleep(5)", ""),
+        probe("big", "1s", "900ms", ", generate_series(1, 100)", "    max_rows: 10\n"),
+        probe("broken", "1s", "900ms", ", no_such_table", ""),
+    ];
+    let rules = rules_file(dir.path(), &database, &signals);
+    let ex = Exporter::spawn(&["--rules", rules.to_str().unwrap(), "--web.enable-lifecycle", "--log.level", "debug"], &[]);
+    ex.wait_ready();
+    let mut responses = Vec::new();
+    let scrape = |ex: &Exporter, responses: &mut Vec<String>| {
+        for path in ["/metrics", "/-/ready", "/-/healthy", "/", "/nope"] {
+            responses.push(ex.get(path).1);
+        }
+    };
+    scrape(&ex, &mut responses);
+
+    // The database goes away and comes back.
+    pg.stop().unwrap();
+    ex.wait_until(Duration::from_secs(10), "fail-safe while down", |e| fail_safe(&e.metrics(), "fast"));
+    scrape(&ex, &mut responses);
+    pg.restart().unwrap();
+    ex.wait_until(Duration::from_secs(10), "recovery", |e| healthy(&e.metrics(), "fast"));
+
+    // A wrong password, then a DSN that does not even parse, both with the real password inside.
+    std::fs::write(&dsn_file, pg.dsn("demo").replace(&format!(":{password}@"), &format!(":{password}x@"))).unwrap();
+    assert_eq!(ex.post("/-/reload").0, 200);
+    ex.wait_until(Duration::from_secs(10), "fail-safe with a wrong password", |e| fail_safe(&e.metrics(), "fast"));
+    scrape(&ex, &mut responses);
+    std::fs::write(&dsn_file, format!("postgresql://exporter:{password}@127.0.0.1:notaport/demo")).unwrap();
+    responses.push(ex.post("/-/reload").1);
+    std::thread::sleep(Duration::from_millis(1500));
+    scrape(&ex, &mut responses);
+    // A broken rules file whose diagnostics quote the file.
+    std::fs::write(&rules, format!("version: 1\ndatabases:\n  main:\n    dsn: \"postgresql://exporter:{password}@127.0.0.1/demo\"\n    bogus: 1\n")).unwrap();
+    responses.push(ex.post("/-/reload").1);
+    scrape(&ex, &mut responses);
+
+    let logs = ex.logs();
+    assert!(logs.contains("password authentication failed"), "the wrong password was not exercised: {logs}");
+    assert!(logs.contains("timed out"), "{logs}");
+    assert!(logs.contains("max_rows"), "{logs}");
+    assert!(logs.contains("no_such_table"), "{logs}");
+    assert!(!logs.contains(&password), "the password is in the log:\n{logs}");
+    for r in &responses {
+        assert!(!r.contains(&password), "the password is in a response:\n{r}");
+    }
+}
+
+#[test]
+fn logs_are_logfmt_or_json_with_one_line_per_failure() {
+    let pg = TempPostgres::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = rules_file(dir.path(), DSN_FROM_ENV, &[probe("broken", "1s", "900ms", ", no_such_table", ""), probe("fast", "1s", "900ms", "", "")]);
+    let ex = spawn(&pg, &rules, &[]);
+    wait_successes(&ex, "fast", 2.0);
+    let logs = ex.logs();
+    let failures: Vec<&str> = logs.lines().filter(|l| l.contains("rule=broken")).collect();
+    assert!(!failures.is_empty(), "{logs}");
+    for line in &failures {
+        assert!(line.starts_with("ts=") && line.contains(" level=warn ") && line.contains("msg="), "{line}");
+    }
+    assert!(!logs.contains("rule=fast"), "successful evaluations are logged at info: {logs}");
+    drop(ex);
+
+    let ex = Exporter::spawn(&["--rules", rules.to_str().unwrap(), "--log.format", "json"], &[("TEST_DSN", &pg.dsn("demo"))]);
+    ex.wait_ready();
+    let logs = ex.logs();
+    let line = logs.lines().find(|l| l.contains("broken")).unwrap_or_else(|| panic!("{logs}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["rule"], "broken");
+    assert_eq!(v["level"], "WARN");
+}
