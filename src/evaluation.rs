@@ -75,10 +75,18 @@ pub async fn evaluate(rule: &Rule, source: Result<&Source, &str>) -> Outcome {
 /// (`Err` when a source could not even be built; a missing one counts as such).
 pub async fn evaluate_on(rule: &Rule, sources: &[Result<&Source, &str>]) -> Outcome {
     let started = Instant::now();
-    match &rule.kind {
+    let mut outcome = match &rule.kind {
         RuleKind::Signal(s) => evaluate_signal(rule, s, source_at(sources, 0), started).await,
         RuleKind::Metric(m) => evaluate_metric(rule, m, sources, started).await,
+    };
+    let series = outcome.series();
+    if series > rule.max_series {
+        // Serving a truncated set would be a silent lie; serve none and say why.
+        outcome.families.clear();
+        outcome.status =
+            Status::Error(format!("produced {series} series, more than max_series ({}); none are served", rule.max_series));
     }
+    outcome
 }
 
 fn source_at<'a>(sources: &[Result<&'a Source, &'a str>], i: usize) -> Result<&'a Source, &'a str> {

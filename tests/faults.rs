@@ -189,6 +189,24 @@ fn fault_a_result_over_max_rows_fails_only_that_rule() {
 }
 
 #[test]
+fn fault_a_rule_over_max_series_serves_none_and_fails_alone() {
+    let pg = TempPostgres::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Two targets, each an up series and one error series per reason (five by default): twelve series.
+    let rules = rules_file(
+        dir.path(),
+        DSN_FROM_ENV,
+        &[probe("wide", "1s", "900ms", "", "    max_series: 11\n"), probe("fast", "1s", "900ms", "", "")],
+    );
+    let ex = spawn(&pg, &rules, &[]);
+    let m = ex.metrics();
+    assert!(!m.text.contains("wide_up"), "{}", m.text);
+    assert_eq!(m.value("sql_signal_exporter_rule_up{rule=\"wide\"}"), Some(0.0));
+    assert!(healthy(&m, "fast"), "{}", m.text);
+    assert!(ex.logs().contains("max_series"), "{}", ex.logs());
+}
+
+#[test]
 fn fault_a_thousand_concurrent_scrapes_all_answer() {
     let pg = TempPostgres::start().unwrap();
     let dir = tempfile::tempdir().unwrap();

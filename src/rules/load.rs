@@ -213,6 +213,7 @@ struct SignalSpec {
     interval: Option<String>,
     timeout: Option<String>,
     max_rows: Option<usize>,
+    max_series: Option<usize>,
     labels: Vec<String>,
     targets: Option<Vec<BTreeMap<String, OneOrMany>>>,
     window: usize,
@@ -263,6 +264,7 @@ struct DescriptorSpec {
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_ROWS: usize = 1_000_000;
+const DEFAULT_MAX_SERIES: usize = 1_000_000;
 
 /// Parses a duration such as `30s`, `1m` or `1h30m`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -702,6 +704,7 @@ impl Ctx<'_> {
             interval,
             timeout,
             max_rows: s.max_rows.unwrap_or(DEFAULT_MAX_ROWS),
+            max_series: s.max_series.unwrap_or(DEFAULT_MAX_SERIES),
             query: s.query,
             vars: s.vars,
             kind: RuleKind::Signal(SignalRule {

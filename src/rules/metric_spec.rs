@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::{check_label_name, empty_object, Ctx, OneOrMany, DEFAULT_INTERVAL, DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT};
+use super::{check_label_name, empty_object, Ctx, OneOrMany, DEFAULT_INTERVAL, DEFAULT_MAX_ROWS, DEFAULT_MAX_SERIES, DEFAULT_TIMEOUT};
 use crate::rules::diagnostic::Diagnostic;
 use crate::rules::model::*;
 use crate::template;
@@ -31,6 +31,7 @@ pub(super) struct MetricRuleSpec {
     interval: Option<String>,
     timeout: Option<String>,
     max_rows: Option<usize>,
+    max_series: Option<usize>,
     #[serde(default)]
     key_labels: Vec<String>,
     families: Vec<FamilySpec>,
@@ -105,6 +106,7 @@ impl Ctx<'_> {
             interval,
             timeout,
             max_rows: s.max_rows.unwrap_or(DEFAULT_MAX_ROWS),
+            max_series: s.max_series.unwrap_or(DEFAULT_MAX_SERIES),
             query: s.query,
             vars: s.vars,
             kind: RuleKind::Metric(MetricRule { databases, database_label, families }),

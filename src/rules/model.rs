@@ -42,6 +42,8 @@ pub struct Rule {
     pub timeout: Duration,
     /// Most rows the query may return before the rule fails.
     pub max_rows: usize,
+    /// Most series one evaluation may produce before the rule fails and serves none.
+    pub max_series: usize,
     /// The minijinja template the SQL is rendered from.
     pub query: String,
     /// Constants the template and expressions see as `vars`.
