@@ -179,8 +179,11 @@ async fn check_queries(
                 sources.insert(db_name.to_string(), source);
             }
             let Some(Some(source)) = sources.get(db_name) else { continue };
+            // The template is rendered for the server's own version, as the exporter does.
+            let render_failed = std::cell::Cell::new(false);
             let render = |version: i64| {
                 template::render_query(rule, version).map_err(|e| {
+                    render_failed.set(true);
                     format!(
                         "the query template does not render for server_version_num {version}: {}",
                         template::describe(&e)
@@ -202,6 +205,9 @@ async fn check_queries(
                         format!("cannot connect to database '{db_name}' to prepare the query: {m}"),
                     ));
                     sources.insert(db_name.to_string(), None);
+                }
+                Err(FetchError::Query(m)) if render_failed.get() => {
+                    out.push(Diagnostic::error(&rule.file, query_pointer.clone(), format!("{m}{on}")))
                 }
                 Err(FetchError::Query(m)) => out.push(Diagnostic::error(
                     &rule.file,
@@ -406,20 +412,21 @@ fn statement_problems(rule: &Rule, p: &Prepared) -> Vec<String> {
     problems
 }
 
+/// `{"file","line","column","severity","message","pointer"}`, keys in that order (written by hand:
+/// serde_json's map would sort them), `line` and `column` null when unknown.
 fn json_line(d: &Diagnostic) -> String {
+    let text = |s: &str| serde_json::Value::from(s).to_string();
     let (line, column) = match d.position {
-        Some((l, c)) => (serde_json::Value::from(l), serde_json::Value::from(c)),
-        None => (serde_json::Value::Null, serde_json::Value::Null),
+        Some((l, c)) => (l.to_string(), c.to_string()),
+        None => ("null".to_string(), "null".to_string()),
     };
-    serde_json::json!({
-        "file": d.file.display().to_string(),
-        "line": line,
-        "column": column,
-        "severity": d.severity.as_str(),
-        "message": d.message,
-        "pointer": d.pointer,
-    })
-    .to_string()
+    format!(
+        "{{\"file\":{},\"line\":{line},\"column\":{column},\"severity\":{},\"message\":{},\"pointer\":{}}}",
+        text(&d.file.display().to_string()),
+        text(d.severity.as_str()),
+        text(&d.message),
+        text(&d.pointer)
+    )
 }
 
 /// A GitHub Actions annotation; `%`, CR and LF are escaped in the message, and `,` and `:` as well
@@ -452,6 +459,7 @@ mod tests {
         let d = diag();
         assert_eq!(d.to_string(), "rules/a,b.yaml:7:5: error: window: 100% bad\nreally");
         assert_eq!(github_line(&d), "::error file=rules/a%2Cb.yaml,line=7,col=5::window: 100%25 bad%0Areally");
+        assert!(json_line(&d).starts_with(r#"{"file":"rules/a,b.yaml","line":7,"column":5,"severity":"error","#));
         let v: serde_json::Value = serde_json::from_str(&json_line(&d)).expect("json");
         assert_eq!(v["line"], 7);
         assert_eq!(v["column"], 5);

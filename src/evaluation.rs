@@ -97,7 +97,7 @@ async fn evaluate_signal(rule: &Rule, s: &SignalRule, source: Result<&Source, &s
     let fetched = fetch(rule, source).await;
     let connect_failed = matches!(fetched, Err((Some(FetchError::Connect(_)), _)));
     let rows = fetched.as_ref().map(|rs| rs.rows.len()).unwrap_or(0);
-    let results = signal::evaluate(s, fetched.as_ref().map_err(|(_, m)| m.as_str()), Utc::now());
+    let results = signal::evaluate(s, &rule.vars, fetched.as_ref().map_err(|(_, m)| m.as_str()), Utc::now());
     let status = match &fetched {
         Err((Some(FetchError::Timeout(_)), _)) => Status::Timeout,
         Err((_, m)) => Status::Error(m.clone()),

@@ -39,7 +39,13 @@ pub struct TargetResult {
 
 /// Judges every target of `rule` from the query's result, or marks all of them failed when the
 /// query itself failed (`Err` carries the reason).
-pub fn evaluate(rule: &SignalRule, result: Result<&ResultSet, &str>, now: DateTime<Utc>) -> Vec<TargetResult> {
+/// `vars` are the rule's constants, which the success expression sees as `vars`.
+pub fn evaluate(
+    rule: &SignalRule,
+    vars: &serde_json::Value,
+    result: Result<&ResultSet, &str>,
+    now: DateTime<Utc>,
+) -> Vec<TargetResult> {
     let rs = match result {
         Ok(rs) => rs,
         Err(reason) => return fail_all(rule, &[], Failure::QueryFailed, reason),
@@ -81,7 +87,7 @@ pub fn evaluate(rule: &SignalRule, result: Result<&ResultSet, &str>, now: DateTi
         .into_iter()
         .map(|labels| {
             let mut rows = by_target.remove(&labels).unwrap_or_default();
-            let state = judge(rule, &cols, &mut rows, &labels, &expr, now);
+            let state = judge(rule, vars, &cols, &mut rows, &labels, &expr, now);
             TargetResult { labels, state }
         })
         .collect()
@@ -141,6 +147,7 @@ impl Columns {
 
 fn judge(
     rule: &SignalRule,
+    vars: &serde_json::Value,
     cols: &Columns,
     rows: &mut [&[Cell]],
     labels: &[String],
@@ -182,6 +189,7 @@ fn judge(
     let mut readings = Vec::with_capacity(window.len());
     for row in window {
         let mut ctx = serde_json::Map::new();
+        ctx.insert("vars".into(), vars.clone());
         for (label, value) in rule.labels.iter().zip(labels) {
             ctx.insert(label.clone(), value.clone().into());
         }

@@ -370,3 +370,35 @@ fn db_check_prepares_every_query_on_the_server() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The shipped rules prepare on a real server: the Kanary rule against the schema of the example
+/// data, the PostgreSQL rules against the server's own statistics views.
+#[test]
+fn shipped_rules_pass_the_db_check() {
+    use sql_signal_exporter::tempdb::TempPostgres;
+
+    let pg = TempPostgres::start().expect("a throwaway PostgreSQL starts");
+    pg.create_database("horreum").expect("database created");
+    let schema = std::fs::read_to_string(root().join("examples/kanary/schema.sql")).expect("readable");
+    pg.psql("horreum", &schema).expect("the example schema loads");
+    let out = command()
+        .args(["--check-rules", "rules/kanary.yaml", "rules/postgres.yaml", "--db", "--strict"])
+        .env("CONNECTION_STRING", pg.dsn("horreum"))
+        .env("DATABASE_URL", pg.dsn("demo"))
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned()),
+        (Some(0), String::new()),
+        "{stderr}"
+    );
+    // Every rule's query was prepared, once per database it runs on.
+    let count = |before: &str| -> usize {
+        let at = stderr.find(before).unwrap_or_else(|| panic!("no '{before}' in {stderr}"));
+        let digits: String = stderr[..at].chars().rev().skip(1).take_while(char::is_ascii_digit).collect();
+        digits.chars().rev().collect::<String>().parse().expect("a number")
+    };
+    assert!(count("rule(s)") >= 2, "{stderr}");
+    assert_eq!(count("queries prepared"), count("rule(s)"), "{stderr}");
+}

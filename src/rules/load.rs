@@ -2,6 +2,12 @@
 //!
 //! Loading never stops at the first problem: it collects every diagnostic of every file, so an
 //! operator fixes a file in one round. The same function serves start-up, reload and `--check-rules`.
+//!
+//! The order: YAML syntax (serde_yaml); a second, position-keeping parse ([`super::span`]) that also
+//! rejects duplicate keys; the JSON Schema, whose errors [`super::schema_errors`] words for operators;
+//! then the semantic checks the schema cannot express, on every rule and database that still
+//! deserializes. Last, every diagnostic gets the `line:col` its JSON pointer resolves to, so the
+//! exporter's log and `--check-rules` both print `FILE:LINE:COL: error: MESSAGE`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -315,7 +321,7 @@ impl Ctx<'_> {
         // (Unknown keys do not count: building a rule ignores them.)
         let mut reported: Vec<String> = Vec::new();
         for err in schema_validator().iter_errors(&doc) {
-            let unknown_key = matches!(err.kind, jsonschema::error::ValidationErrorKind::AdditionalProperties { .. });
+            let unknown_key = matches!(err.kind(), jsonschema::error::ValidationErrorKind::AdditionalProperties { .. });
             for problem in schema_errors::describe(schema_value(), &err) {
                 if !unknown_key && !problem.pointer.is_empty() {
                     reported.push(problem.pointer.clone());
@@ -407,7 +413,7 @@ impl Ctx<'_> {
 
     /// A rule's interval and timeout. The default timeout is below any interval, so only a timeout
     /// the file gives can be too long, and the error then points at it.
-    fn interval_and_timeout(
+    pub(super) fn interval_and_timeout(
         &mut self,
         path: &Path,
         base: &str,
@@ -691,7 +697,7 @@ impl Ctx<'_> {
                 // Every declared value counts, also one whose type is wrong (reported above).
                 let declared: Vec<(String, ValueType)> =
                     s.values.iter().map(|(n, t)| (n.clone(), ValueType::parse(t).unwrap_or(ValueType::Text))).collect();
-                if let Some(msg) = success_problem(&env, &expr, &s.labels, &declared) {
+                if let Some(msg) = success_problem(&env, &expr, &s.labels, &declared, &s.vars) {
                     self.error(path, ptr("success"), msg);
                 }
             }
@@ -842,9 +848,11 @@ fn success_problem(
     expr: &minijinja::Expression<'_, '_>,
     labels: &[String],
     values: &[(String, ValueType)],
+    vars: &serde_json::Value,
 ) -> Option<String> {
     let globals: BTreeSet<&str> = env.globals().map(|(name, _)| name).collect();
-    let known: BTreeSet<&str> = labels.iter().chain(values.iter().map(|(n, _)| n)).map(String::as_str).collect();
+    let mut known: BTreeSet<&str> = labels.iter().chain(values.iter().map(|(n, _)| n)).map(String::as_str).collect();
+    known.insert("vars");
     let mut unknown: Vec<String> = expr
         .undeclared_variables(false)
         .into_iter()
@@ -855,7 +863,7 @@ fn success_problem(
         let names: Vec<String> = unknown.iter().map(|n| format!("'{n}'")).collect();
         let values: Vec<&str> = values.iter().map(|(n, _)| n.as_str()).collect();
         return Some(format!(
-            "the success expression uses {}, which a result does not have; it sees the values [{}] and the labels [{}]",
+            "the success expression uses {}, which a result does not have; it sees the values [{}], the labels [{}] and vars",
             names.join(", "),
             values.join(", "),
             labels.join(", ")
@@ -863,6 +871,7 @@ fn success_problem(
     }
     for truthy in [false, true] {
         let mut ctx = serde_json::Map::new();
+        ctx.insert("vars".into(), vars.clone());
         for label in labels {
             ctx.insert(label.clone(), if truthy { "x" } else { "" }.into());
         }
@@ -1007,4 +1016,44 @@ fn second_document_line(text: &str) -> Option<usize> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_found_whole_and_case_insensitively() {
+        assert!(mentions_word("SELECT Cluster, n FROM t", "cluster"));
+        assert!(mentions_word("x.failures)", "failures"));
+        assert!(!mentions_word("SELECT clusters FROM t", "cluster"));
+        assert!(!mentions_word("SELECT my_cluster FROM t", "cluster"));
+        assert!(!mentions_word("SELECT 1", ""));
+    }
+
+    #[test]
+    fn star_selects_are_recognised() {
+        assert!(selects_star("SELECT * FROM t"));
+        assert!(selects_star("select distinct * from t"));
+        assert!(selects_star("SELECT a, t.* FROM t"));
+        assert!(!selects_star("SELECT count(*), a * 2 FROM t"));
+    }
+
+    #[test]
+    fn the_default_timeout_stays_below_the_interval() {
+        assert_eq!(default_timeout(Duration::from_secs(60)), Duration::from_secs(30));
+        assert_eq!(default_timeout(Duration::from_secs(20)), Duration::from_secs(15));
+        assert!(default_timeout(Duration::from_millis(1)) < Duration::from_millis(1));
+    }
+
+    #[test]
+    fn yaml_errors_keep_their_context_and_a_second_document_is_found() {
+        let e = serde_yaml::from_str::<serde_json::Value>("a: [1, 2\nb: 3\n").unwrap_err();
+        assert_eq!(
+            yaml_message(&e),
+            "did not find expected ',' or ']' (while parsing a flow sequence at line 1 column 4)"
+        );
+        assert_eq!(second_document_line("# c\n---\na: 1\n---\nb: 2\n"), Some(4));
+        assert_eq!(second_document_line("---\na: 1\n"), None);
+    }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::{check_label_name, empty_object, Ctx, OneOrMany, DEFAULT_INTERVAL, DEFAULT_MAX_ROWS, DEFAULT_MAX_SERIES, DEFAULT_TIMEOUT};
+use super::{check_label_name, empty_object, Ctx, OneOrMany, DEFAULT_MAX_ROWS, DEFAULT_MAX_SERIES};
 use crate::rules::diagnostic::Diagnostic;
 use crate::rules::model::*;
 use crate::template;
@@ -66,19 +66,7 @@ impl Ctx<'_> {
         let ptr = |k: &str| format!("{base}/{k}");
         self.claim_rule_name(path, ptr("name"), &s.name);
 
-        let interval = self.duration(path, ptr("interval"), s.interval.as_deref(), DEFAULT_INTERVAL);
-        let timeout = self.duration(path, ptr("timeout"), s.timeout.as_deref(), DEFAULT_TIMEOUT.min(interval));
-        if timeout >= interval {
-            self.error(
-                path,
-                ptr("timeout"),
-                format!(
-                    "timeout ({}) must be shorter than interval ({}) so that a rule never overlaps itself",
-                    humantime::format_duration(timeout),
-                    humantime::format_duration(interval)
-                ),
-            );
-        }
+        let (interval, timeout) = self.interval_and_timeout(path, &base, s.interval.as_deref(), s.timeout.as_deref());
 
         let (databases, several) = match s.database {
             OneOrMany::One(d) => (vec![d], false),

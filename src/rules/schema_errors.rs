@@ -22,11 +22,11 @@ pub struct SchemaProblem {
 
 /// The problems one validation error stands for (several for several unknown keys).
 pub fn describe(schema: &Value, err: &ValidationError<'_>) -> Vec<SchemaProblem> {
-    let pointer = err.instance_path.as_str().to_string();
+    let pointer = err.instance_path().as_str().to_string();
     let one = |message: String| vec![SchemaProblem { pointer: pointer.clone(), message }];
     let key = key_name(&pointer);
-    let value = &*err.instance;
-    match &err.kind {
+    let value = &*err.instance();
+    match err.kind() {
         K::AdditionalProperties { unexpected } | K::UnevaluatedProperties { unexpected } => {
             let allowed = allowed_keys(schema, &pointer);
             unexpected
@@ -79,9 +79,9 @@ pub fn describe(schema: &Value, err: &ValidationError<'_>) -> Vec<SchemaProblem>
         }
         K::Pattern { pattern } => one(format!("{key}: {}", pattern_message(schema, pattern, value))),
         K::PropertyNames { error } => {
-            let name = error.instance.as_str().unwrap_or_default().to_string();
-            let what = match &error.kind {
-                K::Pattern { pattern } => pattern_message(schema, pattern, &error.instance),
+            let name = error.instance().as_str().unwrap_or_default().to_string();
+            let what = match error.kind() {
+                K::Pattern { pattern } => pattern_message(schema, pattern, &error.instance()),
                 _ => format!("'{name}' is not a valid key here"),
             };
             vec![SchemaProblem { pointer: format!("{pointer}/{}", escape(&name)), message: format!("key {what}") }]
@@ -185,7 +185,7 @@ fn one_of_not_valid(key: &str, value: &Value, context: &[Vec<ValidationError<'st
     let mut types = Vec::new();
     let mut other = false;
     for branch in context {
-        match branch.first().map(|e| &e.kind) {
+        match branch.first().map(|e| e.kind()) {
             Some(K::Required { property }) if branch.len() == 1 => required.push(plain(property)),
             Some(K::Type { kind }) => types.push(expected_types(kind)),
             Some(K::MinItems { .. }) | Some(K::MinLength { .. }) => {}

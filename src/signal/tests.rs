@@ -56,7 +56,7 @@ fn rs(rows: Vec<Vec<Cell>>) -> ResultSet {
 }
 
 fn state_of(rule: &SignalRule, rows: Vec<Vec<Cell>>, cluster: &str) -> TargetState {
-    evaluate(rule, Ok(&rs(rows)), now())
+    evaluate(rule, &serde_json::Value::Null, Ok(&rs(rows)), now())
         .into_iter()
         .find(|t| t.labels == [cluster])
         .map(|t| t.state)
@@ -149,7 +149,7 @@ fn a_bad_value_in_the_window_fails_only_its_target() {
     let mut rows = three("a", [0, 0, 0]);
     rows[1][3] = Cell::Text("1.5".into());
     rows.extend(three("b", [1, 1, 0]));
-    let results = evaluate(&rule, Ok(&rs(rows)), now());
+    let results = evaluate(&rule, &serde_json::Value::Null, Ok(&rs(rows)), now());
     assert_eq!(failure(&results[0].state), Some(Failure::BadValue));
     assert_eq!(results[1].state, TargetState::Up);
 
@@ -188,7 +188,7 @@ fn without_order_by_the_query_order_counts() {
 #[test]
 fn a_failed_query_fails_every_target() {
     let rule = kanary_like(targets(&["a", "b"]));
-    let results = evaluate(&rule, Err("connection refused"), now());
+    let results = evaluate(&rule, &serde_json::Value::Null, Err("connection refused"), now());
     assert_eq!(results.len(), 2);
     assert!(results.iter().all(|t| failure(&t.state) == Some(Failure::QueryFailed)));
 }
@@ -198,7 +198,7 @@ fn a_missing_column_fails_every_target_as_query_failed() {
     let rule = kanary_like(targets(&["a"]));
     let mut set = rs(three("a", [0, 0, 0]));
     set.columns[3] = "errs".into();
-    let results = evaluate(&rule, Ok(&set), now());
+    let results = evaluate(&rule, &serde_json::Value::Null, Ok(&set), now());
     match &results[0].state {
         TargetState::Failed { failure: Failure::QueryFailed, detail } => assert!(detail.contains("errors"), "{detail}"),
         other => panic!("{other:?}"),
@@ -210,7 +210,7 @@ fn undeclared_targets_are_discovered_from_rows_in_sorted_order() {
     let rule = kanary_like(None);
     let mut rows = three("z", [0, 0, 0]);
     rows.extend(three("m", [1, 1, 1]));
-    let results = evaluate(&rule, Ok(&rs(rows)), now());
+    let results = evaluate(&rule, &serde_json::Value::Null, Ok(&rs(rows)), now());
     let names: Vec<&str> = results.iter().map(|t| t.labels[0].as_str()).collect();
     assert_eq!(names, ["m", "z"]);
     assert_eq!(results[0].state, TargetState::Down);
@@ -253,7 +253,18 @@ fn the_success_expression_sees_labels_and_values() {
     rule.success = "errors <= 0 or cluster == 'b'".into();
     let mut rows = three("a", [-1, 5, 5]);
     rows.extend(three("b", [5, 5, 5]));
-    let results = evaluate(&rule, Ok(&rs(rows)), now());
+    let results = evaluate(&rule, &serde_json::Value::Null, Ok(&rs(rows)), now());
     assert_eq!(results[0].state, TargetState::Up);
     assert_eq!(results[1].state, TargetState::Up);
+}
+
+#[test]
+fn the_success_expression_sees_the_rule_vars() {
+    let mut rule = kanary_like(targets(&["a"]));
+    rule.success = "errors <= vars.tolerated".into();
+    let vars = serde_json::json!({ "tolerated": 2 });
+    let results = evaluate(&rule, &vars, Ok(&rs(three("a", [5, 2, 7]))), now());
+    assert_eq!(results[0].state, TargetState::Up);
+    let results = evaluate(&rule, &serde_json::json!({ "tolerated": 1 }), Ok(&rs(three("a", [5, 2, 7]))), now());
+    assert_eq!(results[0].state, TargetState::Down);
 }
