@@ -57,9 +57,10 @@ impl Exporter {
     /// Re-reads the rules files; applies them only if every file is valid.
     pub async fn reload(&self) -> Result<(), String> {
         let paths = self.rules.clone();
-        let loaded = tokio::task::spawn_blocking(move || load_rules(&paths))
-            .await
-            .map_err(|e| format!("reload task failed: {e}"))?;
+        let loaded = match tokio::task::spawn_blocking(move || load_rules(&paths)).await {
+            Ok(loaded) => loaded,
+            Err(e) => Err(format!("internal error while loading the rules, please report it: {e}")),
+        };
         match loaded {
             Ok(rules) => {
                 self.scheduler.apply(&rules).await;
@@ -146,30 +147,36 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'sta
 
 /// Evaluates every rule once, concurrently, and returns the exposition and whether all succeeded.
 pub async fn run_once(rules: &RuleSet) -> (Vec<u8>, bool) {
+    use crate::evaluation::Status;
+    use crate::source::Source;
+    // One pool per database, shared by its rules, with the scheduler's settings: the same
+    // connection bound and timeouts as the running exporter.
+    let sources: std::collections::HashMap<String, Arc<Result<Source, String>>> = rules
+        .databases
+        .iter()
+        .map(|(name, db)| {
+            let built = Source::new(db.clone(), rules.statement_timeout(name), rules.max_backoff(name));
+            (name.clone(), Arc::new(built))
+        })
+        .collect();
     let mut handles = Vec::new();
     for rule in &rules.rules {
         let rule = rule.clone();
-        // One pool per database the rule runs on (several for a metric rule with a list).
-        let dbs: Vec<(String, Option<Arc<crate::rules::Database>>)> =
-            rule.databases().into_iter().map(|d| (d.to_string(), rules.databases.get(d).cloned())).collect();
+        let slots: Vec<Option<Arc<Result<Source, String>>>> =
+            rule.databases().into_iter().map(|d| sources.get(d).cloned()).collect();
         handles.push(tokio::spawn(async move {
-            let sources: Vec<Result<crate::source::Source, String>> = dbs
-                .into_iter()
-                .map(|(name, db)| match db {
-                    Some(db) => crate::source::Source::new(db, rule.timeout + Duration::from_secs(1), rule.interval),
-                    None => Err(format!("database '{name}' is not declared")),
+            let srcs: Vec<Result<&Source, &str>> = slots
+                .iter()
+                .map(|slot| match slot {
+                    Some(s) => s.as_ref().as_ref().map_err(String::as_str),
+                    None => Err("the database is not declared"),
                 })
                 .collect();
-            let srcs: Vec<Result<&crate::source::Source, &str>> =
-                sources.iter().map(|s| s.as_ref().map_err(String::as_str)).collect();
             let outcome = crate::evaluation::evaluate_on(&rule, &srcs).await;
-            if let crate::evaluation::Status::Error(reason) = &outcome.status {
-                tracing::error!(rule = %rule.name, reason = %reason, "rule evaluation failed");
-            } else if outcome.status == crate::evaluation::Status::Timeout {
-                tracing::error!(rule = %rule.name, reason = "timeout", "rule evaluation timed out");
-            }
-            for s in sources.iter().flatten() {
-                s.close();
+            match &outcome.status {
+                Status::Error(reason) => tracing::error!(rule = %rule.name, reason = %reason, "rule evaluation failed"),
+                Status::Timeout => tracing::error!(rule = %rule.name, reason = "timeout", "rule evaluation timed out"),
+                Status::Success => {}
             }
             outcome
         }));
@@ -179,13 +186,19 @@ pub async fn run_once(rules: &RuleSet) -> (Vec<u8>, bool) {
     for h in handles {
         match h.await {
             Ok(outcome) => {
-                all_ok &= outcome.status == crate::evaluation::Status::Success;
+                all_ok &= outcome.status == Status::Success;
                 out.extend(crate::exposition::render(&outcome.families));
             }
             Err(e) => {
                 all_ok = false;
                 tracing::error!("rule task failed: {e}");
             }
+        }
+    }
+    for source in sources.values() {
+        if let Ok(s) = source.as_ref() {
+            s.close();
+            s.drain(Duration::from_secs(1)).await;
         }
     }
     (out, all_ok)

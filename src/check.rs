@@ -243,9 +243,7 @@ fn open_source(
     if broken {
         return None;
     }
-    // The slowest rule on this database bounds the server-side statement_timeout.
-    let slowest = set.rules.iter().filter(|r| r.databases().contains(&db.name.as_str())).map(|r| r.timeout).max();
-    match Source::new(db.clone(), slowest.unwrap_or(Duration::from_secs(30)) + Duration::from_secs(1), Duration::ZERO) {
+    match Source::new(db.clone(), set.statement_timeout(&db.name), Duration::ZERO) {
         Ok(source) => Some(source),
         Err(msg) => {
             let file = trees
@@ -366,10 +364,7 @@ fn statement_problems(rule: &Rule, p: &Prepared) -> Vec<String> {
     let mut problems = Vec::new();
     let bound = bound_params(rule);
     if !p.params.is_empty() && p.params.len() != bound {
-        problems.push(format!(
-            "the query uses {} parameter(s) but the rule binds {bound} ($1..${bound} are the target label arrays, one per label)",
-            p.params.len()
-        ));
+        problems.push(crate::source::parameter_mismatch(p.params.len(), bound));
     } else {
         for (i, ty) in p.params.iter().enumerate() {
             if !<Vec<String> as ToSql>::accepts(ty) {

@@ -111,6 +111,24 @@ async fn evaluate_signal(rule: &Rule, s: &SignalRule, source: Result<&Source, &s
     Outcome { families, status, rows, duration: started.elapsed(), connect_failed, connect_failures }
 }
 
+/// What a rule serves when its evaluation panicked (a bug): a signal's fail-safe series, a metric
+/// rule's none, and the panic as the rule's error.
+pub fn panicked(rule: &Rule, message: &str) -> Outcome {
+    let reason = format!("internal error, please report it: evaluation panicked: {message}");
+    let families = match &rule.kind {
+        RuleKind::Signal(s) => signal::families(s, &signal::evaluate(s, &rule.vars, Err(&reason), Utc::now())),
+        RuleKind::Metric(_) => Vec::new(),
+    };
+    Outcome {
+        families,
+        status: Status::Error(reason),
+        rows: 0,
+        duration: Duration::ZERO,
+        connect_failed: false,
+        connect_failures: Vec::new(),
+    }
+}
+
 /// One run of a metric rule on each of its databases, concurrently; the families merged in
 /// declaration order, each database's series present only if its run succeeded.
 async fn evaluate_metric(rule: &Rule, m: &MetricRule, sources: &[Result<&Source, &str>], started: Instant) -> Outcome {
@@ -191,10 +209,15 @@ async fn fetch(rule: &Rule, source: Result<&Source, &str>) -> Result<ResultSet, 
             format!("the query template does not render for server_version_num {version}: {}", template::describe(&e))
         })
     };
-    source.fetch_rendered(render, &params, rule.timeout, rule.max_rows).await.map_err(|e| {
+    let rs = source.fetch_rendered(render, &params, rule.timeout, rule.max_rows).await.map_err(|e| {
         let m = e.to_string();
         (Some(e), m)
-    })
+    })?;
+    // The pure evaluations index rows by column position; hold them to that shape here, once.
+    if rs.rows.iter().any(|row| row.len() != rs.columns.len()) {
+        return Err((None, "the driver returned a row whose length differs from the columns".to_string()));
+    }
+    Ok(rs)
 }
 
 /// A missing column fails every target with the same query-level detail: that is a rule error.

@@ -9,6 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
+use std::panic::AssertUnwindSafe;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -32,9 +34,20 @@ struct RuleTask {
     handle: JoinHandle<()>,
 }
 
+impl RuleTask {
+    /// Stops the task and waits until it has: after this it can no longer publish a block or
+    /// touch the rule's self-metrics (so a replaced or removed rule cannot come back).
+    async fn stop(self) {
+        self.cancel.cancel();
+        self.handle.abort();
+        let _ = self.handle.await;
+    }
+}
+
 #[derive(Default)]
 struct State {
-    sources: HashMap<String, (Arc<Database>, Duration, SourceSlot)>,
+    /// Each database's pool with the settings it was built with: statement_timeout and max backoff.
+    sources: HashMap<String, (Arc<Database>, (Duration, Duration), SourceSlot)>,
     tasks: BTreeMap<String, RuleTask>,
 }
 
@@ -54,26 +67,26 @@ impl Scheduler {
     pub async fn apply(&self, rules: &RuleSet) {
         let mut state = self.state.lock().await;
 
-        // Pools: keep one whose database and server-side timeout are unchanged, else build anew.
+        // Pools: keep one whose database and settings are unchanged, else build anew.
         let mut sources = HashMap::new();
         for (name, db) in &rules.databases {
-            let stmt_timeout = statement_timeout(rules, name);
+            let settings = (rules.statement_timeout(name), rules.max_backoff(name));
             let slot = match state.sources.remove(name) {
-                Some((old_db, old_timeout, slot)) if *old_db == **db && old_timeout == stmt_timeout => slot,
+                Some((old_db, old_settings, slot)) if *old_db == **db && old_settings == settings => slot,
                 old => {
                     if let Some((_, _, slot)) = old {
                         if let Ok(src) = slot.as_ref() {
                             src.close();
                         }
                     }
-                    let built = Source::new(db.clone(), stmt_timeout, max_backoff(rules, name));
+                    let built = Source::new(db.clone(), settings.0, settings.1);
                     if let Err(msg) = &built {
                         tracing::error!(database = %name, error = %msg, "cannot set up database");
                     }
                     Arc::new(built)
                 }
             };
-            sources.insert(name.clone(), (db.clone(), stmt_timeout, slot));
+            sources.insert(name.clone(), (db.clone(), settings, slot));
         }
         for (_, (_, _, slot)) in state.sources.drain() {
             if let Ok(src) = slot.as_ref() {
@@ -101,13 +114,13 @@ impl Scheduler {
                     state.tasks.insert(rule.name.clone(), task);
                     continue;
                 }
-                task.cancel.cancel();
+                task.stop().await;
             }
             let task = self.spawn(rule.clone(), slots);
             state.tasks.insert(rule.name.clone(), task);
         }
         for (name, task) in old_tasks {
-            task.cancel.cancel();
+            task.stop().await;
             self.metrics.forget_rule(&name);
         }
     }
@@ -146,23 +159,13 @@ impl Scheduler {
     }
 }
 
-/// The longest pause between connection attempts to a database after failures: half its shortest
-/// rule interval, so a database that comes back is seen within one interval.
-fn max_backoff(rules: &RuleSet, database: &str) -> Duration {
-    rules.rules.iter().filter(|r| r.databases().contains(&database)).map(|r| r.interval / 2).min().unwrap_or(Duration::from_secs(30))
-}
 
-/// The server-side statement_timeout of a database's sessions: its slowest rule's timeout, plus a
-/// margin so the client-side cancel normally comes first.
-fn statement_timeout(rules: &RuleSet, database: &str) -> Duration {
-    rules
-        .rules
-        .iter()
-        .filter(|r| r.databases().contains(&database))
-        .map(|r| r.timeout)
-        .max()
-        .unwrap_or(Duration::from_secs(30))
-        + Duration::from_secs(1)
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string())
 }
 
 async fn rule_loop(
@@ -177,8 +180,10 @@ async fn rule_loop(
     loop {
         let srcs: Vec<Result<&Source, &str>> =
             sources.iter().map(|s| s.as_ref().as_ref().map_err(String::as_str)).collect();
+        // A panic is a bug, but it must not freeze this rule's series at their last values.
+        let evaluation = AssertUnwindSafe(evaluation::evaluate_on(&rule, &srcs)).catch_unwind();
         let outcome = tokio::select! {
-            o = evaluation::evaluate_on(&rule, &srcs) => o,
+            o = evaluation => o.unwrap_or_else(|panic| evaluation::panicked(&rule, &panic_message(&*panic))),
             _ = cancel.cancelled() => return,
         };
         match &outcome.status {

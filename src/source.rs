@@ -102,8 +102,9 @@ impl Source {
         let mut options = config.get_options().map(|o| format!("{o} ")).unwrap_or_default();
         options.push_str(&format!(
             "-c default_transaction_read_only=on -c statement_timeout={} -c lock_timeout={}",
-            statement_timeout.as_millis().max(1),
-            database.lock_timeout.as_millis().max(1)
+            // PostgreSQL takes these in milliseconds as an i32.
+            statement_timeout.as_millis().clamp(1, i32::MAX as u128),
+            database.lock_timeout.as_millis().clamp(1, i32::MAX as u128)
         ));
         config.options(&options);
         if config.get_application_name().is_none() {
@@ -392,6 +393,17 @@ fn describe_pool_error(e: &deadpool_postgres::PoolError) -> String {
     }
 }
 
+/// Why a statement's parameters do not fit what the rule binds (`bound` text arrays).
+pub fn parameter_mismatch(used: usize, bound: usize) -> String {
+    if bound == 0 {
+        format!("the query uses {used} parameter(s) but this rule binds none; write the values into the query")
+    } else {
+        format!(
+            "the query uses {used} parameter(s) but the rule binds {bound} ($1..${bound} are the target label arrays, one per label)"
+        )
+    }
+}
+
 /// The server's message when there is one (it is the useful part), else the driver's text.
 pub fn describe_pg_error(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
@@ -418,11 +430,7 @@ async fn run(client: &deadpool_postgres::Client, sql: &str, params: &[Vec<String
     } else if expected == params.len() {
         params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
     } else {
-        return Err(FetchError::Query(format!(
-            "the query uses {expected} parameter(s) but the rule binds {} ($1..${} are the target label arrays)",
-            params.len(),
-            params.len()
-        )));
+        return Err(FetchError::Query(parameter_mismatch(expected, params.len())));
     };
     let columns: Vec<String> = stmt.columns().iter().map(|c| c.name().to_string()).collect();
     let stream = client.query_raw(&stmt, bound).await.map_err(|e| FetchError::Query(describe_pg_error(&e)))?;

@@ -268,17 +268,21 @@ fn fault_sigterm_during_a_scrape_finishes_it_and_exits_within_five_seconds() {
 fn reload_keeps_the_last_good_rules_until_the_file_is_fixed() {
     let pg = TempPostgres::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let rules = rules_file(dir.path(), DSN_FROM_ENV, &[probe("keep", "1s", "900ms", "", ""), probe("gone", "1s", "900ms", "", "")]);
+    // `keep` runs once an hour: a restarted task would evaluate again at once, so its count of
+    // evaluations tells whether a reload kept it.
+    let keep = || probe("keep", "1h", "30s", "", "");
+    let rules = rules_file(dir.path(), DSN_FROM_ENV, &[keep(), probe("gone", "1s", "900ms", "", "")]);
     let ex = spawn(&pg, &rules, &["--web.enable-lifecycle"]);
     let reload_ok = "sql_signal_exporter_config_last_reload_successful";
     assert_eq!(ex.metrics().value(reload_ok), Some(1.0));
+    assert_eq!(evaluations(&ex.metrics(), "keep", "success"), 1.0);
 
     // A broken file: SIGHUP keeps the old rules, the metric says so, the log has the diagnostic.
     std::fs::write(&rules, "version: 1\nsignals:\n  - name: keep\n    windw: 3\n").unwrap();
     ex.signal("HUP");
     ex.wait_until(Duration::from_secs(10), "the failed reload", |e| e.metrics().value(reload_ok) == Some(0.0));
     ex.wait_until(Duration::from_secs(5), "the diagnostic in the log", |e| e.logs().contains("windw"));
-    wait_successes(&ex, "keep", 2.0);
+    wait_successes(&ex, "gone", 2.0);
     let m = ex.metrics();
     assert!(healthy(&m, "keep") && healthy(&m, "gone"), "{}", m.text);
 
@@ -288,8 +292,7 @@ fn reload_keeps_the_last_good_rules_until_the_file_is_fixed() {
     assert!(body.contains("windw") && body.contains("rules.yaml"), "{body}");
 
     // Fixed: one rule kept, one removed, one added. The kept rule never blinks during the reload.
-    write_rules(&rules, DSN_FROM_ENV, &[probe("keep", "1s", "900ms", "", ""), probe("added", "1s", "900ms", "", "")]);
-    let keep_before = evaluations(&ex.metrics(), "keep", "success");
+    write_rules(&rules, DSN_FROM_ENV, &[keep(), probe("added", "1s", "900ms", "", "")]);
     let (status, body) = ex.post("/-/reload");
     assert_eq!(status, 200, "{body}");
     for _ in 0..20 {
@@ -301,7 +304,15 @@ fn reload_keeps_the_last_good_rules_until_the_file_is_fixed() {
     let m = ex.metrics();
     assert_eq!(m.value(reload_ok), Some(1.0));
     assert!(!m.text.contains("gone_up"), "a removed rule's series remain: {}", m.text);
-    assert!(evaluations(&m, "keep", "success") >= keep_before, "the kept rule's state was reset");
+    assert!(!m.text.contains("rule=\"gone\""), "a removed rule's self-metrics remain: {}", m.text);
+    assert_eq!(evaluations(&m, "keep", "success"), 1.0, "the kept rule was restarted");
+
+    // Changing the kept rule restarts it: it evaluates again at once.
+    write_rules(&rules, DSN_FROM_ENV, &[probe("keep", "1h", "20s", "", ""), probe("added", "1s", "900ms", "", "")]);
+    assert_eq!(ex.post("/-/reload").0, 200);
+    ex.wait_until(Duration::from_secs(10), "the changed rule to run again", |e| {
+        evaluations(&e.metrics(), "keep", "success") == 2.0
+    });
 }
 
 #[test]

@@ -420,7 +420,18 @@ impl Ctx<'_> {
         interval: Option<&str>,
         timeout: Option<&str>,
     ) -> (Duration, Duration) {
-        let interval = self.duration(path, format!("{base}/interval"), interval, DEFAULT_INTERVAL);
+        let mut interval = self.duration(path, format!("{base}/interval"), interval, DEFAULT_INTERVAL);
+        if interval < MIN_INTERVAL {
+            self.error(
+                path,
+                format!("{base}/interval"),
+                format!(
+                    "interval: {} is shorter than 1s; a rule queries its database once per interval",
+                    humantime::format_duration(interval)
+                ),
+            );
+            interval = MIN_INTERVAL;
+        }
         let timeout = self.duration(path, format!("{base}/timeout"), timeout, default_timeout(interval));
         if timeout >= interval {
             self.error(
@@ -440,6 +451,15 @@ impl Ctx<'_> {
         match text {
             None => default,
             Some(t) => match parse_duration(t) {
+                Ok(d) if d > MAX_DURATION => {
+                    let key = pointer.rsplit('/').next().unwrap_or_default().to_string();
+                    self.error(
+                        path,
+                        pointer,
+                        format!("{key}: {t} is longer than 24d, the longest timeout PostgreSQL accepts; durations are at most 24d"),
+                    );
+                    default
+                }
                 Ok(d) if !d.is_zero() => d,
                 Ok(_) => {
                     let key = pointer.rsplit('/').next().unwrap_or_default().to_string();
@@ -574,6 +594,8 @@ impl Ctx<'_> {
             self.error(path, pointer, msg);
         } else if metric.starts_with(crate::SELF_METRIC_PREFIX) {
             self.error(path, pointer, format!("metric names starting with '{}' are reserved for the exporter's own metrics", crate::SELF_METRIC_PREFIX));
+        } else if metric.starts_with("process_") {
+            self.error(path, pointer, format!("metric name '{metric}' clashes with the exporter's own process_* metrics"));
         } else if metric.starts_with("__") {
             self.error(path, pointer, format!("metric name '{metric}' starts with '__', which Prometheus reserves"));
         } else {
@@ -650,6 +672,11 @@ impl Ctx<'_> {
                 if !repeated.is_empty() {
                     let msg = format!("target {} is already listed by an earlier entry", repeated.join(", "));
                     self.diags.push(Diagnostic::warning(path, p, msg));
+                }
+                if out.len() > MAX_TARGETS {
+                    let msg = format!("the targets expand to more than {MAX_TARGETS}; split the rule or let the query discover them");
+                    self.error(path, format!("{base}/targets"), msg);
+                    break;
                 }
             }
             out
@@ -766,8 +793,18 @@ fn special_label_meaning(label: &str) -> Option<&'static str> {
 
 /// The default timeout of a rule: 30s, or less for a short interval, always below the interval.
 pub(super) fn default_timeout(interval: Duration) -> Duration {
-    DEFAULT_TIMEOUT.min(interval * 3 / 4)
+    // `interval * 3` could overflow; this cannot.
+    DEFAULT_TIMEOUT.min(interval - interval / 4)
 }
+
+/// The longest duration a rules file may give: PostgreSQL's timeouts are milliseconds in an i32.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 24 * 3600);
+
+/// The most targets a signal may declare (after lists expand).
+const MAX_TARGETS: usize = 100_000;
+
+/// The shortest interval: a rule queries its database once per interval.
+const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A minijinja error in one line: its kind, detail and line, without the source dump.
 fn jinja_message(e: &minijinja::Error) -> String {

@@ -20,6 +20,24 @@ pub struct RuleSet {
     pub rules: Vec<Arc<Rule>>,
 }
 
+impl RuleSet {
+    fn rules_on<'a>(&'a self, database: &'a str) -> impl Iterator<Item = &'a Arc<Rule>> + 'a {
+        self.rules.iter().filter(move |r| r.databases().contains(&database))
+    }
+
+    /// The server-side `statement_timeout` of a database's sessions: its slowest rule's timeout plus
+    /// a second, so the client-side cancel normally comes first and the server's is a backstop.
+    pub fn statement_timeout(&self, database: &str) -> Duration {
+        self.rules_on(database).map(|r| r.timeout).max().unwrap_or(Duration::from_secs(30)) + Duration::from_secs(1)
+    }
+
+    /// The longest pause between connection attempts to a database after failures: half its
+    /// shortest rule interval, so a database that comes back is seen within one interval.
+    pub fn max_backoff(&self, database: &str) -> Duration {
+        self.rules_on(database).map(|r| r.interval / 2).min().unwrap_or(Duration::from_secs(30))
+    }
+}
+
 /// Where one database lives and how the exporter's sessions behave on it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Database {

@@ -25,7 +25,14 @@ pub fn describe(schema: &Value, err: &ValidationError<'_>) -> Vec<SchemaProblem>
     let pointer = err.instance_path().as_str().to_string();
     let one = |message: String| vec![SchemaProblem { pointer: pointer.clone(), message }];
     let key = key_name(&pointer);
-    let value = &*err.instance();
+    // Values under `databases` may hold a DSN with its password: never echo them.
+    let hidden;
+    let value = if pointer.starts_with("/databases") {
+        hidden = hide_strings(&err.instance());
+        &hidden
+    } else {
+        &*err.instance()
+    };
     match err.kind() {
         K::AdditionalProperties { unexpected } | K::UnevaluatedProperties { unexpected } => {
             let allowed = allowed_keys(schema, &pointer);
@@ -110,6 +117,16 @@ fn key_name(pointer: &str) -> String {
         "the rules file".to_string()
     } else {
         indexes
+    }
+}
+
+/// `value` with every string replaced by `<hidden>`.
+fn hide_strings(value: &Value) -> Value {
+    match value {
+        Value::String(_) => Value::String("<hidden>".into()),
+        Value::Array(items) => Value::Array(items.iter().map(hide_strings).collect()),
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), hide_strings(v))).collect()),
+        other => other.clone(),
     }
 }
 
@@ -245,7 +262,9 @@ fn allowed_keys(root: &Value, pointer: &str) -> Vec<String> {
 
 /// The keys of a `oneOf` whose every alternative only requires one key (`dsn` | `dsn_file`).
 fn required_alternatives(root: &Value, pointer: &str) -> Option<Vec<String>> {
-    let one_of = subschema(root, pointer)?.get("oneOf")?.as_array()?;
+    let node = subschema(root, pointer)?;
+    // The alternatives stand directly in the node or in its `then` (applied to mappings only).
+    let one_of = node.get("oneOf").or_else(|| node.get("then")?.get("oneOf"))?.as_array()?;
     one_of
         .iter()
         .map(|alt| match alt.get("required")?.as_array()?.as_slice() {

@@ -175,7 +175,7 @@ impl Exposition {
                 "NaN" => f64::NAN,
                 v => v.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
             };
-            series.insert(key.to_string(), v);
+            assert!(series.insert(key.to_string(), v).is_none(), "duplicate series {key} in:\n{text}");
         }
         Exposition { text: text.to_string(), series }
     }
