@@ -6,8 +6,6 @@
 //! series are sorted by label values, as Prometheus's own client libraries do, so the output is stable
 //! and comparable byte for byte.
 
-use std::fmt::Write;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricType {
     Gauge,
@@ -48,86 +46,198 @@ impl Family {
 }
 
 /// Renders `families` in the given order, each family's series sorted.
+///
+/// The output is allocated once at its exact size (a first pass measures it), and series are sorted
+/// through an index rather than copies of their labels, so rendering N series costs the output plus
+/// a few bytes per series: a snapshot of 100,000 series renders in one 9 MB allocation.
 pub fn render(families: &[Family]) -> Vec<u8> {
-    let mut out = String::with_capacity(64 + families.iter().map(|f| f.samples.len() * 64).sum::<usize>());
+    let len = families.iter().map(family_len).sum();
+    let mut out = Vec::with_capacity(len);
     for family in families {
         render_family(&mut out, family);
     }
-    out.into_bytes()
+    debug_assert_eq!(out.len(), len, "the measured length is exact");
+    out
 }
 
-fn render_family(out: &mut String, family: &Family) {
-    out.push_str("# HELP ");
-    out.push_str(&family.name);
-    out.push(' ');
-    escape_help(out, &family.help);
-    out.push('\n');
-    let _ = writeln!(out, "# TYPE {} {}", family.name, family.kind.as_str());
+/// The label order of one series: positions into its `labels`, sorted by (name, value).
+type Perm = Vec<u16>;
 
-    let mut series: Vec<(Vec<(&str, &str)>, f64)> = family
+fn label_perm(labels: &[(String, String)]) -> Perm {
+    let mut p: Perm = (0..labels.len() as u16).collect();
+    p.sort_unstable_by(|&a, &b| {
+        let (x, y) = (&labels[a as usize], &labels[b as usize]);
+        (x.0.as_str(), x.1.as_str()).cmp(&(y.0.as_str(), y.1.as_str()))
+    });
+    p
+}
+
+/// Whether `a`'s labels have the same names as `b`'s, in the same positions.
+fn same_names(a: &[(String, String)], b: &[(String, String)]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0)
+}
+
+/// The order of a family's series: (sample index, index into `perms`), sorted by label pairs as
+/// Prometheus's client libraries do. Series that name their labels alike (nearly always all of a
+/// family's) share one label order.
+fn series_order(samples: &[Sample]) -> (Vec<(u32, u32)>, Vec<Perm>) {
+    let mut perms: Vec<Perm> = Vec::new();
+    // The sample whose names the last perm was made for, if that perm can be shared (no name twice).
+    let mut shared: Option<usize> = None;
+    let mut order: Vec<(u32, u32)> = Vec::with_capacity(samples.len());
+    for (i, s) in samples.iter().enumerate() {
+        let reuse = shared.is_some_and(|r| same_names(&samples[r].labels, &s.labels));
+        if !reuse {
+            let p = label_perm(&s.labels);
+            let unique_names = p.windows(2).all(|w| s.labels[w[0] as usize].0 != s.labels[w[1] as usize].0);
+            shared = unique_names.then_some(i);
+            perms.push(p);
+        }
+        order.push((i as u32, (perms.len() - 1) as u32));
+    }
+    order.sort_unstable_by(|&(a, pa), &(b, pb)| {
+        let (la, lb) = (&samples[a as usize].labels, &samples[b as usize].labels);
+        let ka = perms[pa as usize].iter().map(|&i| (la[i as usize].0.as_str(), la[i as usize].1.as_str()));
+        let kb = perms[pb as usize].iter().map(|&i| (lb[i as usize].0.as_str(), lb[i as usize].1.as_str()));
+        // Ties (duplicate series) keep their input order.
+        ka.cmp(kb).then(a.cmp(&b))
+    });
+    (order, perms)
+}
+
+fn family_len(family: &Family) -> usize {
+    let head = "# HELP ".len() + family.name.len() + 1 + escaped_help_len(&family.help) + 1;
+    let ty = "# TYPE ".len() + family.name.len() + 1 + family.kind.as_str().len() + 1;
+    let series: usize = family
         .samples
         .iter()
         .map(|s| {
-            let mut l: Vec<(&str, &str)> = s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            l.sort_unstable();
-            (l, s.value)
+            let labels: usize = s.labels.iter().map(|(k, v)| k.len() + 3 + escaped_label_len(v)).sum::<usize>()
+                + if s.labels.is_empty() { 0 } else { 2 + s.labels.len() - 1 };
+            family.name.len() + labels + 1 + value_len(s.value) + 1
         })
-        .collect();
-    series.sort_by(|a, b| a.0.cmp(&b.0));
-    for (labels, value) in series {
-        out.push_str(&family.name);
-        if !labels.is_empty() {
-            out.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
+        .sum();
+    head + ty + series
+}
+
+fn render_family(out: &mut Vec<u8>, family: &Family) {
+    out.extend_from_slice(b"# HELP ");
+    out.extend_from_slice(family.name.as_bytes());
+    out.push(b' ');
+    escape_help(out, &family.help);
+    out.push(b'\n');
+    out.extend_from_slice(b"# TYPE ");
+    out.extend_from_slice(family.name.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(family.kind.as_str().as_bytes());
+    out.push(b'\n');
+
+    let (order, perms) = series_order(&family.samples);
+    for (i, p) in order {
+        let sample = &family.samples[i as usize];
+        out.extend_from_slice(family.name.as_bytes());
+        if !sample.labels.is_empty() {
+            out.push(b'{');
+            for (n, &l) in perms[p as usize].iter().enumerate() {
+                let (k, v) = &sample.labels[l as usize];
+                if n > 0 {
+                    out.push(b',');
                 }
-                out.push_str(k);
-                out.push_str("=\"");
+                out.extend_from_slice(k.as_bytes());
+                out.extend_from_slice(b"=\"");
                 escape_label_value(out, v);
-                out.push('"');
+                out.push(b'"');
             }
-            out.push('}');
+            out.push(b'}');
         }
-        out.push(' ');
-        out.push_str(&format_value(value));
-        out.push('\n');
+        out.push(b' ');
+        write_value(out, sample.value);
+        out.push(b'\n');
     }
 }
 
-fn escape_help(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
+fn escaped_help_len(s: &str) -> usize {
+    s.len() + s.bytes().filter(|&b| b == b'\\' || b == b'\n').count()
+}
+
+fn escaped_label_len(s: &str) -> usize {
+    s.len() + s.bytes().filter(|&b| b == b'\\' || b == b'\n' || b == b'"').count()
+}
+
+fn escape_help(out: &mut Vec<u8>, s: &str) {
+    for &b in s.as_bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b => out.push(b),
         }
     }
 }
 
-fn escape_label_value(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '"' => out.push_str("\\\""),
-            c => out.push(c),
+fn escape_label_value(out: &mut Vec<u8>, s: &str) {
+    if !s.bytes().any(|b| b == b'\\' || b == b'\n' || b == b'"') {
+        out.extend_from_slice(s.as_bytes());
+        return;
+    }
+    for &b in s.as_bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'"' => out.extend_from_slice(b"\\\""),
+            b => out.push(b),
         }
     }
+}
+
+/// How [`format_value`] writes a value, without allocating.
+fn write_value_fmt(w: &mut impl std::fmt::Write, v: f64) -> std::fmt::Result {
+    if v.is_nan() {
+        w.write_str("NaN")
+    } else if v.is_infinite() {
+        w.write_str(if v > 0.0 { "+Inf" } else { "-Inf" })
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        write!(w, "{}", v as i64)
+    } else {
+        write!(w, "{v}")
+    }
+}
+
+/// Counts what is written to it.
+struct Measure(usize);
+
+impl std::fmt::Write for Measure {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0 += s.len();
+        Ok(())
+    }
+}
+
+/// Appends what is written to it to a byte vector.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Append<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+fn value_len(v: f64) -> usize {
+    let mut m = Measure(0);
+    let _ = write_value_fmt(&mut m, v);
+    m.0
+}
+
+fn write_value(out: &mut Vec<u8>, v: f64) {
+    let _ = write_value_fmt(&mut Append(out), v);
 }
 
 /// Formats a sample value the way Go's client does for the common cases: integers without a
 /// fraction, `NaN`, `+Inf`, `-Inf`, everything else in the shortest form that reads back exactly.
 pub fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".to_string()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.to_string()
-    } else if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else {
-        format!("{v}")
-    }
+    let mut s = String::new();
+    let _ = write_value_fmt(&mut s, v);
+    s
 }
 
 #[cfg(test)]
@@ -155,5 +265,77 @@ mod tests {
         assert_eq!(format_value(f64::NAN), "NaN");
         assert_eq!(format_value(f64::INFINITY), "+Inf");
         assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
+    }
+
+    /// The straightforward renderer this module had first: the reference for the fast one.
+    fn reference_render(families: &[Family]) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        for family in families {
+            let help = family.help.replace('\\', "\\\\").replace('\n', "\\n");
+            let _ = writeln!(out, "# HELP {} {help}", family.name);
+            let _ = writeln!(out, "# TYPE {} {}", family.name, family.kind.as_str());
+            let mut series: Vec<(Vec<(&str, &str)>, f64)> = family
+                .samples
+                .iter()
+                .map(|s| {
+                    let mut l: Vec<(&str, &str)> = s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    l.sort_unstable();
+                    (l, s.value)
+                })
+                .collect();
+            series.sort_by(|a, b| a.0.cmp(&b.0));
+            for (labels, value) in series {
+                out.push_str(&family.name);
+                if !labels.is_empty() {
+                    let pairs: Vec<String> = labels
+                        .iter()
+                        .map(|(k, v)| {
+                            format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('\n', "\\n").replace('"', "\\\""))
+                        })
+                        .collect();
+                    let _ = write!(out, "{{{}}}", pairs.join(","));
+                }
+                let _ = writeln!(out, " {}", format_value(value));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn matches_the_reference_renderer() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let values = ["a", "b", "a\"q", "x\\y", "line\nbreak", "", "zz", "ä"];
+        let names = ["job", "instance", "reason", "a", "le"];
+        let mut families = Vec::new();
+        for f in 0..6 {
+            let mut fam = Family::new(&format!("m{f}"), "Help \\ with\nlines", MetricType::Gauge);
+            for _ in 0..300 {
+                let count = next(4) as usize;
+                let mut labels: Vec<(String, String)> = Vec::new();
+                for _ in 0..count {
+                    let name = names[next(names.len() as u64) as usize];
+                    if f < 5 && labels.iter().any(|(k, _)| k == name) {
+                        continue; // family 5 keeps repeated names: invalid, but rendered all the same
+                    }
+                    labels.push((name.to_string(), values[next(values.len() as u64) as usize].to_string()));
+                }
+                if f % 2 == 0 {
+                    labels.reverse();
+                }
+                let value = [0.0, 1.0, -3.0, 0.25, 1e20, f64::NAN, f64::INFINITY, 1.0 / 3.0][next(8) as usize];
+                fam.samples.push(Sample { labels, value });
+            }
+            families.push(fam);
+        }
+        families.push(Family::new("empty", "", MetricType::Counter));
+        let fast = String::from_utf8(render(&families)).unwrap();
+        assert_eq!(fast, reference_render(&families));
     }
 }

@@ -174,7 +174,14 @@ http {{
         let conf_path = dir.join("nginx.conf");
         fs::write(&conf_path, conf)?;
         let mut child = Command::new("nginx")
-            .args(["-p", &dir.display().to_string(), "-c", &conf_path.display().to_string(), "-e", &format!("{d}/error.log")])
+            .args([
+                "-p",
+                &dir.display().to_string(),
+                "-c",
+                &conf_path.display().to_string(),
+                "-e",
+                &format!("{d}/error.log"),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -251,5 +258,41 @@ impl Drop for Nginx {
     fn drop(&mut self) {
         // SIGTERM to the master stops its workers too (SIGKILL would orphan them).
         terminate(&mut self.child, Duration::from_secs(5));
+    }
+}
+
+/// How many processes named `comm` run now.
+pub fn count_processes(comm: &str) -> usize {
+    let Ok(entries) = fs::read_dir("/proc") else { return 0 };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())))
+        .filter(|e| fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim_end() == comm))
+        .count()
+}
+
+/// Samples, in the background, how many compilers run beside the benchmark, so a report says which
+/// of its sections shared the machine with other builds.
+pub struct Watch {
+    max: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Watch {
+    pub fn start() -> Watch {
+        let max = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let m = std::sync::Arc::downgrade(&max);
+        thread::spawn(move || {
+            while let Some(max) = m.upgrade() {
+                max.fetch_max(count_processes("rustc"), std::sync::atomic::Ordering::Relaxed);
+                drop(max);
+                thread::sleep(Duration::from_millis(250));
+            }
+        });
+        Watch { max }
+    }
+
+    /// The most compilers seen since the last call.
+    pub fn take(&self) -> usize {
+        self.max.swap(count_processes("rustc"), std::sync::atomic::Ordering::Relaxed)
     }
 }
