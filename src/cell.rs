@@ -102,9 +102,7 @@ impl Cell {
         match self {
             Cell::Timestamp(t) => Some(*t),
             Cell::Int(secs) => DateTime::from_timestamp(*secs, 0),
-            Cell::Float(secs) if secs.is_finite() => {
-                DateTime::from_timestamp_millis((secs * 1000.0).round() as i64)
-            }
+            Cell::Float(secs) if secs.is_finite() => DateTime::from_timestamp_millis((secs * 1000.0).round() as i64),
             Cell::Text(s) => parse_timestamp_text(s),
             _ => None,
         }

@@ -74,17 +74,31 @@ pub async fn evaluate(rule: &Rule, source: Result<&Source, &str>) -> Outcome {
 /// Evaluates `rule` once against one source per database of [`Rule::databases`], in that order
 /// (`Err` when a source could not even be built; a missing one counts as such).
 pub async fn evaluate_on(rule: &Rule, sources: &[Result<&Source, &str>]) -> Outcome {
+    evaluate_remembering(rule, sources, &mut Memory::default()).await
+}
+
+/// What a rule's task carries from one evaluation to the next: the targets a signal without declared
+/// targets last saw, so that a failed query reports them fail-safe instead of dropping them.
+#[derive(Debug, Default)]
+pub struct Memory {
+    targets: Vec<Vec<String>>,
+}
+
+/// [`evaluate_on`] for a rule that runs again and again: uses and updates `memory`.
+pub async fn evaluate_remembering(rule: &Rule, sources: &[Result<&Source, &str>], memory: &mut Memory) -> Outcome {
     let started = Instant::now();
     let mut outcome = match &rule.kind {
-        RuleKind::Signal(s) => evaluate_signal(rule, s, source_at(sources, 0), started).await,
+        RuleKind::Signal(s) => evaluate_signal(rule, s, source_at(sources, 0), started, memory).await,
         RuleKind::Metric(m) => evaluate_metric(rule, m, sources, started).await,
     };
     let series = outcome.series();
     if series > rule.max_series {
         // Serving a truncated set would be a silent lie; serve none and say why.
         outcome.families.clear();
-        outcome.status =
-            Status::Error(format!("produced {series} series, more than max_series ({}); none are served", rule.max_series));
+        outcome.status = Status::Error(format!(
+            "produced {series} series, more than max_series ({}); none are served",
+            rule.max_series
+        ));
     }
     outcome
 }
@@ -93,11 +107,21 @@ fn source_at<'a>(sources: &[Result<&'a Source, &'a str>], i: usize) -> Result<&'
     sources.get(i).copied().unwrap_or(Err("no connection pool was set up for this database"))
 }
 
-async fn evaluate_signal(rule: &Rule, s: &SignalRule, source: Result<&Source, &str>, started: Instant) -> Outcome {
+async fn evaluate_signal(
+    rule: &Rule,
+    s: &SignalRule,
+    source: Result<&Source, &str>,
+    started: Instant,
+    memory: &mut Memory,
+) -> Outcome {
     let fetched = fetch(rule, source).await;
     let connect_failed = matches!(fetched, Err((Some(FetchError::Connect(_)), _)));
     let rows = fetched.as_ref().map(|rs| rs.rows.len()).unwrap_or(0);
-    let results = signal::evaluate(s, &rule.vars, fetched.as_ref().map_err(|(_, m)| m.as_str()), Utc::now());
+    let results =
+        signal::evaluate(s, &rule.vars, fetched.as_ref().map_err(|(_, m)| m.as_str()), Utc::now(), &memory.targets);
+    if s.targets.is_none() && fetched.is_ok() {
+        memory.targets = results.iter().map(|t| t.labels.clone()).collect();
+    }
     let status = match &fetched {
         Err((Some(FetchError::Timeout(_)), _)) => Status::Timeout,
         Err((_, m)) => Status::Error(m.clone()),
@@ -116,7 +140,7 @@ async fn evaluate_signal(rule: &Rule, s: &SignalRule, source: Result<&Source, &s
 pub fn panicked(rule: &Rule, message: &str) -> Outcome {
     let reason = format!("internal error, please report it: evaluation panicked: {message}");
     let families = match &rule.kind {
-        RuleKind::Signal(s) => signal::families(s, &signal::evaluate(s, &rule.vars, Err(&reason), Utc::now())),
+        RuleKind::Signal(s) => signal::families(s, &signal::evaluate(s, &rule.vars, Err(&reason), Utc::now(), &[])),
         RuleKind::Metric(_) => Vec::new(),
     };
     Outcome {
@@ -223,7 +247,9 @@ async fn fetch(rule: &Rule, source: Result<&Source, &str>) -> Result<ResultSet, 
 /// A missing column fails every target with the same query-level detail: that is a rule error.
 fn column_problem(t: &signal::TargetResult) -> Option<String> {
     match &t.state {
-        signal::TargetState::Failed { failure: crate::rules::model::Failure::QueryFailed, detail } => Some(detail.clone()),
+        signal::TargetState::Failed { failure: crate::rules::model::Failure::QueryFailed, detail } => {
+            Some(detail.clone())
+        }
         _ => None,
     }
 }

@@ -31,8 +31,8 @@ pub mod check;
 pub mod evaluation;
 pub mod exposition;
 pub mod http;
-pub mod metric;
 pub mod logging;
+pub mod metric;
 pub mod rules;
 pub mod scheduler;
 pub mod secret;
@@ -40,8 +40,8 @@ pub mod self_metrics;
 pub mod signal;
 pub mod snapshot;
 pub mod source;
-pub mod template;
 pub mod tempdb;
+pub mod template;
 
 /// Prefix of the exporter's own metrics; rules may not use it.
 pub const SELF_METRIC_PREFIX: &str = "sql_signal_exporter_";

@@ -185,8 +185,8 @@ fn value(f: &MetricFamily, column: &str, cell: &Cell) -> Result<Option<f64>, Str
             return Err(format!("family {}: value column '{column}' holds {}", f.name, cell.describe()))
         }
     };
-    // `!(v >= 0.0)` also refuses NaN, which no counter can be.
-    if f.kind == MetricKind::Counter && !(v >= 0.0) {
+    // NaN is refused too: no counter can be it.
+    if f.kind == MetricKind::Counter && (v < 0.0 || v.is_nan()) {
         return Err(format!(
             "family {}: counter value column '{column}' holds {}; a counter is never negative (make the family a gauge)",
             f.name,

@@ -23,6 +23,9 @@ use crate::self_metrics::SelfMetrics;
 use crate::snapshot::SnapshotStore;
 use crate::source::Source;
 
+/// A database, the settings its pool was built with (statement_timeout, max backoff), and the pool.
+type PoolEntry = (Arc<Database>, (Duration, Duration), SourceSlot);
+
 /// A database's pool, or why none could be built (a bad DSN fails that database's rules only).
 type SourceSlot = Arc<Result<Source, String>>;
 
@@ -47,7 +50,7 @@ impl RuleTask {
 #[derive(Default)]
 struct State {
     /// Each database's pool with the settings it was built with: statement_timeout and max backoff.
-    sources: HashMap<String, (Arc<Database>, (Duration, Duration), SourceSlot)>,
+    sources: HashMap<String, PoolEntry>,
     tasks: BTreeMap<String, RuleTask>,
 }
 
@@ -159,7 +162,6 @@ impl Scheduler {
     }
 }
 
-
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
@@ -177,11 +179,12 @@ async fn rule_loop(
 ) {
     let mut next = Instant::now();
     let mut failing = false;
+    let mut memory = evaluation::Memory::default();
     loop {
         let srcs: Vec<Result<&Source, &str>> =
             sources.iter().map(|s| s.as_ref().as_ref().map_err(String::as_str)).collect();
         // A panic is a bug, but it must not freeze this rule's series at their last values.
-        let evaluation = AssertUnwindSafe(evaluation::evaluate_on(&rule, &srcs)).catch_unwind();
+        let evaluation = AssertUnwindSafe(evaluation::evaluate_remembering(&rule, &srcs, &mut memory)).catch_unwind();
         let outcome = tokio::select! {
             o = evaluation => o.unwrap_or_else(|panic| evaluation::panicked(&rule, &panic_message(&*panic))),
             _ = cancel.cancelled() => return,

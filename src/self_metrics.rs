@@ -35,25 +35,74 @@ impl SelfMetrics {
     fn try_new() -> prometheus::Result<SelfMetrics> {
         let registry = Registry::new();
         let build_info = IntGaugeVec::new(
-            Opts::new(name("build_info"), "A metric with a constant '1' value labeled by version and revision of the exporter."),
+            Opts::new(
+                name("build_info"),
+                "A metric with a constant '1' value labeled by version and revision of the exporter.",
+            ),
             &["version", "revision", "rustversion"],
         )?;
         build_info
-            .with_label_values(&[crate::VERSION, crate::REVISION, option_env!("SQL_SIGNAL_EXPORTER_RUSTC").unwrap_or("unknown")])
+            .with_label_values(&[
+                crate::VERSION,
+                crate::REVISION,
+                option_env!("SQL_SIGNAL_EXPORTER_RUSTC").unwrap_or("unknown"),
+            ])
             .set(1);
         registry.register(Box::new(build_info))?;
 
         let m = SelfMetrics {
-            rule_last_duration: GaugeVec::new(Opts::new(name("rule_last_duration_seconds"), "Duration of the rule's last evaluation, query included."), &["rule"])?,
-            rule_last_success: GaugeVec::new(Opts::new(name("rule_last_success_timestamp_seconds"), "Unix time of the rule's last successful evaluation."), &["rule"])?,
-            rule_last_status: IntGaugeVec::new(Opts::new(name("rule_up"), "1 if the rule's last evaluation succeeded, 0 if it failed or timed out."), &["rule"])?,
-            rule_evaluations: IntCounterVec::new(Opts::new(name("rule_evaluations_total"), "Evaluations of the rule, by result (success, error, timeout)."), &["rule", "result"])?,
-            rule_rows: IntGaugeVec::new(Opts::new(name("rule_rows"), "Rows the rule's last query returned."), &["rule"])?,
-            rule_series: IntGaugeVec::new(Opts::new(name("rule_series"), "Series the rule's last evaluation produced."), &["rule"])?,
-            db_connections: IntGaugeVec::new(Opts::new(name("database_connections"), "Connections to the database by state (open, in_use)."), &["database", "state"])?,
-            db_connection_errors: IntCounterVec::new(Opts::new(name("database_connection_errors_total"), "Failed attempts to get a connection to the database."), &["database"])?,
-            reload_successful: IntGauge::new(name("config_last_reload_successful"), "Whether the last rules reload attempt was successful.")?,
-            reload_success_timestamp: Gauge::new(name("config_last_reload_success_timestamp_seconds"), "Unix time of the last successful rules reload.")?,
+            rule_last_duration: GaugeVec::new(
+                Opts::new(
+                    name("rule_last_duration_seconds"),
+                    "Duration of the rule's last evaluation, query included.",
+                ),
+                &["rule"],
+            )?,
+            rule_last_success: GaugeVec::new(
+                Opts::new(
+                    name("rule_last_success_timestamp_seconds"),
+                    "Unix time of the rule's last successful evaluation.",
+                ),
+                &["rule"],
+            )?,
+            rule_last_status: IntGaugeVec::new(
+                Opts::new(name("rule_up"), "1 if the rule's last evaluation succeeded, 0 if it failed or timed out."),
+                &["rule"],
+            )?,
+            rule_evaluations: IntCounterVec::new(
+                Opts::new(
+                    name("rule_evaluations_total"),
+                    "Evaluations of the rule, by result (success, error, timeout).",
+                ),
+                &["rule", "result"],
+            )?,
+            rule_rows: IntGaugeVec::new(
+                Opts::new(name("rule_rows"), "Rows the rule's last query returned."),
+                &["rule"],
+            )?,
+            rule_series: IntGaugeVec::new(
+                Opts::new(name("rule_series"), "Series the rule's last evaluation produced."),
+                &["rule"],
+            )?,
+            db_connections: IntGaugeVec::new(
+                Opts::new(name("database_connections"), "Connections to the database by state (open, in_use)."),
+                &["database", "state"],
+            )?,
+            db_connection_errors: IntCounterVec::new(
+                Opts::new(
+                    name("database_connection_errors_total"),
+                    "Failed attempts to get a connection to the database.",
+                ),
+                &["database"],
+            )?,
+            reload_successful: IntGauge::new(
+                name("config_last_reload_successful"),
+                "Whether the last rules reload attempt was successful.",
+            )?,
+            reload_success_timestamp: Gauge::new(
+                name("config_last_reload_success_timestamp_seconds"),
+                "Unix time of the last successful rules reload.",
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.rule_last_duration.clone()))?;
@@ -116,10 +165,7 @@ impl Default for SelfMetrics {
 }
 
 pub fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 #[cfg(test)]

@@ -21,7 +21,10 @@ pub enum TargetState {
     Up,
     Down,
     /// The exporter cannot tell; exported fail-safe as up=1 with `error{reason}`=1.
-    Failed { failure: Failure, detail: String },
+    Failed {
+        failure: Failure,
+        detail: String,
+    },
 }
 
 impl TargetState {
@@ -39,20 +42,26 @@ pub struct TargetResult {
 
 /// Judges every target of `rule` from the query's result, or marks all of them failed when the
 /// query itself failed (`Err` carries the reason).
-/// `vars` are the rule's constants, which the success expression sees as `vars`.
+/// `vars` are the rule's constants, which the success expression sees as `vars`. `remembered` are the
+/// targets a signal without declared targets saw last time: when the query fails they are reported
+/// fail-safe rather than dropped.
 pub fn evaluate(
     rule: &SignalRule,
     vars: &serde_json::Value,
     result: Result<&ResultSet, &str>,
     now: DateTime<Utc>,
+    remembered: &[Vec<String>],
 ) -> Vec<TargetResult> {
     let rs = match result {
         Ok(rs) => rs,
-        Err(reason) => return fail_all(rule, &[], Failure::QueryFailed, reason),
+        Err(reason) => return fail_all(rule, remembered, Failure::QueryFailed, reason),
     };
     let cols = match Columns::resolve(rule, rs) {
         Ok(c) => c,
-        Err(msg) => return fail_all(rule, &discovered_targets(rule, rs), Failure::QueryFailed, &msg),
+        Err(msg) => {
+            let seen = discovered_targets(rule, rs);
+            return fail_all(rule, if seen.is_empty() { remembered } else { &seen }, Failure::QueryFailed, &msg);
+        }
     };
 
     // Group rows by target, keeping the query's order within a target.
@@ -108,11 +117,8 @@ fn discovered_targets(rule: &SignalRule, rs: &ResultSet) -> Vec<Vec<String>> {
     }
     let idx: Option<Vec<usize>> = rule.labels.iter().map(|l| rs.column(l)).collect();
     let Some(idx) = idx else { return Vec::new() };
-    let mut out: Vec<Vec<String>> = rs
-        .rows
-        .iter()
-        .filter_map(|row| idx.iter().map(|&i| row[i].label_text()).collect())
-        .collect();
+    let mut out: Vec<Vec<String>> =
+        rs.rows.iter().filter_map(|row| idx.iter().map(|&i| row[i].label_text()).collect()).collect();
     out.sort();
     out.dedup();
     out
@@ -156,10 +162,7 @@ fn judge(
 ) -> TargetState {
     // 1. Enough results to judge at all.
     if rows.len() < rule.min_rows {
-        return TargetState::failed(
-            Failure::TooFewRows,
-            format!("{} result(s), {} needed", rows.len(), rule.min_rows),
-        );
+        return TargetState::failed(Failure::TooFewRows, format!("{} result(s), {} needed", rows.len(), rule.min_rows));
     }
     if let Some(i) = cols.order_by {
         // Newest first; values that are not comparable (NULL) sort last.

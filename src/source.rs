@@ -179,7 +179,13 @@ impl Source {
 
     /// Runs `sql` with `params` (each bound as a text array), reading at most `max_rows` rows,
     /// all within `timeout` (waiting for a connection included).
-    pub async fn fetch(&self, sql: &str, params: &[Vec<String>], timeout: Duration, max_rows: usize) -> Result<ResultSet, FetchError> {
+    pub async fn fetch(
+        &self,
+        sql: &str,
+        params: &[Vec<String>],
+        timeout: Duration,
+        max_rows: usize,
+    ) -> Result<ResultSet, FetchError> {
         self.fetch_rendered(|_| Ok(sql.to_string()), params, timeout, max_rows).await
     }
 
@@ -422,7 +428,12 @@ pub fn describe_pg_error(e: &tokio_postgres::Error) -> String {
     m
 }
 
-async fn run(client: &deadpool_postgres::Client, sql: &str, params: &[Vec<String>], max_rows: usize) -> Result<ResultSet, FetchError> {
+async fn run(
+    client: &deadpool_postgres::Client,
+    sql: &str,
+    params: &[Vec<String>],
+    max_rows: usize,
+) -> Result<ResultSet, FetchError> {
     let stmt = client.prepare_cached(sql).await.map_err(|e| FetchError::Query(describe_pg_error(&e)))?;
     let expected = stmt.params().len();
     let bound: Vec<&(dyn ToSql + Sync)> = if expected == 0 {

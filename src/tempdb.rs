@@ -274,14 +274,7 @@ impl TempPostgres {
             return Ok(());
         }
         let out = self.pg_ctl(
-            &[
-                "stop",
-                "-m",
-                "fast",
-                "-w",
-                "-t",
-                &STOP_TIMEOUT_SECS.to_string(),
-            ],
+            &["stop", "-m", "fast", "-w", "-t", &STOP_TIMEOUT_SECS.to_string()],
             Duration::from_secs(STOP_TIMEOUT_SECS + 15),
         )?;
         if !out.status.success() {
@@ -332,8 +325,8 @@ impl TempPostgres {
             .env("PGGSSENCMODE", "disable")
             .env("PGCONNECT_TIMEOUT", "10")
             .env("PGAPPNAME", "tempdb-psql");
-        let out = run_command(cmd, "psql", Some(sql), PSQL_TIMEOUT)
-            .map_err(|e| anyhow!(self.redact(&format!("{e:#}"))))?;
+        let out =
+            run_command(cmd, "psql", Some(sql), PSQL_TIMEOUT).map_err(|e| anyhow!(self.redact(&format!("{e:#}"))))?;
         if !out.status.success() {
             return Err(self.failure(&format!("psql on database {database:?}"), Some(&out)));
         }
@@ -353,9 +346,7 @@ impl TempPostgres {
         // CREATE DATABASE must.
         self.psql(
             SUPERUSER,
-            &format!(
-                "CREATE DATABASE {ident};\nGRANT CONNECT ON DATABASE {ident} TO {EXPORTER_ROLE};\n"
-            ),
+            &format!("CREATE DATABASE {ident};\nGRANT CONNECT ON DATABASE {ident} TO {EXPORTER_ROLE};\n"),
         )
         .with_context(|| format!("creating database {name:?}"))?;
         if self.pg_stat_statements {
@@ -377,30 +368,18 @@ impl TempPostgres {
                 .mode(0o600)
                 .open(&pwfile)
                 .with_context(|| format!("creating {}", pwfile.display()))?;
-            writeln!(f, "{}", self.superuser_password)
-                .with_context(|| format!("writing {}", pwfile.display()))?;
+            writeln!(f, "{}", self.superuser_password).with_context(|| format!("writing {}", pwfile.display()))?;
         }
         if self.runner.is_switching() {
             let mut chown = Command::new("chown");
             chown.arg("-R").arg(format!("{OS_USER}:")).arg(&self.root);
             let out = run_command(chown, "chown", None, Duration::from_secs(30))?;
             if !out.status.success() {
-                return Err(self.failure(
-                    &format!("chown -R {OS_USER}: {}", self.root.display()),
-                    Some(&out),
-                ));
+                return Err(self.failure(&format!("chown -R {OS_USER}: {}", self.root.display()), Some(&out)));
             }
         }
         let mut args: Vec<OsString> = vec!["-D".into(), self.data_dir.clone().into_os_string()];
-        for a in [
-            "-U",
-            SUPERUSER,
-            "--auth=scram-sha-256",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "--no-sync",
-        ] {
+        for a in ["-U", SUPERUSER, "--auth=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync"] {
             args.push(a.into());
         }
         let mut pwarg = OsString::from("--pwfile=");
@@ -446,12 +425,9 @@ impl TempPostgres {
             }
         }
         let path = self.data_dir.join("postgresql.conf");
-        let mut f = fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        f.write_all(conf.as_bytes())
-            .with_context(|| format!("writing {}", path.display()))?;
+        let mut f =
+            fs::OpenOptions::new().append(true).open(&path).with_context(|| format!("opening {}", path.display()))?;
+        f.write_all(conf.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
         Ok(())
     }
 
@@ -495,27 +471,18 @@ impl TempPostgres {
         args.push(format!("-p {}", self.port).into());
         let out = self
             .pg_ctl(&args, Duration::from_secs(START_TIMEOUT_SECS + 15))
-            .map_err(|error| StartError {
-                error,
-                port_in_use: false,
-            })?;
+            .map_err(|error| StartError { error, port_in_use: false })?;
         if out.status.success() {
             return Ok(());
         }
         let new_log = read_from(&self.log_file, log_len_before);
-        let port_in_use = new_log.contains("Address already in use")
-            || new_log.contains("could not create any TCP/IP sockets");
+        let port_in_use =
+            new_log.contains("Address already in use") || new_log.contains("could not create any TCP/IP sockets");
         // A half-started postmaster would keep the data directory locked.
         if self.data_dir.join("postmaster.pid").exists() {
-            let _ = self.pg_ctl(
-                &["stop", "-m", "immediate", "-w", "-t", "10"],
-                Duration::from_secs(20),
-            );
+            let _ = self.pg_ctl(&["stop", "-m", "immediate", "-w", "-t", "10"], Duration::from_secs(20));
         }
-        Err(StartError {
-            error: self.failure(&format!("pg_ctl start (port {})", self.port), Some(&out)),
-            port_in_use,
-        })
+        Err(StartError { error: self.failure(&format!("pg_ctl start (port {})", self.port), Some(&out)), port_in_use })
     }
 
     /// Creates role `exporter`, database `demo`, and `pg_stat_statements`.
@@ -536,14 +503,10 @@ impl TempPostgres {
              $$;\n",
             password = self.password
         );
-        self.psql(SUPERUSER, &sql)
-            .context("creating role exporter")?;
+        self.psql(SUPERUSER, &sql).context("creating role exporter")?;
         if self.pg_stat_statements {
-            self.psql(
-                SUPERUSER,
-                "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;",
-            )
-            .context("creating pg_stat_statements in postgres")?;
+            self.psql(SUPERUSER, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements;")
+                .context("creating pg_stat_statements in postgres")?;
         }
         self.create_database(DEMO_DATABASE)
     }
@@ -618,10 +581,7 @@ impl Drop for TempPostgres {
     fn drop(&mut self) {
         let pid_file = self.data_dir.join("postmaster.pid");
         if pid_file.exists() {
-            let _ = self.pg_ctl(
-                &["stop", "-m", "immediate", "-w", "-t", "15"],
-                Duration::from_secs(25),
-            );
+            let _ = self.pg_ctl(&["stop", "-m", "immediate", "-w", "-t", "15"], Duration::from_secs(25));
             if pid_file.exists() {
                 kill_postmaster(&self.data_dir);
             }
@@ -651,12 +611,8 @@ impl fmt::Debug for TempPostgres {
 /// else may take it before the caller binds it; [`TempPostgres::start`]
 /// retries in that case.
 pub fn free_loopback_port() -> Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .context("binding 127.0.0.1:0 to find a free port")?;
-    let port = listener
-        .local_addr()
-        .context("reading the port of a listener on 127.0.0.1:0")?
-        .port();
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("binding 127.0.0.1:0 to find a free port")?;
+    let port = listener.local_addr().context("reading the port of a listener on 127.0.0.1:0")?.port();
     drop(listener);
     Ok(port)
 }
@@ -752,22 +708,11 @@ struct CmdOutput {
 /// Runs `cmd` to completion (at most `timeout`, then it is killed), feeding
 /// it `stdin` and capturing its output. Only fails if the command could not
 /// be run or timed out; a non-zero exit is the caller's to judge.
-fn run_command(
-    mut cmd: Command,
-    what: &str,
-    stdin: Option<&str>,
-    timeout: Duration,
-) -> Result<CmdOutput> {
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("could not run {what} ({:?})", cmd.get_program()))?;
+fn run_command(mut cmd: Command, what: &str, stdin: Option<&str>, timeout: Duration) -> Result<CmdOutput> {
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().with_context(|| format!("could not run {what} ({:?})", cmd.get_program()))?;
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
         let input = input.to_owned();
         // A thread, so a large input cannot deadlock against a full stdout.
@@ -807,11 +752,7 @@ fn run_command(
     // forever; don't wait for that.
     let stdout = collect(&stdout_rx, Duration::from_secs(5));
     let stderr = collect(&stderr_rx, Duration::from_secs(5));
-    Ok(CmdOutput {
-        status,
-        stdout,
-        stderr,
-    })
+    Ok(CmdOutput { status, stdout, stderr })
 }
 
 fn spawn_reader<R: Read + Send + 'static>(source: Option<R>) -> mpsc::Receiver<Vec<u8>> {
@@ -830,9 +771,7 @@ fn collect(rx: &mpsc::Receiver<Vec<u8>>, wait: Duration) -> String {
     match rx.recv_timeout(wait) {
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(mpsc::RecvTimeoutError::Disconnected) => String::new(),
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            "<output unavailable: still held open by another process>".to_owned()
-        }
+        Err(mpsc::RecvTimeoutError::Timeout) => "<output unavailable: still held open by another process>".to_owned(),
     }
 }
 
@@ -855,10 +794,7 @@ fn find_bin_dir() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os("PG_BIN_DIR").filter(|d| !d.is_empty()) {
         let dir = PathBuf::from(dir);
         if !is_executable(&dir.join("initdb")) {
-            bail!(
-                "PG_BIN_DIR is {}, which has no executable initdb",
-                dir.display()
-            );
+            bail!("PG_BIN_DIR is {}, which has no executable initdb", dir.display());
         }
         return Ok(dir);
     }
@@ -923,15 +859,11 @@ fn find_program(name: &str, candidates: &[&str]) -> Option<PathBuf> {
         }
     }
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| is_executable(p))
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| is_executable(p))
 }
 
 fn is_executable(path: &Path) -> bool {
-    fs::metadata(path)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
+    fs::metadata(path).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
 }
 
 /// The effective uid: the owner of `/proc/self`, else `id -u`.
@@ -944,9 +876,7 @@ fn effective_uid() -> Result<u32> {
         .output()
         .context("running `id -u` to find out whether this process runs as root")?;
     let text = String::from_utf8_lossy(&out.stdout);
-    text.trim()
-        .parse()
-        .with_context(|| format!("`id -u` printed {:?}, not a uid", text.trim()))
+    text.trim().parse().with_context(|| format!("`id -u` printed {:?}, not a uid", text.trim()))
 }
 
 // ---- instance directories -------------------------------------------------
@@ -969,26 +899,17 @@ fn parent_dir() -> &'static Path {
 /// Whether `/dev/shm` is a world-writable directory with at least
 /// [`SHM_MIN_FREE_KIB`] available (`df -Pk`, as std has no statvfs).
 fn shm_is_roomy() -> bool {
-    let writable = fs::metadata(SHM_ROOT)
-        .map(|m| m.is_dir() && m.permissions().mode() & 0o1777 == 0o1777)
-        .unwrap_or(false);
+    let writable =
+        fs::metadata(SHM_ROOT).map(|m| m.is_dir() && m.permissions().mode() & 0o1777 == 0o1777).unwrap_or(false);
     if !writable {
         return false;
     }
-    let Ok(out) = Command::new("df")
-        .args(["-Pk", SHM_ROOT])
-        .stderr(Stdio::null())
-        .output()
-    else {
+    let Ok(out) = Command::new("df").args(["-Pk", SHM_ROOT]).stderr(Stdio::null()).output() else {
         return false;
     };
     let text = String::from_utf8_lossy(&out.stdout);
     // "Filesystem 1024-blocks Used Available Capacity Mounted-on", then values.
-    let available = text
-        .lines()
-        .nth(1)
-        .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|v| v.parse::<u64>().ok());
+    let available = text.lines().nth(1).and_then(|l| l.split_whitespace().nth(3)).and_then(|v| v.parse::<u64>().ok());
     out.status.success() && available.is_some_and(|kib| kib >= SHM_MIN_FREE_KIB)
 }
 
@@ -1006,22 +927,14 @@ fn create_instance_dir(parent: &Path) -> Result<PathBuf> {
     let mut last_err = None;
     for _ in 0..50 {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = parent.join(format!(
-            "{DIR_PREFIX}{pid}-{n}-{:04x}",
-            random_u64() & 0xffff
-        ));
+        let path = parent.join(format!("{DIR_PREFIX}{pid}-{n}-{:04x}", random_u64() & 0xffff));
         match fs::DirBuilder::new().mode(0o700).create(&path) {
             Ok(()) => return Ok(path),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last_err = Some(e),
-            Err(e) => {
-                return Err(e).with_context(|| format!("creating directory {}", path.display()))
-            }
+            Err(e) => return Err(e).with_context(|| format!("creating directory {}", path.display())),
         }
     }
-    Err(anyhow!(
-        "could not create a fresh directory under {}: {last_err:?}",
-        parent.display()
-    ))
+    Err(anyhow!("could not create a fresh directory under {}: {last_err:?}", parent.display()))
 }
 
 /// Removes an instance directory, best effort, without panicking.
@@ -1049,11 +962,7 @@ fn kill_postmaster(data_dir: &Path) {
     let Ok(text) = fs::read_to_string(data_dir.join("postmaster.pid")) else {
         return;
     };
-    let Some(pid) = text
-        .lines()
-        .next()
-        .and_then(|l| l.trim().parse::<u32>().ok())
-    else {
+    let Some(pid) = text.lines().next().and_then(|l| l.trim().parse::<u32>().ok()) else {
         return;
     };
     let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
@@ -1061,11 +970,8 @@ fn kill_postmaster(data_dir: &Path) {
     };
     let needle = data_dir.as_os_str().as_bytes();
     if cmdline.windows(needle.len()).any(|w| w == needle) {
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        let _ =
+            Command::new("kill").args(["-KILL", &pid.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).status();
     }
 }
 
@@ -1157,11 +1063,7 @@ fn pick_and_reserve_port() -> Result<u16> {
 /// from the OS; time, pid and a counter are mixed in on top.
 fn random_u64() -> u64 {
     let mut h = RandomState::new().build_hasher();
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
-        .hash(&mut h);
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0).hash(&mut h);
     std::process::id().hash(&mut h);
     COUNTER.fetch_add(1, Ordering::Relaxed).hash(&mut h);
     h.finish()

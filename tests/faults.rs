@@ -58,7 +58,8 @@ fn spawn(pg: &TempPostgres, rules: &Path, extra_args: &[&str]) -> Exporter {
 }
 
 fn evaluations(m: &Exposition, rule: &str, result: &str) -> f64 {
-    m.value(&format!("sql_signal_exporter_rule_evaluations_total{{result=\"{result}\",rule=\"{rule}\"}}")).unwrap_or(0.0)
+    m.value(&format!("sql_signal_exporter_rule_evaluations_total{{result=\"{result}\",rule=\"{rule}\"}}"))
+        .unwrap_or(0.0)
 }
 
 fn healthy(m: &Exposition, rule: &str) -> bool {
@@ -152,13 +153,15 @@ fn fault_query_past_its_timeout_is_cancelled_on_the_server() {
 fn fault_more_rules_due_than_the_pool_holds_queue_without_a_connection_storm() {
     let pg = TempPostgres::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let signals: Vec<String> = (1..=6).map(|i| probe(&format!("q{i}"), "3s", "2500ms", ", pg_sleep(0.3)", "")).collect();
+    let signals: Vec<String> =
+        (1..=6).map(|i| probe(&format!("q{i}"), "3s", "2500ms", ", pg_sleep(0.3)", "")).collect();
     let rules = rules_file(dir.path(), &format!("{DSN_FROM_ENV}    max_connections: 2\n"), &signals);
     let ex = Exporter::spawn(&["--rules", rules.to_str().unwrap()], &[("TEST_DSN", &pg.dsn("demo"))]);
     let mut peak = 0;
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(4) {
-        peak = peak.max(count(&pg, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sql-signal-exporter'"));
+        peak = peak
+            .max(count(&pg, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sql-signal-exporter'"));
         std::thread::sleep(Duration::from_millis(30));
     }
     assert!((1..=2).contains(&peak), "peak of {peak} sessions with max_connections: 2");
@@ -204,6 +207,23 @@ fn fault_a_rule_over_max_series_serves_none_and_fails_alone() {
     assert_eq!(m.value("sql_signal_exporter_rule_up{rule=\"wide\"}"), Some(0.0));
     assert!(healthy(&m, "fast"), "{}", m.text);
     assert!(ex.logs().contains("max_series"), "{}", ex.logs());
+}
+
+#[test]
+fn fault_discovered_targets_stay_fail_safe_when_the_database_goes_away() {
+    let mut pg = TempPostgres::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // No `targets:`: the query names them (a and b), and the rule binds no parameters.
+    let discovering = probe("disc", "1s", "900ms", "", "")
+        .replace("    targets: [{ target: [a, b] }]\n", "")
+        .replace("FROM unnest($1::text[]) AS t(target)", "FROM (VALUES ('a'), ('b')) AS t(target)");
+    let rules = rules_file(dir.path(), DSN_FROM_ENV, &[discovering]);
+    let ex = spawn(&pg, &rules, &[]);
+    assert!(healthy(&ex.metrics(), "disc"), "{}", ex.metrics().text);
+    pg.stop().unwrap();
+    ex.wait_until(Duration::from_secs(10), "the discovered targets fail-safe", |e| fail_safe(&e.metrics(), "disc"));
+    pg.restart().unwrap();
+    ex.wait_until(Duration::from_secs(10), "recovery", |e| healthy(&e.metrics(), "disc"));
 }
 
 #[test]
@@ -339,7 +359,8 @@ fn secrets_never_appear_in_logs_or_responses() {
         probe("broken", "1s", "900ms", ", no_such_table", ""),
     ];
     let rules = rules_file(dir.path(), &database, &signals);
-    let ex = Exporter::spawn(&["--rules", rules.to_str().unwrap(), "--web.enable-lifecycle", "--log.level", "debug"], &[]);
+    let ex =
+        Exporter::spawn(&["--rules", rules.to_str().unwrap(), "--web.enable-lifecycle", "--log.level", "debug"], &[]);
     ex.wait_ready();
     let mut responses = Vec::new();
     let scrape = |ex: &Exporter, responses: &mut Vec<String>| {
@@ -385,7 +406,11 @@ fn secrets_never_appear_in_logs_or_responses() {
 fn logs_are_logfmt_or_json_with_one_line_per_failure() {
     let pg = TempPostgres::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let rules = rules_file(dir.path(), DSN_FROM_ENV, &[probe("broken", "1s", "900ms", ", no_such_table", ""), probe("fast", "1s", "900ms", "", "")]);
+    let rules = rules_file(
+        dir.path(),
+        DSN_FROM_ENV,
+        &[probe("broken", "1s", "900ms", ", no_such_table", ""), probe("fast", "1s", "900ms", "", "")],
+    );
     let ex = spawn(&pg, &rules, &[]);
     wait_successes(&ex, "fast", 2.0);
     let logs = ex.logs();
@@ -397,7 +422,10 @@ fn logs_are_logfmt_or_json_with_one_line_per_failure() {
     assert!(!logs.contains("rule=fast"), "successful evaluations are logged at info: {logs}");
     drop(ex);
 
-    let ex = Exporter::spawn(&["--rules", rules.to_str().unwrap(), "--log.format", "json"], &[("TEST_DSN", &pg.dsn("demo"))]);
+    let ex = Exporter::spawn(
+        &["--rules", rules.to_str().unwrap(), "--log.format", "json"],
+        &[("TEST_DSN", &pg.dsn("demo"))],
+    );
     ex.wait_ready();
     let logs = ex.logs();
     let line = logs.lines().find(|l| l.contains("broken")).unwrap_or_else(|| panic!("{logs}"));

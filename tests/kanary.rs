@@ -58,7 +58,14 @@ fn cases() -> Vec<Case> {
         case(
             "stone-prod-p02",
             SINGLE,
-            (0..3).map(|i| format!("SELECT kanary_run('stone-prod-p02', '{SINGLE}', make_interval(mins => {}), to_jsonb(0));", 210 + 60 * i)).collect(),
+            (0..3)
+                .map(|i| {
+                    format!(
+                        "SELECT kanary_run('stone-prod-p02', '{SINGLE}', make_interval(mins => {}), to_jsonb(0));",
+                        210 + 60 * i
+                    )
+                })
+                .collect(),
             NoTestResults,
         ),
         // `.ended` with a comma as decimal separator and microseconds, 10 minutes ago -> read correctly, up.
@@ -80,7 +87,12 @@ fn cases() -> Vec<Case> {
         // A missing error count in the window -> db_error.
         case("kflux-rhel-p01", SINGLE, runs("kflux-rhel-p01", SINGLE, &[&int(0), &int(0), "NULL"]), DbError),
         // A bad value older than the window is ignored (the Go exporter said db_error here).
-        case("kflux-rhel-p01", MULTI, runs("kflux-rhel-p01", MULTI, &[&int(0), &int(1), &int(1), "to_jsonb('garbage'::text)"]), Up),
+        case(
+            "kflux-rhel-p01",
+            MULTI,
+            runs("kflux-rhel-p01", MULTI, &[&int(0), &int(1), &int(1), "to_jsonb('garbage'::text)"]),
+            Up,
+        ),
         // No rows at all for an expected target -> db_error, not silence.
         case("kflux-rhel-p01", RPM, vec![], DbError),
         // The newest run has no `.ended` -> db_error.
@@ -95,12 +107,24 @@ fn cases() -> Vec<Case> {
             DbError,
         ),
         // Error counts written as JSON text -> read as integers.
-        case("kflux-ocp-p01", MULTI, runs("kflux-ocp-p01", MULTI, &["to_jsonb('3'::text)", "to_jsonb('0'::text)", "to_jsonb('2'::text)"]), Up),
+        case(
+            "kflux-ocp-p01",
+            MULTI,
+            runs("kflux-ocp-p01", MULTI, &["to_jsonb('3'::text)", "to_jsonb('0'::text)", "to_jsonb('2'::text)"]),
+            Up,
+        ),
         // Too few rows wins over stale.
         case(
             "stone-stg-rh01",
             SINGLE,
-            (0..2).map(|i| format!("SELECT kanary_run('stone-stg-rh01', '{SINGLE}', make_interval(hours => {}), to_jsonb(0));", 5 + i)).collect(),
+            (0..2)
+                .map(|i| {
+                    format!(
+                        "SELECT kanary_run('stone-stg-rh01', '{SINGLE}', make_interval(hours => {}), to_jsonb(0));",
+                        5 + i
+                    )
+                })
+                .collect(),
             DbError,
         ),
         // Stale wins over a bad value.
@@ -165,8 +189,14 @@ fn expected_exposition(cases: &[Case]) -> String {
             Want::NoTestResults => (1, 0, 1),
         };
         up.push(format!("kanary_up{{tested_cluster=\"{}\",type=\"{}\"}} {u}", c.cluster, c.kind));
-        err.push(format!("kanary_error{{reason=\"db_error\",tested_cluster=\"{}\",type=\"{}\"}} {db}", c.cluster, c.kind));
-        err.push(format!("kanary_error{{reason=\"no_test_results\",tested_cluster=\"{}\",type=\"{}\"}} {stale}", c.cluster, c.kind));
+        err.push(format!(
+            "kanary_error{{reason=\"db_error\",tested_cluster=\"{}\",type=\"{}\"}} {db}",
+            c.cluster, c.kind
+        ));
+        err.push(format!(
+            "kanary_error{{reason=\"no_test_results\",tested_cluster=\"{}\",type=\"{}\"}} {stale}",
+            c.cluster, c.kind
+        ));
     }
     up.sort();
     err.sort();
@@ -260,7 +290,9 @@ fn database_down_at_start_serves_fail_safe_then_recovers_without_restart() {
     pg.stop().unwrap();
     ex.wait_until(Duration::from_secs(10), "fail-safe after the database stopped", |e| all_fail_safe(&e.metrics()));
     pg.restart().unwrap();
-    ex.wait_until(Duration::from_secs(15), "recovery after the second outage", |e| e.metrics().value(DOWN_TARGET) == Some(0.0));
+    ex.wait_until(Duration::from_secs(15), "recovery after the second outage", |e| {
+        e.metrics().value(DOWN_TARGET) == Some(0.0)
+    });
     assert!(!ex.logs().contains(pg.password()), "the password leaked into a log line");
 }
 

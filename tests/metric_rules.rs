@@ -653,7 +653,9 @@ async fn postgres_yaml_reproduces_the_ish_exporter() {
             assert!(result.status.success() && findings.trim().is_empty(), "promtool check metrics:\n{findings}");
         }
         // CI installs promtool (.ci/run), so there a missing promtool is a failure, not a skip.
-        Err(_) if std::env::var_os("CI").is_some() => panic!("promtool is not installed; .ci/run installs Debian's prometheus"),
+        Err(_) if std::env::var_os("CI").is_some() => {
+            panic!("promtool is not installed; .ci/run installs Debian's prometheus")
+        }
         Err(_) => eprintln!("promtool not installed; skipping `promtool check metrics`"),
     }
     drop(holder);

@@ -27,11 +27,7 @@ async fn lifecycle_start_connect_stop_restart_drop() {
     // `start()` already created `demo`; the exporter role can use it.
     let client = connect(&pg.dsn("demo")).await.unwrap();
     assert_eq!(select_one(&client).await, 1);
-    let who: String = client
-        .query_one("select current_user::text", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let who: String = client.query_one("select current_user::text", &[]).await.unwrap().get(0);
     assert_eq!(who, "exporter");
     drop(client);
 
@@ -70,49 +66,25 @@ async fn lifecycle_start_connect_stop_restart_drop() {
 
 #[tokio::test]
 async fn exporter_reads_everything_and_writes_nothing() {
-    let pg = TempPostgres::start_with(TempPostgresOptions {
-        pg_stat_statements: true,
-        ..Default::default()
-    })
-    .unwrap();
+    let pg = TempPostgres::start_with(TempPostgresOptions { pg_stat_statements: true, ..Default::default() }).unwrap();
     pg.create_database("other db").unwrap();
-    pg.psql(
-        "other db",
-        "create table t(x int); insert into t values (1), (2);",
-    )
-    .unwrap();
-    assert_eq!(
-        pg.psql("other db", "select x, x * 10 from t order by x")
-            .unwrap(),
-        "1|10\n2|20"
-    );
+    pg.psql("other db", "create table t(x int); insert into t values (1), (2);").unwrap();
+    assert_eq!(pg.psql("other db", "select x, x * 10 from t order by x").unwrap(), "1|10\n2|20");
 
     let client = connect(&pg.dsn("other db")).await.unwrap();
-    let n: i64 = client
-        .query_one("select count(*) from t", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = client.query_one("select count(*) from t", &[]).await.unwrap().get(0);
     assert_eq!(n, 2);
-    assert!(client
-        .execute("insert into t values (3)", &[])
-        .await
-        .is_err());
+    assert!(client.execute("insert into t values (3)", &[]).await.is_err());
     assert!(client.execute("create table u(x int)", &[]).await.is_err());
     // pg_stat_statements is preloaded and installed, and readable.
     let calls: i64 = client
-        .query_one(
-            "select count(*) from pg_stat_statements where query like '%from t%'",
-            &[],
-        )
+        .query_one("select count(*) from pg_stat_statements where query like '%from t%'", &[])
         .await
         .unwrap()
         .get(0);
     assert!(calls >= 1);
     let demo = connect(&pg.dsn("demo")).await.unwrap();
-    demo.query_one("select count(*) from pg_stat_statements", &[])
-        .await
-        .unwrap();
+    demo.query_one("select count(*) from pg_stat_statements", &[]).await.unwrap();
 }
 
 #[test]
@@ -141,11 +113,7 @@ fn errors_carry_the_log_and_never_the_password() {
 #[test]
 fn fixed_port_and_parallel_instances() {
     let port = free_loopback_port().unwrap();
-    let a = TempPostgres::start_with(TempPostgresOptions {
-        port: Some(port),
-        ..Default::default()
-    })
-    .unwrap();
+    let a = TempPostgres::start_with(TempPostgresOptions { port: Some(port), ..Default::default() }).unwrap();
     assert_eq!(a.port(), port);
     let b = TempPostgres::start().unwrap();
     assert_ne!(a.port(), b.port());
@@ -153,9 +121,5 @@ fn fixed_port_and_parallel_instances() {
     assert_eq!(a.psql("demo", "select 'a'").unwrap(), "a");
     assert_eq!(b.psql("demo", "select 'b'").unwrap(), "b");
     // The same explicit port cannot be handed out twice.
-    assert!(TempPostgres::start_with(TempPostgresOptions {
-        port: Some(port),
-        ..Default::default()
-    })
-    .is_err());
+    assert!(TempPostgres::start_with(TempPostgresOptions { port: Some(port), ..Default::default() }).is_err());
 }

@@ -45,10 +45,7 @@ impl Diagnostic {
     }
 
     pub fn warning(file: &Path, pointer: impl Into<String>, message: impl Into<String>) -> Diagnostic {
-        Diagnostic {
-            severity: Severity::Warning,
-            ..Diagnostic::error(file, pointer, message)
-        }
+        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(file, pointer, message) }
     }
 
     pub fn at(mut self, line: usize, col: usize) -> Diagnostic {

@@ -45,10 +45,7 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions {
-            env: Arc::new(|name| std::env::var(name).ok()),
-            unset_env_is_error: true,
-        }
+        LoadOptions { env: Arc::new(|name| std::env::var(name).ok()), unset_env_is_error: true }
     }
 }
 
@@ -66,11 +63,7 @@ pub fn load_files(paths: &[PathBuf], opts: &LoadOptions) -> Result<Loaded, Diagn
     for path in paths {
         match std::fs::read_to_string(path) {
             Ok(text) => sources.push((path.clone(), text)),
-            Err(e) => diags.push(Diagnostic::error(
-                path,
-                "",
-                format!("cannot read the rules file: {e}"),
-            )),
+            Err(e) => diags.push(Diagnostic::error(path, "", format!("cannot read the rules file: {e}"))),
         }
     }
     let result = load_sources(&sources, opts);
@@ -477,7 +470,11 @@ impl Ctx<'_> {
     fn database(&mut self, path: &Path, name: String, spec: DatabaseSpec) {
         let ptr = |k: &str| format!("/databases/{name}/{k}");
         if self.set.databases.contains_key(&name) {
-            self.error(path, format!("/databases/{name}"), format!("database '{name}' is declared in more than one file"));
+            self.error(
+                path,
+                format!("/databases/{name}"),
+                format!("database '{name}' is declared in more than one file"),
+            );
             return;
         }
         let before = self.diags.len();
@@ -499,8 +496,10 @@ impl Ctx<'_> {
             let key = if spec.dsn.is_some() { "dsn" } else { "dsn_file" };
             self.check_dsn(path, ptr(key), &dsn, spec.dsn.as_deref());
         }
-        let connect_timeout = self.duration(path, ptr("connect_timeout"), spec.connect_timeout.as_deref(), Duration::from_secs(5));
-        let lock_timeout = self.duration(path, ptr("lock_timeout"), spec.lock_timeout.as_deref(), Duration::from_secs(5));
+        let connect_timeout =
+            self.duration(path, ptr("connect_timeout"), spec.connect_timeout.as_deref(), Duration::from_secs(5));
+        let lock_timeout =
+            self.duration(path, ptr("lock_timeout"), spec.lock_timeout.as_deref(), Duration::from_secs(5));
         self.set.databases.insert(
             name.clone(),
             Arc::new(Database {
@@ -593,9 +592,20 @@ impl Ctx<'_> {
             };
             self.error(path, pointer, msg);
         } else if metric.starts_with(crate::SELF_METRIC_PREFIX) {
-            self.error(path, pointer, format!("metric names starting with '{}' are reserved for the exporter's own metrics", crate::SELF_METRIC_PREFIX));
+            self.error(
+                path,
+                pointer,
+                format!(
+                    "metric names starting with '{}' are reserved for the exporter's own metrics",
+                    crate::SELF_METRIC_PREFIX
+                ),
+            );
         } else if metric.starts_with("process_") {
-            self.error(path, pointer, format!("metric name '{metric}' clashes with the exporter's own process_* metrics"));
+            self.error(
+                path,
+                pointer,
+                format!("metric name '{metric}' clashes with the exporter's own process_* metrics"),
+            );
         } else if metric.starts_with("__") {
             self.error(path, pointer, format!("metric name '{metric}' starts with '__', which Prometheus reserves"));
         } else {
@@ -674,7 +684,9 @@ impl Ctx<'_> {
                     self.diags.push(Diagnostic::warning(path, p, msg));
                 }
                 if out.len() > MAX_TARGETS {
-                    let msg = format!("the targets expand to more than {MAX_TARGETS}; split the rule or let the query discover them");
+                    let msg = format!(
+                        "the targets expand to more than {MAX_TARGETS}; split the rule or let the query discover them"
+                    );
                     self.error(path, format!("{base}/targets"), msg);
                     break;
                 }

@@ -165,13 +165,8 @@ pub enum Failure {
 }
 
 impl Failure {
-    pub const ALL: [Failure; 5] = [
-        Failure::QueryFailed,
-        Failure::TooFewRows,
-        Failure::BadTimestamp,
-        Failure::Stale,
-        Failure::BadValue,
-    ];
+    pub const ALL: [Failure; 5] =
+        [Failure::QueryFailed, Failure::TooFewRows, Failure::BadTimestamp, Failure::Stale, Failure::BadValue];
 
     /// The key of this failure in the rules file's `reasons` map, also its default reason.
     pub fn key(self) -> &'static str {
@@ -193,9 +188,7 @@ pub struct Reasons {
 
 impl Default for Reasons {
     fn default() -> Self {
-        Reasons {
-            by_failure: Failure::ALL.map(|f| f.key().to_string()),
-        }
+        Reasons { by_failure: Failure::ALL.map(|f| f.key().to_string()) }
     }
 }
 

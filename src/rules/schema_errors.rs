@@ -28,10 +28,10 @@ pub fn describe(schema: &Value, err: &ValidationError<'_>) -> Vec<SchemaProblem>
     // Values under `databases` may hold a DSN with its password: never echo them.
     let hidden;
     let value = if pointer.starts_with("/databases") {
-        hidden = hide_strings(&err.instance());
+        hidden = hide_strings(err.instance());
         &hidden
     } else {
-        &*err.instance()
+        err.instance()
     };
     match err.kind() {
         K::AdditionalProperties { unexpected } | K::UnevaluatedProperties { unexpected } => {
@@ -88,7 +88,7 @@ pub fn describe(schema: &Value, err: &ValidationError<'_>) -> Vec<SchemaProblem>
         K::PropertyNames { error } => {
             let name = error.instance().as_str().unwrap_or_default().to_string();
             let what = match error.kind() {
-                K::Pattern { pattern } => pattern_message(schema, pattern, &error.instance()),
+                K::Pattern { pattern } => pattern_message(schema, pattern, error.instance()),
                 _ => format!("'{name}' is not a valid key here"),
             };
             vec![SchemaProblem { pointer: format!("{pointer}/{}", escape(&name)), message: format!("key {what}") }]

@@ -39,12 +39,7 @@ fn targets(names: &[&str]) -> Option<Vec<Vec<String>>> {
 
 /// A row: cluster, start (minutes before now), ended (text), errors.
 fn row(cluster: &str, minutes_ago: i64, ended: Cell, errors: Cell) -> Vec<Cell> {
-    vec![
-        Cell::Text(cluster.into()),
-        Cell::Timestamp(now() - chrono::Duration::minutes(minutes_ago)),
-        ended,
-        errors,
-    ]
+    vec![Cell::Text(cluster.into()), Cell::Timestamp(now() - chrono::Duration::minutes(minutes_ago)), ended, errors]
 }
 
 fn ended(minutes_ago: i64) -> Cell {
@@ -56,7 +51,7 @@ fn rs(rows: Vec<Vec<Cell>>) -> ResultSet {
 }
 
 fn state_of(rule: &SignalRule, rows: Vec<Vec<Cell>>, cluster: &str) -> TargetState {
-    evaluate(rule, &serde_json::Value::Null, Ok(&rs(rows)), now())
+    evaluate(rule, &serde_json::Value::Null, Ok(&rs(rows)), now(), &[])
         .into_iter()
         .find(|t| t.labels == [cluster])
         .map(|t| t.state)
@@ -71,7 +66,11 @@ fn failure(state: &TargetState) -> Option<Failure> {
 }
 
 fn three(cluster: &str, errors: [i64; 3]) -> Vec<Vec<Cell>> {
-    errors.iter().enumerate().map(|(i, e)| row(cluster, 10 + 30 * i as i64, ended(5 + 30 * i as i64), Cell::Int(*e))).collect()
+    errors
+        .iter()
+        .enumerate()
+        .map(|(i, e)| row(cluster, 10 + 30 * i as i64, ended(5 + 30 * i as i64), Cell::Int(*e)))
+        .collect()
 }
 
 #[test]
@@ -149,7 +148,7 @@ fn a_bad_value_in_the_window_fails_only_its_target() {
     let mut rows = three("a", [0, 0, 0]);
     rows[1][3] = Cell::Text("1.5".into());
     rows.extend(three("b", [1, 1, 0]));
-    let results = evaluate(&rule, &serde_json::Value::Null, Ok(&rs(rows)), now());
+    let results = evaluate(&rule, &serde_json::Value::Null, Ok(&rs(rows)), now(), &[]);
     assert_eq!(failure(&results[0].state), Some(Failure::BadValue));
     assert_eq!(results[1].state, TargetState::Up);
 
@@ -188,7 +187,7 @@ fn without_order_by_the_query_order_counts() {
 #[test]
 fn a_failed_query_fails_every_target() {
     let rule = kanary_like(targets(&["a", "b"]));
-    let results = evaluate(&rule, &serde_json::Value::Null, Err("connection refused"), now());
+    let results = evaluate(&rule, &serde_json::Value::Null, Err("connection refused"), now(), &[]);
     assert_eq!(results.len(), 2);
     assert!(results.iter().all(|t| failure(&t.state) == Some(Failure::QueryFailed)));
 }
@@ -198,7 +197,7 @@ fn a_missing_column_fails_every_target_as_query_failed() {
     let rule = kanary_like(targets(&["a"]));
     let mut set = rs(three("a", [0, 0, 0]));
     set.columns[3] = "errs".into();
-    let results = evaluate(&rule, &serde_json::Value::Null, Ok(&set), now());
+    let results = evaluate(&rule, &serde_json::Value::Null, Ok(&set), now(), &[]);
     match &results[0].state {
         TargetState::Failed { failure: Failure::QueryFailed, detail } => assert!(detail.contains("errors"), "{detail}"),
         other => panic!("{other:?}"),
@@ -210,7 +209,7 @@ fn undeclared_targets_are_discovered_from_rows_in_sorted_order() {
     let rule = kanary_like(None);
     let mut rows = three("z", [0, 0, 0]);
     rows.extend(three("m", [1, 1, 1]));
-    let results = evaluate(&rule, &serde_json::Value::Null, Ok(&rs(rows)), now());
+    let results = evaluate(&rule, &serde_json::Value::Null, Ok(&rs(rows)), now(), &[]);
     let names: Vec<&str> = results.iter().map(|t| t.labels[0].as_str()).collect();
     assert_eq!(names, ["m", "z"]);
     assert_eq!(results[0].state, TargetState::Down);
@@ -253,7 +252,7 @@ fn the_success_expression_sees_labels_and_values() {
     rule.success = "errors <= 0 or cluster == 'b'".into();
     let mut rows = three("a", [-1, 5, 5]);
     rows.extend(three("b", [5, 5, 5]));
-    let results = evaluate(&rule, &serde_json::Value::Null, Ok(&rs(rows)), now());
+    let results = evaluate(&rule, &serde_json::Value::Null, Ok(&rs(rows)), now(), &[]);
     assert_eq!(results[0].state, TargetState::Up);
     assert_eq!(results[1].state, TargetState::Up);
 }
@@ -263,8 +262,22 @@ fn the_success_expression_sees_the_rule_vars() {
     let mut rule = kanary_like(targets(&["a"]));
     rule.success = "errors <= vars.tolerated".into();
     let vars = serde_json::json!({ "tolerated": 2 });
-    let results = evaluate(&rule, &vars, Ok(&rs(three("a", [5, 2, 7]))), now());
+    let results = evaluate(&rule, &vars, Ok(&rs(three("a", [5, 2, 7]))), now(), &[]);
     assert_eq!(results[0].state, TargetState::Up);
-    let results = evaluate(&rule, &serde_json::json!({ "tolerated": 1 }), Ok(&rs(three("a", [5, 2, 7]))), now());
+    let results = evaluate(&rule, &serde_json::json!({ "tolerated": 1 }), Ok(&rs(three("a", [5, 2, 7]))), now(), &[]);
     assert_eq!(results[0].state, TargetState::Down);
+}
+
+#[test]
+fn a_failed_query_keeps_remembered_discovered_targets_fail_safe() {
+    let rule = kanary_like(None);
+    let remembered = vec![vec!["m".to_string()], vec!["z".to_string()]];
+    let results = evaluate(&rule, &serde_json::Value::Null, Err("connection refused"), now(), &remembered);
+    let names: Vec<&str> = results.iter().map(|t| t.labels[0].as_str()).collect();
+    assert_eq!(names, ["m", "z"]);
+    assert!(results.iter().all(|t| failure(&t.state) == Some(Failure::QueryFailed)));
+    // Declared targets win over anything remembered.
+    let rule = kanary_like(targets(&["a"]));
+    let results = evaluate(&rule, &serde_json::Value::Null, Err("x"), now(), &remembered);
+    assert_eq!(results.len(), 1);
 }
