@@ -234,6 +234,13 @@ fn write_value(out: &mut Vec<u8>, v: f64) {
 
 /// Formats a sample value the way Go's client does for the common cases: integers without a
 /// fraction, `NaN`, `+Inf`, `-Inf`, everything else in the shortest form that reads back exactly.
+///
+/// ```
+/// use sql_signal_exporter::exposition::format_value;
+/// assert_eq!(format_value(1.0), "1");
+/// assert_eq!(format_value(0.25), "0.25");
+/// assert_eq!(format_value(f64::INFINITY), "+Inf");
+/// ```
 pub fn format_value(v: f64) -> String {
     let mut s = String::new();
     let _ = write_value_fmt(&mut s, v);

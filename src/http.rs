@@ -255,6 +255,13 @@ fn plain(status: StatusCode, body: String) -> warp::reply::Response {
 }
 
 /// Parses a listen address the way Prometheus's exporters do: `:8000` means every interface.
+///
+/// ```
+/// use sql_signal_exporter::http::parse_listen_address;
+/// assert_eq!(parse_listen_address(":8000").unwrap().to_string(), "0.0.0.0:8000");
+/// assert_eq!(parse_listen_address("127.0.0.1:9187").unwrap().port(), 9187);
+/// assert!(parse_listen_address("8000").is_err());
+/// ```
 pub fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
     let full = if text.starts_with(':') { format!("0.0.0.0{text}") } else { text.to_string() };
     full.parse().map_err(|_| format!("'{text}' is not a listen address; write host:port, e.g. :8000 or 127.0.0.1:8000"))
