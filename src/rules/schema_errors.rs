@@ -369,6 +369,11 @@ mod tests {
             ("/signals/0/values/x", "x: 'int' is not one of: integer, float, text, bool, timestamp"),
             ("/databases/db", "db: give only one of 'dsn' or 'dsn_file', not several"),
         ];
+        assert_exactly(&got, &want);
+    }
+
+    /// `got` holds exactly the (pointer, message) pairs of `want`, in any order.
+    fn assert_exactly(got: &[(String, String)], want: &[(&str, &str)]) {
         for (pointer, message) in want {
             assert!(
                 got.contains(&(pointer.to_string(), message.to_string())),
@@ -395,13 +400,7 @@ mod tests {
                 "key 'bad-name' is not a valid name; use letters, digits and underscores, not starting with a digit",
             ),
         ];
-        for (pointer, message) in want {
-            assert!(
-                got.contains(&(pointer.to_string(), message.to_string())),
-                "missing {pointer}: {message}\ngot: {got:#?}"
-            );
-        }
-        assert_eq!(got.len(), want.len(), "{got:#?}");
+        assert_exactly(&got, &want);
     }
 
     #[test]
