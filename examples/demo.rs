@@ -16,7 +16,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("warn,sql_signal_exporter=info"))
         .with_writer(std::io::stderr)
-        .compact()
+        .event_format(sql_signal_exporter::logging::Logfmt)
         .init();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
