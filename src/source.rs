@@ -89,13 +89,7 @@ impl Source {
     pub fn new(database: Arc<Database>, statement_timeout: Duration, max_backoff: Duration) -> Result<Source, String> {
         let dsn = database.dsn.expose();
         let mut secrets = vec![dsn.to_string()];
-        let mut config = tokio_postgres::Config::from_str(dsn).map_err(|e| {
-            format!(
-                "database '{}': the DSN is not a valid libpq URL or key=value string ({}); see https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-CONNSTRING",
-                database.name,
-                redact(&e.to_string(), dsn)
-            )
-        })?;
+        let mut config = parse_dsn(dsn).map_err(|msg| format!("database '{}': {msg}", database.name))?;
         if let Some(pw) = config.get_password() {
             secrets.push(String::from_utf8_lossy(pw).into_owned());
         }
@@ -397,6 +391,23 @@ fn describe_pool_error(e: &deadpool_postgres::PoolError) -> String {
         P::Timeout(_) => "timed out waiting for a connection".to_string(),
         other => other.to_string(),
     }
+}
+
+/// Parses a DSN into the driver's configuration, refusing what this exporter cannot do. The message
+/// never contains the DSN.
+pub fn parse_dsn(dsn: &str) -> Result<tokio_postgres::Config, String> {
+    let config = tokio_postgres::Config::from_str(dsn).map_err(|e| {
+        format!(
+            "the DSN is not a valid libpq URL or key=value string ({}); see https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-CONNSTRING",
+            redact(&e.to_string(), dsn)
+        )
+    })?;
+    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        return Err("sslmode=require asks for TLS, which this version of the exporter does not speak yet; \
+                    use sslmode=prefer or disable (over a trusted network or a local proxy)"
+            .to_string());
+    }
+    Ok(config)
 }
 
 /// Why a statement's parameters do not fit what the rule binds (`bound` text arrays).

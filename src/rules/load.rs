@@ -516,11 +516,7 @@ impl Ctx<'_> {
     /// written into the rules file itself. Neither message shows the DSN.
     fn check_dsn(&mut self, path: &Path, pointer: String, dsn: &str, written: Option<&str>) {
         use std::str::FromStr;
-        if let Err(e) = tokio_postgres::Config::from_str(dsn) {
-            let msg = format!(
-                "the DSN is not a valid libpq URL or key=value string ({}); see https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-CONNSTRING",
-                crate::secret::redact(&e.to_string(), dsn)
-            );
+        if let Err(msg) = crate::source::parse_dsn(dsn) {
             self.error(path, pointer, msg);
             return;
         }
