@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::ToSql;
 
 use crate::rules::load::{check_sources, sort_diagnostics, Checked, LoadOptions};
 use crate::rules::model::{Database, Rule, RuleKind, ValueType};
@@ -257,29 +257,7 @@ fn open_source(
     }
 }
 
-/// How the exporter decodes a PostgreSQL type (mirrors `source::cell`); `None`: it cannot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Decoded {
-    Bool,
-    Int,
-    Float,
-    Text,
-    Timestamp,
-    /// json/jsonb: its value decides at run time.
-    Json,
-}
-
-fn decoded(ty: &Type) -> Option<Decoded> {
-    Some(match *ty {
-        Type::BOOL => Decoded::Bool,
-        Type::INT2 | Type::INT4 | Type::INT8 | Type::OID => Decoded::Int,
-        Type::FLOAT4 | Type::FLOAT8 | Type::NUMERIC => Decoded::Float,
-        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => Decoded::Text,
-        Type::TIMESTAMPTZ | Type::TIMESTAMP | Type::DATE => Decoded::Timestamp,
-        Type::JSON | Type::JSONB => Decoded::Json,
-        _ => return None,
-    })
-}
+use crate::source::{decoded, Decoded};
 
 /// What the rule does with a column, and so which decoded kinds it can use (see `cell::Cell`'s
 /// `as_*` readers and `signal::judge`).
@@ -443,6 +421,7 @@ fn github_line(d: &Diagnostic) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio_postgres::types::Type;
 
     fn diag() -> Diagnostic {
         Diagnostic::error(std::path::Path::new("rules/a,b.yaml"), "/signals/0/window", "window: 100% bad\nreally")
