@@ -124,7 +124,7 @@ impl Ctx {
 }
 
 fn describe(e: &tokio_postgres::Error) -> String {
-    sql_signal_exporter::source::describe_pg_error(e)
+    sql_signal_exporter::source::postgres::describe_pg_error(e)
 }
 
 fn run() -> Result<()> {
@@ -594,14 +594,11 @@ fn eval_bench(ctx: &Ctx) -> Result<Vec<EvalRow>> {
 /// bind parameters.
 fn rendered(ctx: &Ctx, rules: &Path, name: &str) -> Result<(String, Vec<Vec<String>>)> {
     std::env::set_var("BENCH_DSN", &ctx.dsn);
-    let set = sql_signal_exporter::app::load_rules(&[rules.to_path_buf()]).map_err(|d| anyhow!("{d}"))?;
+    let set = sql_signal_exporter::serve::app::load_rules(&[rules.to_path_buf()]).map_err(|d| anyhow!("{d}"))?;
     let rule = set.rules.iter().find(|r| r.name == name).context("rule not loaded")?;
     let version: i64 = ctx.query("SHOW server_version_num")?[0].get::<_, String>(0).parse()?;
-    let sql = sql_signal_exporter::template::render_query(rule, version).map_err(|e| anyhow!("{e}"))?;
-    let params = match &rule.kind {
-        sql_signal_exporter::rules::model::RuleKind::Signal(s) => sql_signal_exporter::evaluation::signal_params(s),
-        _ => Vec::new(),
-    };
+    let sql = sql_signal_exporter::rules::template::render_query(rule, version).map_err(|e| anyhow!("{e}"))?;
+    let params = rule.bindings().columns();
     Ok((sql, params))
 }
 
@@ -636,9 +633,9 @@ fn evaluate_in_process(
     interval: f64,
 ) -> Result<(f64, Option<f64>, f64, f64)> {
     std::env::set_var("BENCH_DSN", &ctx.dsn);
-    let set = sql_signal_exporter::app::load_rules(&[rules.to_path_buf()]).map_err(|d| anyhow!("{d}"))?;
+    let set = sql_signal_exporter::serve::app::load_rules(&[rules.to_path_buf()]).map_err(|d| anyhow!("{d}"))?;
     let t0 = Instant::now();
-    let exporter = ctx.rt.block_on(sql_signal_exporter::app::Exporter::start(vec![rules.to_path_buf()], &set));
+    let exporter = ctx.rt.block_on(sql_signal_exporter::serve::app::Exporter::start(vec![rules.to_path_buf()], &set));
     let mut swaps = Vec::new();
     let mut last = exporter.store.load();
     let until = t0 + Duration::from_secs_f64(interval * evaluations as f64 + 120.0);
@@ -697,14 +694,11 @@ fn kanary_bench(ctx: &Ctx) -> Result<KanaryResult> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let rules = root.join("rules/kanary.yaml");
     std::env::set_var("CONNECTION_STRING", &ctx.dsn);
-    let set = sql_signal_exporter::app::load_rules(std::slice::from_ref(&rules)).map_err(|d| anyhow!("{d}"))?;
+    let set = sql_signal_exporter::serve::app::load_rules(std::slice::from_ref(&rules)).map_err(|d| anyhow!("{d}"))?;
     let rule = set.rules.iter().find(|r| r.name == "kanary").context("no kanary rule in rules/kanary.yaml")?;
     let version: i64 = ctx.query("SHOW server_version_num")?[0].get::<_, String>(0).parse()?;
-    let sql = sql_signal_exporter::template::render_query(rule, version).map_err(|e| anyhow!("{e}"))?;
-    let params = match &rule.kind {
-        sql_signal_exporter::rules::model::RuleKind::Signal(s) => sql_signal_exporter::evaluation::signal_params(s),
-        _ => Vec::new(),
-    };
+    let sql = sql_signal_exporter::rules::template::render_query(rule, version).map_err(|e| anyhow!("{e}"))?;
+    let params = rule.bindings().columns();
     let (explain_ms, plan) = explain(ctx, &sql, &params)?;
     let mut nodes = Vec::new();
     plan_nodes(&plan[0]["Plan"], &mut nodes);

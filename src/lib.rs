@@ -2,46 +2,34 @@
 //!
 //! # A map of the code
 //!
-//! The data path, and the module that owns each step:
+//! One folder per step of the data path:
 //!
 //! ```text
-//! rules file ──▶ validated model ──▶ scheduler ──▶ source query ──▶ evaluation ──▶ snapshot ──▶ HTTP
-//! rules::load    rules::model        scheduler     source           evaluation     snapshot     http
-//!                                                  (cell)           signal, metric exposition
+//! rules file ──▶ rules ──▶ serve::scheduler ──▶ source ──▶ eval ──▶ serve::snapshot ──▶ serve::http
+//!                model       one task a rule      rows       samples   rendered bytes      /metrics
 //! ```
 //!
-//! - [`rules`]: reads YAML, checks it against the JSON Schema (`schemas/rules.schema.json`) and the
-//!   semantic rules, and builds the typed [`rules::RuleSet`]. Every problem becomes a
-//!   [`rules::Diagnostic`].
-//! - [`scheduler`]: one task per rule, on its interval; applies a new rule set on reload.
-//! - [`source`]: the only module that talks to PostgreSQL (pools, timeouts, cancel, row decoding into
-//!   [`cell::Cell`]s).
-//! - [`evaluation`]: one run of one rule; [`signal`] is the pure judgement of a health signal (rows in,
-//!   states out) and [`metric`] the pure mapping of a metric rule's rows to families; both are
-//!   unit-tested without a database.
-//! - [`exposition`]: renders families to the text format; [`snapshot`] holds the rendered bytes that
-//!   `/metrics` serves.
-//! - [`http`]: warp routes; [`app`] wires everything; [`self_metrics`] are the exporter's own metrics.
-//! - [`check`]: `--check-rules`, the same validation for CI, with `--db` preparing every query.
-//! - [`tempdb`]: a throwaway PostgreSQL for tests, the demo and benchmarks.
+//! - [`rules`]: YAML → JSON Schema → semantic checks → the typed [`rules::RuleSet`]; every problem
+//!   is a [`rules::Diagnostic`] at its line. Also the query templates and the DSN parser.
+//! - [`source`]: the seam every kind of source implements (render → fetch → rows), and
+//!   [`source::postgres`], the only module that names the PostgreSQL driver.
+//! - [`eval`]: pure judgement of signals and mapping of metric rows, and the cell type. No I/O.
+//! - [`serve`]: scheduler, the glue of one evaluation, snapshot, HTTP, self-metrics, wiring.
+//! - [`check`]: `--check-rules`, the loader's checks for CI, with `--db` preparing every query.
+//! - [`secret`], [`logging`]: leaves every module may use.
+//!
+//! Dependencies between these folders point one way, down this list read from the bottom:
+//! `serve → check? no; serve → source → eval → rules → secret`, and `check → source`. The README's
+//! code map states the invariants and the tests that hold them.
 
-pub mod app;
-pub mod cell;
 pub mod check;
-pub mod evaluation;
-pub mod exposition;
-pub mod http;
+pub mod eval;
 pub mod logging;
-pub mod metric;
 pub mod rules;
-pub mod scheduler;
 pub mod secret;
-pub mod self_metrics;
-pub mod signal;
-pub mod snapshot;
+pub mod serve;
 pub mod source;
 pub mod tempdb;
-pub mod template;
 
 /// Prefix of the exporter's own metrics; rules may not use it.
 pub const SELF_METRIC_PREFIX: &str = "sql_signal_exporter_";

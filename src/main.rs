@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 
-use sql_signal_exporter::{app, check, http};
+use sql_signal_exporter::check;
+use sql_signal_exporter::serve::{app, http};
 
 /// A Prometheus exporter whose metrics and fail-safe health signals are SQL rules in YAML.
 #[derive(Parser, Debug)]
@@ -116,7 +117,7 @@ fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
     if cli.print_schema {
-        print!("{}", sql_signal_exporter::rules::load::SCHEMA_TEXT);
+        print!("{}", sql_signal_exporter::rules::schema::SCHEMA_TEXT);
         return ExitCode::SUCCESS;
     }
     if let Some(files) = &cli.check_rules {

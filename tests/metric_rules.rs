@@ -8,11 +8,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sql_signal_exporter::evaluation::{self, Status};
+use sql_signal_exporter::eval::exposition;
 use sql_signal_exporter::rules::{self, LoadOptions, Rule, RuleSet};
-use sql_signal_exporter::source::Source;
+use sql_signal_exporter::serve::app;
+use sql_signal_exporter::serve::evaluate::{self as evaluation, Status};
+use sql_signal_exporter::source::{as_source, Sources};
 use sql_signal_exporter::tempdb::TempPostgres;
-use sql_signal_exporter::{app, exposition};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -46,16 +47,11 @@ async fn run_once(set: &RuleSet) -> (String, bool) {
 /// Evaluates one rule against its database(s), for the status message.
 async fn evaluate(set: &RuleSet, name: &str) -> evaluation::Outcome {
     let r = rule(set, name);
-    let sources: Vec<Source> = r
-        .databases()
-        .iter()
-        .map(|d| Source::new(set.databases[*d].clone(), Duration::from_secs(10), Duration::ZERO).unwrap())
-        .collect();
-    let refs: Vec<Result<&Source, &str>> = sources.iter().map(Ok).collect();
+    let mut sources = Sources::build(set, Sources::default());
+    let slots: Vec<_> = r.databases().into_iter().map(|d| sources.slot(d)).collect();
+    let refs: Vec<_> = slots.iter().map(as_source).collect();
     let outcome = evaluation::evaluate_on(r, &refs).await;
-    for s in &sources {
-        s.close();
-    }
+    sources.close();
     outcome
 }
 

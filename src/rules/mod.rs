@@ -1,11 +1,165 @@
 //! Rules files: their typed model, how they are loaded and validated, and their diagnostics.
+//!
+//! This is the first step of the data path and depends on nothing else of the exporter but
+//! [`crate::secret`]: it turns YAML into the typed [`RuleSet`] that every later step reads.
+//!
+//! Loading never stops at the first problem: it collects every diagnostic of every file, so an
+//! operator fixes a file in one round. The same function serves start-up, reload and `--check-rules`.
+//! The order: YAML syntax (serde_yaml); a second, position-keeping parse ([`span`]) that also
+//! rejects duplicate keys; the JSON Schema ([`schema`]), whose errors [`schema_errors`] words for
+//! operators; then the semantic checks the schema cannot express, on every rule and database that
+//! still deserializes ([`signal_rule`], [`metric_rule`], [`database`], [`names`], [`limits`]). Last,
+//! every diagnostic gets the `line:col` its JSON pointer resolves to, so the exporter's log and
+//! `--check-rules` both print `FILE:LINE:COL: error: MESSAGE`.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub mod columns;
+pub mod conninfo;
+mod database;
 pub mod diagnostic;
-pub mod load;
+pub mod limits;
+mod loader;
+pub mod metric_rule;
 pub mod model;
+mod names;
+pub mod schema;
 pub mod schema_errors;
+mod signal_rule;
 pub mod span;
+mod spec;
+mod sql_text;
+pub mod template;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
-pub use load::{load_files, load_sources, LoadOptions, Loaded};
+pub use metric_rule::DEFAULT_DATABASE_LABEL;
 pub use model::*;
+
+use loader::Ctx;
+use span::SpanTree;
+
+/// Looks up an environment variable by name.
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// What a load may consult besides the files.
+#[derive(Clone)]
+pub struct LoadOptions {
+    /// Looks up `${VAR}`; the process environment by default, a map in tests.
+    pub env: EnvLookup,
+    /// An unset `${VAR}` is an error (the exporter) rather than a warning (`--check-rules`).
+    pub unset_env_is_error: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { env: Arc::new(|name| std::env::var(name).ok()), unset_env_is_error: true }
+    }
+}
+
+/// A successful load: the rules, and warnings that did not stop it.
+#[derive(Debug)]
+pub struct Loaded {
+    pub rules: RuleSet,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Loads and validates `paths` together (names must be unique across them).
+pub fn load_files(paths: &[PathBuf], opts: &LoadOptions) -> Result<Loaded, Diagnostics> {
+    let mut sources = Vec::new();
+    let mut diags = Vec::new();
+    for path in paths {
+        match std::fs::read_to_string(path) {
+            Ok(text) => sources.push((path.clone(), text)),
+            Err(e) => diags.push(Diagnostic::error(path, "", format!("cannot read the rules file: {e}"))),
+        }
+    }
+    let result = load_sources(&sources, opts);
+    if diags.is_empty() {
+        return result;
+    }
+    match result {
+        Ok(_) => Err(Diagnostics(diags)),
+        Err(Diagnostics(more)) => {
+            diags.extend(more);
+            Err(Diagnostics(diags))
+        }
+    }
+}
+
+/// Loads rules from texts already read, each with the path it is reported under.
+pub fn load_sources(sources: &[(PathBuf, String)], opts: &LoadOptions) -> Result<Loaded, Diagnostics> {
+    let Checked { rules, diagnostics, .. } = check_sources(sources, opts);
+    if diagnostics.iter().any(|d| d.severity == Severity::Error) {
+        Err(Diagnostics(diagnostics))
+    } else {
+        Ok(Loaded { rules, warnings: diagnostics })
+    }
+}
+
+/// Everything a check of rules files found, valid or not.
+///
+/// `--check-rules --db` goes on to prepare the queries of the rules that were built even when other
+/// rules have errors, so it needs the partial rule set that [`load_sources`] discards.
+#[derive(Debug)]
+pub struct Checked {
+    /// Every rule that was built. A rule whose part of the file fails the schema is not built; a rule
+    /// with only semantic errors is.
+    pub rules: RuleSet,
+    /// The JSON pointer of each rule of `rules.rules` (`/signals/3`), in the same order.
+    pub rule_pointers: Vec<String>,
+    /// Every problem, positioned where its pointer resolves, in file and line order.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The positions of every file that parsed, for diagnostics found later (`--check-rules --db`).
+    pub spans: BTreeMap<PathBuf, SpanTree>,
+}
+
+/// Checks rules from texts already read: the work behind [`load_sources`] and `--check-rules`.
+pub fn check_sources(sources: &[(PathBuf, String)], opts: &LoadOptions) -> Checked {
+    let mut ctx = Ctx::new(opts);
+    for (path, text) in sources {
+        ctx.file(path, text);
+    }
+    // Rules must name a database declared in any of the files.
+    for (n, rule) in ctx.set.rules.iter().enumerate() {
+        let base = ctx.rule_pointers.get(n).cloned().unwrap_or_default();
+        let databases = rule.databases();
+        for (i, database) in databases.iter().enumerate() {
+            if ctx.set.databases.contains_key(*database) {
+                continue;
+            }
+            let declared: Vec<&str> = ctx.set.databases.keys().map(String::as_str).collect();
+            let file = rule.file.clone();
+            let msg = format!(
+                "rule '{}' uses database '{}', which no rules file declares under `databases` (declared: {})",
+                rule.name,
+                database,
+                if declared.is_empty() { "none".to_string() } else { declared.join(", ") }
+            );
+            let key = if matches!(&rule.kind, RuleKind::Metric(m) if m.databases.len() > 1) {
+                format!("database/{i}")
+            } else {
+                "database".to_string()
+            };
+            let pointer = format!("{base}/{key}");
+            if !ctx.schema_reported(&file, &pointer) {
+                ctx.diags.push(Diagnostic::error(&file, pointer, msg));
+            }
+        }
+    }
+    let Ctx { mut diags, set, spans, rule_pointers, .. } = ctx;
+    span::fill_positions(&mut diags, &spans);
+    let files: Vec<PathBuf> = sources.iter().map(|(p, _)| p.clone()).collect();
+    sort_diagnostics(&mut diags, &files);
+    Checked { rules: set, rule_pointers, diagnostics: diags, spans }
+}
+
+/// Orders diagnostics by file (in the order the files were given), then by position. The sort is
+/// stable, so diagnostics at one place keep the order in which the checks found them.
+pub fn sort_diagnostics(diags: &mut [Diagnostic], files: &[PathBuf]) {
+    diags.sort_by_key(|d| {
+        let file = files.iter().position(|f| *f == d.file).unwrap_or(usize::MAX);
+        (file, d.position.unwrap_or((0, 0)))
+    });
+}

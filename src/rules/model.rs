@@ -2,7 +2,7 @@
 //!
 //! Everything downstream (scheduler, source, evaluation, rendering) works on these types only, never on
 //! YAML. A value of these types has already passed the JSON Schema and the semantic checks in
-//! [`super::load`], so the rest of the program can rely on its invariants (durations parsed, targets
+//! the loader, so the rest of the program can rely on its invariants (durations parsed, targets
 //! expanded, labels consistent) instead of re-checking them.
 
 use std::collections::BTreeMap;
@@ -10,6 +10,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Deserialize;
+
+use super::conninfo::ConnInfo;
 use crate::secret::Secret;
 
 /// Every rule and database of all loaded rules files.
@@ -44,6 +47,8 @@ pub struct Database {
     pub name: String,
     /// The DSN with `${VAR}` already expanded. Never printed: see [`Secret`].
     pub dsn: Secret,
+    /// The DSN parsed (see [`ConnInfo`]); its values are as secret as the DSN.
+    pub conninfo: ConnInfo,
     pub max_connections: usize,
     pub connect_timeout: Duration,
     pub lock_timeout: Duration,
@@ -88,6 +93,33 @@ impl Rule {
     }
 }
 
+/// What a rule binds to its query: a table of its targets, one column per label (in `labels`
+/// order), one row per declared target. A metric rule binds nothing; a signal that discovers its
+/// targets binds its label columns with no rows. Each source kind binds the table its own way (see
+/// `crate::source`).
+#[derive(Debug, Clone, Copy)]
+pub struct Bindings<'a> {
+    pub labels: &'a [String],
+    pub targets: &'a [Vec<String>],
+}
+
+impl Bindings<'_> {
+    /// The table by column: the values of each label, one per target.
+    pub fn columns(&self) -> Vec<Vec<String>> {
+        (0..self.labels.len()).map(|i| self.targets.iter().map(|t| t[i].clone()).collect()).collect()
+    }
+}
+
+impl Rule {
+    /// What the rule binds to its query.
+    pub fn bindings(&self) -> Bindings<'_> {
+        match &self.kind {
+            RuleKind::Signal(s) => Bindings { labels: &s.labels, targets: s.targets.as_deref().unwrap_or(&[]) },
+            RuleKind::Metric(_) => Bindings { labels: &[], targets: &[] },
+        }
+    }
+}
+
 /// A health signal: the newest `window` results of each target decide up or down.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SignalRule {
@@ -115,7 +147,8 @@ pub struct Freshness {
     pub max_age: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ValueType {
     Integer,
     Float,
@@ -125,17 +158,6 @@ pub enum ValueType {
 }
 
 impl ValueType {
-    pub fn parse(s: &str) -> Option<ValueType> {
-        Some(match s {
-            "integer" => ValueType::Integer,
-            "float" => ValueType::Float,
-            "text" => ValueType::Text,
-            "bool" => ValueType::Bool,
-            "timestamp" => ValueType::Timestamp,
-            _ => return None,
-        })
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             ValueType::Integer => "integer",
@@ -241,8 +263,10 @@ pub struct MetricFamily {
 
 /// The kind of a metric family; `Info` is exported as a gauge of value 1 (the text format has no
 /// info type), its name ending in `_info`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum MetricKind {
+    #[default]
     Gauge,
     /// The value is the current total, read as is (the database keeps the count).
     Counter,
@@ -250,15 +274,6 @@ pub enum MetricKind {
 }
 
 impl MetricKind {
-    pub fn parse(s: &str) -> Option<MetricKind> {
-        Some(match s {
-            "gauge" => MetricKind::Gauge,
-            "counter" => MetricKind::Counter,
-            "info" => MetricKind::Info,
-            _ => return None,
-        })
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             MetricKind::Gauge => "gauge",
@@ -291,7 +306,8 @@ impl FamilyValues {
 }
 
 /// What a NULL value becomes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OnNull {
     /// No series for that row and column.
     #[default]
@@ -301,7 +317,8 @@ pub enum OnNull {
 }
 
 /// What a family exports when the query returns no rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OnEmpty {
     /// No series.
     #[default]
@@ -311,7 +328,8 @@ pub enum OnEmpty {
 }
 
 /// What a family exports when the rule fails (query error, timeout, bad value, duplicate series).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OnError {
     /// No series: the family's series are withdrawn, never served stale.
     #[default]

@@ -329,7 +329,7 @@ mod tests {
     use serde_json::json;
 
     fn problems(instance: Value) -> Vec<(String, String)> {
-        let schema: Value = serde_json::from_str(super::super::load::SCHEMA_TEXT).expect("schema is JSON");
+        let schema: Value = serde_json::from_str(super::super::schema::SCHEMA_TEXT).expect("schema is JSON");
         let validator = jsonschema::draft202012::new(&schema).expect("schema compiles");
         validator.iter_errors(&instance).flat_map(|e| describe(&schema, &e)).map(|p| (p.pointer, p.message)).collect()
     }

@@ -10,10 +10,10 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use minijinja::Value;
 
-use crate::cell::{Cell, ResultSet};
-use crate::exposition::{Family, MetricType, Sample};
+use crate::eval::cell::{Cell, ResultSet};
+use crate::eval::exposition::{Family, MetricType, Sample};
 use crate::rules::model::{Failure, SignalRule, ValueType};
-use crate::template;
+use crate::rules::template;
 
 /// The judgement of one target.
 #[derive(Debug, Clone, PartialEq)]

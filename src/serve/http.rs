@@ -1,6 +1,6 @@
 //! The HTTP edge: `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload` and a landing page.
 //!
-//! Handlers only read the current [`Snapshot`](crate::snapshot::Snapshot): they never touch the
+//! Handlers only read the current [`Snapshot`](crate::serve::snapshot::Snapshot): they never touch the
 //! database and never wait for an evaluation, so scrapes stay fast while a query hangs.
 //!
 //! A scrape serves bytes that already exist: the snapshot's body (or its gzip, compressed once per
@@ -20,8 +20,8 @@ use bytes::Bytes;
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::Filter;
 
-use crate::self_metrics::SelfMetrics;
-use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::serve::self_metrics::SelfMetrics;
+use crate::serve::snapshot::{Snapshot, SnapshotStore};
 
 /// The content type of the text exposition format.
 pub const EXPOSITION_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -57,7 +57,7 @@ struct OwnMetrics {
     key: OwnKey,
     rendered_at: Instant,
     text: Bytes,
-    /// The end of the gzip member for that snapshot (see [`crate::snapshot::GzipBody::finish`]).
+    /// The end of the gzip member for that snapshot (see [`crate::serve::snapshot::GzipBody::finish`]).
     gzip_tail: OnceLock<Bytes>,
 }
 
@@ -257,7 +257,7 @@ fn plain(status: StatusCode, body: String) -> warp::reply::Response {
 /// Parses a listen address the way Prometheus's exporters do: `:8000` means every interface.
 ///
 /// ```
-/// use sql_signal_exporter::http::parse_listen_address;
+/// use sql_signal_exporter::serve::http::parse_listen_address;
 /// assert_eq!(parse_listen_address(":8000").unwrap().to_string(), "0.0.0.0:8000");
 /// assert_eq!(parse_listen_address("127.0.0.1:9187").unwrap().port(), 9187);
 /// assert!(parse_listen_address("8000").is_err());

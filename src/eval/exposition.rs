@@ -236,7 +236,7 @@ fn write_value(out: &mut Vec<u8>, v: f64) {
 /// fraction, `NaN`, `+Inf`, `-Inf`, everything else in the shortest form that reads back exactly.
 ///
 /// ```
-/// use sql_signal_exporter::exposition::format_value;
+/// use sql_signal_exporter::eval::exposition::format_value;
 /// assert_eq!(format_value(1.0), "1");
 /// assert_eq!(format_value(0.25), "0.25");
 /// assert_eq!(format_value(f64::INFINITY), "+Inf");

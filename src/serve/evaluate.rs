@@ -12,13 +12,12 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use crate::cell::ResultSet;
-use crate::exposition::Family;
-use crate::metric;
-use crate::rules::model::{MetricRule, Rule, RuleKind, SignalRule};
-use crate::signal;
-use crate::source::{FetchError, Source};
-use crate::template;
+use crate::eval::cell::ResultSet;
+use crate::eval::exposition::Family;
+use crate::eval::{metric, signal};
+use crate::rules::model::{Failure, MetricRule, Rule, RuleKind, SignalRule};
+use crate::rules::template;
+use crate::source::{Collect, Fetch, FetchError, Source};
 
 /// How an evaluation ended, for the exporter's own metrics and logs.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,21 +58,12 @@ impl Outcome {
     }
 }
 
-/// The bind parameters of a signal: one text array per label, one element per declared target.
-pub fn signal_params(s: &crate::rules::model::SignalRule) -> Vec<Vec<String>> {
-    let targets = s.targets.as_deref().unwrap_or(&[]);
-    (0..s.labels.len()).map(|i| targets.iter().map(|t| t[i].clone()).collect()).collect()
-}
+/// A rule's sources as an evaluation takes them: one per database of [`Rule::databases`], in that
+/// order, or why there is none.
+pub type Sources<'a> = [Result<&'a dyn Source, &'a str>];
 
-/// Evaluates `rule` once against `source` (`Err` when the source could not even be built).
-/// For a metric rule on several databases, use [`evaluate_on`].
-pub async fn evaluate(rule: &Rule, source: Result<&Source, &str>) -> Outcome {
-    evaluate_on(rule, &[source]).await
-}
-
-/// Evaluates `rule` once against one source per database of [`Rule::databases`], in that order
-/// (`Err` when a source could not even be built; a missing one counts as such).
-pub async fn evaluate_on(rule: &Rule, sources: &[Result<&Source, &str>]) -> Outcome {
+/// Evaluates `rule` once (a rule that runs again and again uses [`evaluate_remembering`]).
+pub async fn evaluate_on(rule: &Rule, sources: &Sources<'_>) -> Outcome {
     evaluate_remembering(rule, sources, &mut Memory::default()).await
 }
 
@@ -85,7 +75,7 @@ pub struct Memory {
 }
 
 /// [`evaluate_on`] for a rule that runs again and again: uses and updates `memory`.
-pub async fn evaluate_remembering(rule: &Rule, sources: &[Result<&Source, &str>], memory: &mut Memory) -> Outcome {
+pub async fn evaluate_remembering(rule: &Rule, sources: &Sources<'_>, memory: &mut Memory) -> Outcome {
     let started = Instant::now();
     let mut outcome = match &rule.kind {
         RuleKind::Signal(s) => evaluate_signal(rule, s, source_at(sources, 0), started, memory).await,
@@ -103,14 +93,14 @@ pub async fn evaluate_remembering(rule: &Rule, sources: &[Result<&Source, &str>]
     outcome
 }
 
-fn source_at<'a>(sources: &[Result<&'a Source, &'a str>], i: usize) -> Result<&'a Source, &'a str> {
+fn source_at<'a>(sources: &Sources<'a>, i: usize) -> Result<&'a dyn Source, &'a str> {
     sources.get(i).copied().unwrap_or(Err("no connection pool was set up for this database"))
 }
 
 async fn evaluate_signal(
     rule: &Rule,
     s: &SignalRule,
-    source: Result<&Source, &str>,
+    source: Result<&dyn Source, &str>,
     started: Instant,
     memory: &mut Memory,
 ) -> Outcome {
@@ -155,7 +145,7 @@ pub fn panicked(rule: &Rule, message: &str) -> Outcome {
 
 /// One run of a metric rule on each of its databases, concurrently; the families merged in
 /// declaration order, each database's series present only if its run succeeded.
-async fn evaluate_metric(rule: &Rule, m: &MetricRule, sources: &[Result<&Source, &str>], started: Instant) -> Outcome {
+async fn evaluate_metric(rule: &Rule, m: &MetricRule, sources: &Sources<'_>, started: Instant) -> Outcome {
     let databases = rule.databases();
     let runs = futures_util::future::join_all(databases.iter().enumerate().map(|(i, db)| {
         let src = source_at(sources, i);
@@ -220,36 +210,28 @@ async fn evaluate_metric(rule: &Rule, m: &MetricRule, sources: &[Result<&Source,
 }
 
 /// Runs the rule's query; on failure, the fetch error (if it got that far) and a message.
-async fn fetch(rule: &Rule, source: Result<&Source, &str>) -> Result<ResultSet, (Option<FetchError>, String)> {
+async fn fetch(rule: &Rule, source: Result<&dyn Source, &str>) -> Result<ResultSet, (Option<FetchError>, String)> {
     let source = source.map_err(|m| (None, m.to_string()))?;
-    let params = match &rule.kind {
-        RuleKind::Signal(s) => signal_params(s),
-        // A metric rule's query takes no parameters.
-        RuleKind::Metric(_) => Vec::new(),
-    };
-    // The template is rendered for the server's own version, learnt with the connection.
+    // The template is rendered for the source's own version, learnt with the connection.
     let render = |version: i64| {
-        template::render_query(rule, version).map_err(|e| {
-            format!("the query template does not render for server_version_num {version}: {}", template::describe(&e))
-        })
+        template::render_query_described(rule, version)
+            .map_err(|m| format!("the query template does not render for server_version_num {version}: {m}"))
     };
-    let rs = source.fetch_rendered(render, &params, rule.timeout, rule.max_rows).await.map_err(|e| {
-        let m = e.to_string();
-        (Some(e), m)
-    })?;
-    // The pure evaluations index rows by column position; hold them to that shape here, once.
-    if rs.rows.iter().any(|row| row.len() != rs.columns.len()) {
-        return Err((None, "the driver returned a row whose length differs from the columns".to_string()));
+    let mut rows = Collect::new(rule.max_rows);
+    let fetched = Fetch { render: &render, bindings: rule.bindings(), timeout: rule.timeout };
+    match source.fetch(fetched, &mut rows).await {
+        Ok(()) => Ok(rows.result),
+        Err(e) => {
+            let m = e.to_string();
+            Err((Some(e), m))
+        }
     }
-    Ok(rs)
 }
 
 /// A missing column fails every target with the same query-level detail: that is a rule error.
 fn column_problem(t: &signal::TargetResult) -> Option<String> {
     match &t.state {
-        signal::TargetState::Failed { failure: crate::rules::model::Failure::QueryFailed, detail } => {
-            Some(detail.clone())
-        }
+        signal::TargetState::Failed { failure: Failure::QueryFailed, detail } => Some(detail.clone()),
         _ => None,
     }
 }

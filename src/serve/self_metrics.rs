@@ -6,7 +6,7 @@
 
 use prometheus::{Encoder, Gauge, GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
-use crate::evaluation::Outcome;
+use crate::serve::evaluate::Outcome;
 
 /// Every self-metric, registered on one registry.
 pub struct SelfMetrics {
@@ -128,7 +128,7 @@ impl SelfMetrics {
         for result in ["success", "error", "timeout"] {
             self.rule_evaluations.with_label_values(&[rule, result]);
         }
-        let ok = outcome.status == crate::evaluation::Status::Success;
+        let ok = outcome.status == crate::serve::evaluate::Status::Success;
         self.rule_last_status.with_label_values(&[rule]).set(ok as i64);
         if ok {
             self.rule_last_success.with_label_values(&[rule]).set(unix_now());

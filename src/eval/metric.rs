@@ -18,8 +18,8 @@
 
 use std::collections::HashSet;
 
-use crate::cell::{Cell, ResultSet};
-use crate::exposition::{Family, MetricType, Sample};
+use crate::eval::cell::{Cell, ResultSet};
+use crate::eval::exposition::{Family, MetricType, Sample};
 use crate::rules::model::{FamilyValues, MetricFamily, MetricKind, MetricRule, OnEmpty, OnError, OnNull};
 
 /// The families of one run of `rule` on `database`, in declaration order, or why the result cannot
@@ -190,7 +190,7 @@ fn value(f: &MetricFamily, column: &str, cell: &Cell) -> Result<Option<f64>, Str
         return Err(format!(
             "family {}: counter value column '{column}' holds {}; a counter is never negative (make the family a gauge)",
             f.name,
-            crate::exposition::format_value(v)
+            crate::eval::exposition::format_value(v)
         ));
     }
     Ok(Some(v))
@@ -238,7 +238,7 @@ mod tests {
     }
 
     fn render(families: &[Family]) -> String {
-        String::from_utf8(crate::exposition::render(families)).unwrap()
+        String::from_utf8(crate::eval::exposition::render(families)).unwrap()
     }
 
     fn series(families: &[Family]) -> Vec<String> {

@@ -4,59 +4,22 @@
 //! has); this module checks what a schema cannot say well and what an operator should hear about
 //! before the first scrape rather than in a log at 3 a.m.: Prometheus naming conventions (a counter
 //! ends in `_total`, an info family in `_info`), label names that would collide within a series, and
-//! `on_empty` / `on_error` zero series that could not carry their key labels. It is a child module
-//! of [`super`] (the loader) so it shares the loader's bookkeeping of names and diagnostics.
+//! `on_empty` / `on_error` zero series that could not carry their key labels.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use serde::Deserialize;
-
-use super::{check_label_name, empty_object, Ctx, OneOrMany, DEFAULT_MAX_ROWS, DEFAULT_MAX_SERIES};
-use crate::rules::diagnostic::Diagnostic;
-use crate::rules::model::*;
-use crate::template;
+use super::diagnostic::Diagnostic;
+use super::limits::{DEFAULT_MAX_ROWS, DEFAULT_MAX_SERIES};
+use super::loader::Ctx;
+use super::model::*;
+use super::spec::{FamilySpec, MetricRuleSpec, OneOrMany};
+use super::template;
 
 /// The label that names the database when a rule runs on several and `database_label` is not set.
 /// Not `database`: that name usually holds a `datname` of the server (as in `postgresql_lock`).
 pub const DEFAULT_DATABASE_LABEL: &str = "server";
-
-/// One entry of `metrics:`, as written.
-#[derive(Deserialize)]
-pub(super) struct MetricRuleSpec {
-    name: String,
-    database: OneOrMany,
-    database_label: Option<String>,
-    interval: Option<String>,
-    timeout: Option<String>,
-    max_rows: Option<usize>,
-    max_series: Option<usize>,
-    #[serde(default)]
-    key_labels: Vec<String>,
-    families: Vec<FamilySpec>,
-    #[serde(default = "empty_object")]
-    vars: serde_json::Value,
-    query: String,
-}
-
-#[derive(Deserialize)]
-struct FamilySpec {
-    name: String,
-    help: String,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    key_labels: Option<Vec<String>>,
-    #[serde(default)]
-    static_labels: BTreeMap<String, String>,
-    value: Option<String>,
-    values: Option<Vec<String>>,
-    value_label: Option<String>,
-    on_null: Option<String>,
-    on_empty: Option<String>,
-    on_error: Option<String>,
-    require_total_suffix: Option<bool>,
-}
 
 impl Ctx<'_> {
     /// Validates `metrics[index]` of `path` and adds it to the rule set (also when it has errors, so
@@ -78,7 +41,7 @@ impl Ctx<'_> {
             (None, false) => None,
         };
         if let Some(l) = &database_label {
-            check_label_name(self, path, ptr("database_label"), l);
+            self.check_label_name(path, ptr("database_label"), l);
         }
 
         let mut families = Vec::with_capacity(s.families.len());
@@ -99,8 +62,8 @@ impl Ctx<'_> {
             vars: s.vars,
             kind: RuleKind::Metric(MetricRule { databases, database_label, families }),
         };
-        if let Err(e) = template::render_query(&rule, template::ASSUMED_SERVER_VERSION_NUM) {
-            self.error(path, ptr("query"), format!("the query template does not render: {}", template::describe(&e)));
+        if let Err(msg) = template::render_query_described(&rule, template::ASSUMED_SERVER_VERSION_NUM) {
+            self.error(path, ptr("query"), format!("the query template does not render: {msg}"));
         }
         self.set.rules.push(Arc::new(rule));
     }
@@ -116,7 +79,7 @@ impl Ctx<'_> {
     ) -> MetricFamily {
         let ptr = |k: &str| format!("{fptr}/{k}");
         self.claim_metric_name(path, ptr("name"), &f.name, rule);
-        let kind = f.kind.as_deref().and_then(MetricKind::parse).unwrap_or(MetricKind::Gauge);
+        let kind = f.kind.unwrap_or_default();
         let name = &f.name;
 
         // Names: what promtool (and every Prometheus user) expects of each type.
@@ -182,24 +145,15 @@ impl Ctx<'_> {
         }
         let labels: BTreeSet<&String> = key_labels.iter().chain(f.static_labels.keys()).collect();
         for l in labels {
-            check_label_name(self, path, fptr.to_string(), l);
+            self.check_label_name(path, fptr.to_string(), l);
         }
         if let FamilyValues::Unpivot { label, .. } = &values {
-            check_label_name(self, path, ptr("value_label"), label);
+            self.check_label_name(path, ptr("value_label"), label);
         }
 
-        let on_null = match f.on_null.as_deref() {
-            Some("zero") => OnNull::Zero,
-            _ => OnNull::Skip,
-        };
-        let on_empty = match f.on_empty.as_deref() {
-            Some("zero") => OnEmpty::Zero,
-            _ => OnEmpty::None,
-        };
-        let on_error = match f.on_error.as_deref() {
-            Some("zero") => OnError::Zero,
-            _ => OnError::None,
-        };
+        let on_null = f.on_null.unwrap_or_default();
+        let on_empty = f.on_empty.unwrap_or_default();
+        let on_error = f.on_error.unwrap_or_default();
         if kind == MetricKind::Info {
             for (key, set) in [
                 ("on_null", f.on_null.is_some()),

@@ -5,7 +5,7 @@
 //! database by the pool size. Applying a new rule set keeps the tasks of unchanged rules (their
 //! schedule and series carry on), restarts changed ones and stops removed ones.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,18 +16,12 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::evaluation::{self, Status};
-use crate::exposition;
-use crate::rules::model::{Database, Rule, RuleSet};
-use crate::self_metrics::SelfMetrics;
-use crate::snapshot::SnapshotStore;
-use crate::source::Source;
-
-/// A database, the settings its pool was built with (statement_timeout, max backoff), and the pool.
-type PoolEntry = (Arc<Database>, (Duration, Duration), SourceSlot);
-
-/// A database's pool, or why none could be built (a bad DSN fails that database's rules only).
-type SourceSlot = Arc<Result<Source, String>>;
+use crate::eval::exposition;
+use crate::rules::model::{Rule, RuleSet};
+use crate::serve::evaluate::{self as evaluation, Status};
+use crate::serve::self_metrics::SelfMetrics;
+use crate::serve::snapshot::SnapshotStore;
+use crate::source::{as_source, SourceSlot, Sources};
 
 struct RuleTask {
     rule: Arc<Rule>,
@@ -49,8 +43,7 @@ impl RuleTask {
 
 #[derive(Default)]
 struct State {
-    /// Each database's pool with the settings it was built with: statement_timeout and max backoff.
-    sources: HashMap<String, PoolEntry>,
+    sources: Sources,
     tasks: BTreeMap<String, RuleTask>,
 }
 
@@ -70,46 +63,14 @@ impl Scheduler {
     pub async fn apply(&self, rules: &RuleSet) {
         let mut state = self.state.lock().await;
 
-        // Pools: keep one whose database and settings are unchanged, else build anew.
-        let mut sources = HashMap::new();
-        for (name, db) in &rules.databases {
-            let settings = (rules.statement_timeout(name), rules.max_backoff(name));
-            let slot = match state.sources.remove(name) {
-                Some((old_db, old_settings, slot)) if *old_db == **db && old_settings == settings => slot,
-                old => {
-                    if let Some((_, _, slot)) = old {
-                        if let Ok(src) = slot.as_ref() {
-                            src.close();
-                        }
-                    }
-                    let built = Source::new(db.clone(), settings.0, settings.1);
-                    if let Err(msg) = &built {
-                        tracing::error!(database = %name, error = %msg, "cannot set up database");
-                    }
-                    Arc::new(built)
-                }
-            };
-            sources.insert(name.clone(), (db.clone(), settings, slot));
-        }
-        for (_, (_, _, slot)) in state.sources.drain() {
-            if let Ok(src) = slot.as_ref() {
-                src.close();
-            }
-        }
-        state.sources = sources;
+        // Sources: one whose database and settings are unchanged is kept, else built anew.
+        state.sources = Sources::build(rules, std::mem::take(&mut state.sources));
 
         self.store.set_rules(rules.rules.iter().map(|r| r.name.clone()).collect());
 
         let mut old_tasks = std::mem::take(&mut state.tasks);
         for rule in &rules.rules {
-            let slots: Vec<SourceSlot> = rule
-                .databases()
-                .into_iter()
-                .map(|db| match state.sources.get(db) {
-                    Some((_, _, slot)) => slot.clone(),
-                    None => Arc::new(Err(format!("database '{db}' is not declared"))),
-                })
-                .collect();
+            let slots: Vec<SourceSlot> = rule.databases().into_iter().map(|db| state.sources.slot(db)).collect();
             if let Some(task) = old_tasks.remove(&rule.name) {
                 let same_sources = task.sources.len() == slots.len()
                     && task.sources.iter().zip(&slots).all(|(a, b)| Arc::ptr_eq(a, b));
@@ -153,12 +114,7 @@ impl Scheduler {
             }
         })
         .await;
-        for (_, (_, _, slot)) in state.sources.drain() {
-            if let Ok(src) = slot.as_ref() {
-                src.close();
-                src.drain(Duration::from_secs(1)).await;
-            }
-        }
+        state.sources.shut_down(Duration::from_secs(1)).await;
     }
 }
 
@@ -181,8 +137,7 @@ async fn rule_loop(
     let mut failing = false;
     let mut memory = evaluation::Memory::default();
     loop {
-        let srcs: Vec<Result<&Source, &str>> =
-            sources.iter().map(|s| s.as_ref().as_ref().map_err(String::as_str)).collect();
+        let srcs: Vec<_> = sources.iter().map(as_source).collect();
         // A panic is a bug, but it must not freeze this rule's series at their last values.
         let evaluation = AssertUnwindSafe(evaluation::evaluate_remembering(&rule, &srcs, &mut memory)).catch_unwind();
         let outcome = tokio::select! {
@@ -207,7 +162,7 @@ async fn rule_loop(
         }
         metrics.observe(&rule.name, &outcome);
         for src in sources.iter().filter_map(|s| s.as_ref().as_ref().ok()) {
-            let db = src.database.name.as_str();
+            let db = src.name();
             if outcome.connect_failures.iter().any(|f| f == db) {
                 metrics.db_connection_errors.with_label_values(&[db]).inc();
             } else {

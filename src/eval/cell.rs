@@ -57,7 +57,7 @@ impl Cell {
             Cell::Null | Cell::Unsupported(_) => None,
             Cell::Bool(b) => Some(b.to_string()),
             Cell::Int(i) => Some(i.to_string()),
-            Cell::Float(f) => Some(crate::exposition::format_value(*f)),
+            Cell::Float(f) => Some(crate::eval::exposition::format_value(*f)),
             Cell::Text(s) => Some(s.clone()),
             Cell::Timestamp(t) => Some(t.to_rfc3339()),
         }

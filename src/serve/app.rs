@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::http::{self, AppState, ReloadFn};
 use crate::rules::{self, LoadOptions, RuleSet};
-use crate::scheduler::Scheduler;
-use crate::self_metrics::{unix_now, SelfMetrics};
-use crate::snapshot::SnapshotStore;
+use crate::serve::http::{self, AppState, ReloadFn};
+use crate::serve::scheduler::Scheduler;
+use crate::serve::self_metrics::{unix_now, SelfMetrics};
+use crate::serve::snapshot::SnapshotStore;
 
 /// How the exporter runs.
 #[derive(Debug, Clone)]
@@ -147,32 +147,17 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'sta
 
 /// Evaluates every rule once, concurrently, and returns the exposition and whether all succeeded.
 pub async fn run_once(rules: &RuleSet) -> (Vec<u8>, bool) {
-    use crate::evaluation::Status;
-    use crate::source::Source;
-    // One pool per database, shared by its rules, with the scheduler's settings: the same
-    // connection bound and timeouts as the running exporter.
-    let sources: std::collections::HashMap<String, Arc<Result<Source, String>>> = rules
-        .databases
-        .iter()
-        .map(|(name, db)| {
-            let built = Source::new(db.clone(), rules.statement_timeout(name), rules.max_backoff(name));
-            (name.clone(), Arc::new(built))
-        })
-        .collect();
+    use crate::serve::evaluate::Status;
+    use crate::source::{as_source, Sources};
+    // The sources the running exporter would build: the same connection bound and timeouts.
+    let mut sources = Sources::build(rules, Sources::default());
     let mut handles = Vec::new();
     for rule in &rules.rules {
         let rule = rule.clone();
-        let slots: Vec<Option<Arc<Result<Source, String>>>> =
-            rule.databases().into_iter().map(|d| sources.get(d).cloned()).collect();
+        let slots: Vec<_> = rule.databases().into_iter().map(|d| sources.slot(d)).collect();
         handles.push(tokio::spawn(async move {
-            let srcs: Vec<Result<&Source, &str>> = slots
-                .iter()
-                .map(|slot| match slot {
-                    Some(s) => s.as_ref().as_ref().map_err(String::as_str),
-                    None => Err("the database is not declared"),
-                })
-                .collect();
-            let outcome = crate::evaluation::evaluate_on(&rule, &srcs).await;
+            let srcs: Vec<_> = slots.iter().map(as_source).collect();
+            let outcome = crate::serve::evaluate::evaluate_on(&rule, &srcs).await;
             match &outcome.status {
                 Status::Error(reason) => tracing::error!(rule = %rule.name, reason = %reason, "rule evaluation failed"),
                 Status::Timeout => tracing::error!(rule = %rule.name, reason = "timeout", "rule evaluation timed out"),
@@ -187,7 +172,7 @@ pub async fn run_once(rules: &RuleSet) -> (Vec<u8>, bool) {
         match h.await {
             Ok(outcome) => {
                 all_ok &= outcome.status == Status::Success;
-                out.extend(crate::exposition::render(&outcome.families));
+                out.extend(crate::eval::exposition::render(&outcome.families));
             }
             Err(e) => {
                 all_ok = false;
@@ -195,12 +180,7 @@ pub async fn run_once(rules: &RuleSet) -> (Vec<u8>, bool) {
             }
         }
     }
-    for source in sources.values() {
-        if let Ok(s) = source.as_ref() {
-            s.close();
-            s.drain(Duration::from_secs(1)).await;
-        }
-    }
+    sources.shut_down(Duration::from_secs(1)).await;
     (out, all_ok)
 }
 

@@ -1,0 +1,137 @@
+//! Databases: `${VAR}` expansion, `dsn_file`, and the DSN parsed once into a [`ConnInfo`].
+//!
+//! The DSN is expanded and parsed here, at load, and nowhere else: the source builds its connection
+//! from the parsed form, and `--check-rules` reports a bad DSN at its line. No message shows a DSN.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::conninfo::ConnInfo;
+use super::diagnostic::Diagnostic;
+use super::limits::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
+use super::loader::Ctx;
+use super::model::Database;
+use super::spec::DatabaseSpec;
+use crate::secret::Secret;
+
+impl Ctx<'_> {
+    pub(super) fn database(&mut self, path: &Path, name: String, spec: DatabaseSpec) {
+        let ptr = |k: &str| format!("/databases/{name}/{k}");
+        if self.set.databases.contains_key(&name) {
+            self.error(
+                path,
+                format!("/databases/{name}"),
+                format!("database '{name}' is declared in more than one file"),
+            );
+            return;
+        }
+        let before = self.diags.len();
+        let dsn = match (&spec.dsn, &spec.dsn_file) {
+            (Some(dsn), _) => self.expand_env(path, ptr("dsn"), dsn),
+            (None, Some(file)) => {
+                let file_path = resolve_relative(path, file);
+                match std::fs::read_to_string(&file_path) {
+                    Ok(text) => text.trim().to_string(),
+                    Err(e) => {
+                        self.error(path, ptr("dsn_file"), format!("cannot read dsn_file {}: {e}", file_path.display()));
+                        String::new()
+                    }
+                }
+            }
+            (None, None) => String::new(),
+        };
+        let conninfo = if self.diags.len() == before && !dsn.is_empty() {
+            let key = if spec.dsn.is_some() { "dsn" } else { "dsn_file" };
+            self.parse_dsn(path, ptr(key), &dsn, spec.dsn.as_deref())
+        } else {
+            ConnInfo::default()
+        };
+        let connect_timeout =
+            self.duration(path, ptr("connect_timeout"), spec.connect_timeout.as_deref(), DEFAULT_CONNECT_TIMEOUT);
+        let lock_timeout = self.duration(path, ptr("lock_timeout"), spec.lock_timeout.as_deref(), DEFAULT_LOCK_TIMEOUT);
+        self.set.databases.insert(
+            name.clone(),
+            Arc::new(Database {
+                name,
+                dsn: Secret::new(dsn),
+                conninfo,
+                max_connections: spec.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+                connect_timeout,
+                lock_timeout,
+            }),
+        );
+    }
+
+    /// The DSN must parse (else every rule on the database would fail), and a password must not be
+    /// written into the rules file itself. Neither message shows the DSN.
+    fn parse_dsn(&mut self, path: &Path, pointer: String, dsn: &str, written: Option<&str>) -> ConnInfo {
+        let conninfo = match ConnInfo::parse(dsn).and_then(|c| supported(&c).map(|()| c)) {
+            Ok(c) => c,
+            Err(msg) => {
+                self.error(path, pointer, msg);
+                return ConnInfo::default();
+            }
+        };
+        let literal_password = written
+            .and_then(|w| ConnInfo::parse(w).ok())
+            .and_then(|c| c.get("password").map(|p| !p.is_empty() && !p.contains("${")))
+            .unwrap_or(false);
+        if literal_password {
+            let msg = "the DSN has a password written into the rules file; take it from the environment (${VAR}) or from dsn_file";
+            self.warning(path, pointer, msg);
+        }
+        conninfo
+    }
+
+    /// Replaces `${VAR}` with the variable's value. The value is never echoed in a message.
+    pub(super) fn expand_env(&mut self, path: &Path, pointer: String, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let Some(end) = after.find('}') else {
+                self.error(path, pointer.clone(), "unterminated ${ in value; write ${NAME}");
+                return out;
+            };
+            let var = &after[..end];
+            match (self.opts.env)(var) {
+                Some(v) => out.push_str(&v),
+                None => {
+                    let msg = format!("environment variable {var} is not set; export it before starting the exporter");
+                    let d = if self.opts.unset_env_is_error {
+                        Diagnostic::error(path, pointer.clone(), msg)
+                    } else {
+                        Diagnostic::warning(path, pointer.clone(), msg)
+                    };
+                    self.diags.push(d);
+                }
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// What this exporter cannot do with a DSN that parses. TLS comes with its own issue; until then
+/// a DSN that asks for it is refused rather than silently sent in plain text.
+fn supported(c: &ConnInfo) -> Result<(), String> {
+    match c.get("sslmode") {
+        None | Some("disable" | "allow" | "prefer") => Ok(()),
+        Some("require" | "verify-ca" | "verify-full") => Err(format!(
+            "sslmode={} asks for TLS, which this version of the exporter does not speak yet; use sslmode=prefer or disable (over a trusted network or a local proxy)",
+            c.get("sslmode").unwrap_or_default()
+        )),
+        Some(_) => Err("sslmode must be one of disable, allow, prefer, require, verify-ca, verify-full".to_string()),
+    }
+}
+
+pub(super) fn resolve_relative(rules_file: &Path, file: &str) -> PathBuf {
+    let p = Path::new(file);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        rules_file.parent().unwrap_or(Path::new(".")).join(p)
+    }
+}

@@ -1,0 +1,114 @@
+//! Defaults and bounds of rule settings, and the parsing of durations against them.
+//!
+//! Every limit a rules file is held to is defined here once, so the loader, the schema's wording and
+//! the documentation cannot drift apart.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::loader::Ctx;
+
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_ROWS: usize = 1_000_000;
+pub const DEFAULT_MAX_SERIES: usize = 1_000_000;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4;
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest duration a rules file may give: PostgreSQL's timeouts are milliseconds in an i32.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 24 * 3600);
+
+/// The most targets a signal may declare (after lists expand).
+pub const MAX_TARGETS: usize = 100_000;
+
+/// The shortest interval: a rule queries its database once per interval.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Parses a duration such as `30s`, `1m` or `1h30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("'{text}' is not a duration ({e}); write e.g. 30s, 1m, 3h"))
+}
+
+/// The default timeout of a rule: 30s, or less for a short interval, always below the interval.
+pub fn default_timeout(interval: Duration) -> Duration {
+    // `interval * 3` could overflow; this cannot.
+    DEFAULT_TIMEOUT.min(interval - interval / 4)
+}
+
+impl Ctx<'_> {
+    /// A rule's interval and timeout. The default timeout is below any interval, so only a timeout
+    /// the file gives can be too long, and the error then points at it.
+    pub(super) fn interval_and_timeout(
+        &mut self,
+        path: &Path,
+        base: &str,
+        interval: Option<&str>,
+        timeout: Option<&str>,
+    ) -> (Duration, Duration) {
+        let mut interval = self.duration(path, format!("{base}/interval"), interval, DEFAULT_INTERVAL);
+        if interval < MIN_INTERVAL {
+            self.error(
+                path,
+                format!("{base}/interval"),
+                format!(
+                    "interval: {} is shorter than 1s; a rule queries its database once per interval",
+                    humantime::format_duration(interval)
+                ),
+            );
+            interval = MIN_INTERVAL;
+        }
+        let timeout = self.duration(path, format!("{base}/timeout"), timeout, default_timeout(interval));
+        if timeout >= interval {
+            self.error(
+                path,
+                format!("{base}/timeout"),
+                format!(
+                    "timeout ({}) must be shorter than interval ({}) so that a rule never overlaps itself",
+                    humantime::format_duration(timeout),
+                    humantime::format_duration(interval)
+                ),
+            );
+        }
+        (interval, timeout)
+    }
+
+    pub(super) fn duration(&mut self, path: &Path, pointer: String, text: Option<&str>, default: Duration) -> Duration {
+        match text {
+            None => default,
+            Some(t) => match parse_duration(t) {
+                Ok(d) if d > MAX_DURATION => {
+                    let key = pointer.rsplit('/').next().unwrap_or_default().to_string();
+                    self.error(
+                        path,
+                        pointer,
+                        format!("{key}: {t} is longer than 24d, the longest timeout PostgreSQL accepts; durations are at most 24d"),
+                    );
+                    default
+                }
+                Ok(d) if !d.is_zero() => d,
+                Ok(_) => {
+                    let key = pointer.rsplit('/').next().unwrap_or_default().to_string();
+                    self.error(path, pointer, format!("{key}: a duration must be longer than zero"));
+                    default
+                }
+                Err(msg) => {
+                    self.error(path, pointer, msg);
+                    default
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_timeout_stays_below_the_interval() {
+        assert_eq!(default_timeout(Duration::from_secs(60)), Duration::from_secs(30));
+        assert_eq!(default_timeout(Duration::from_secs(20)), Duration::from_secs(15));
+        assert!(default_timeout(Duration::from_millis(1)) < Duration::from_millis(1));
+    }
+}

@@ -1,0 +1,229 @@
+//! The loader's bookkeeping ([`Ctx`]) and the reading of one file: YAML, positions, the schema,
+//! then each database and rule handed to its builder.
+//!
+//! Each rule and database is read on its own, so one bad rule does not hide the others. Schema errors
+//! are reported for the whole file; a semantic finding at a place the schema already reported is
+//! dropped, so each mistake has one message.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::diagnostic::Diagnostic;
+use super::model::RuleSet;
+use super::span::{self, SpanTree};
+use super::{schema, schema_errors, spec, LoadOptions};
+
+/// What a load has found and built so far, across files.
+pub(super) struct Ctx<'a> {
+    pub(super) opts: &'a LoadOptions,
+    pub(super) diags: Vec<Diagnostic>,
+    pub(super) set: RuleSet,
+    /// Rule name → file and pointer of the rule that declared it first.
+    pub(super) rule_names: BTreeMap<String, (PathBuf, String)>,
+    /// Metric name → rule (and its file) that declared it first.
+    pub(super) metric_names: BTreeMap<String, (String, PathBuf)>,
+    /// Positions in each file read so far, for messages that point at another place.
+    pub(super) spans: BTreeMap<PathBuf, SpanTree>,
+    /// The pointer of each rule in `set.rules`, in the same order.
+    pub(super) rule_pointers: Vec<String>,
+    /// Per file, the places the schema reported a problem at (unknown keys aside).
+    pub(super) schema_pointers: BTreeMap<PathBuf, Vec<String>>,
+}
+
+impl<'a> Ctx<'a> {
+    pub(super) fn new(opts: &'a LoadOptions) -> Ctx<'a> {
+        Ctx {
+            opts,
+            diags: Vec::new(),
+            set: RuleSet::default(),
+            rule_names: BTreeMap::new(),
+            metric_names: BTreeMap::new(),
+            spans: BTreeMap::new(),
+            rule_pointers: Vec::new(),
+            schema_pointers: BTreeMap::new(),
+        }
+    }
+}
+
+impl Ctx<'_> {
+    pub(super) fn error(&mut self, file: &Path, pointer: impl Into<String>, msg: impl Into<String>) {
+        self.diags.push(Diagnostic::error(file, pointer, msg));
+    }
+
+    pub(super) fn warning(&mut self, file: &Path, pointer: impl Into<String>, msg: impl Into<String>) {
+        self.diags.push(Diagnostic::warning(file, pointer, msg));
+    }
+
+    pub(super) fn file(&mut self, path: &Path, text: &str) {
+        let doc: serde_json::Value = match serde_yaml::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                let mut d = Diagnostic::error(path, "", format!("invalid YAML: {}", yaml_message(&e)));
+                if let Some(loc) = e.location() {
+                    d = d.at(loc.line(), loc.column());
+                } else if let Some(line) = second_document_line(text) {
+                    d = Diagnostic::error(
+                        path,
+                        "",
+                        "a rules file holds one YAML document; this '---' starts a second one",
+                    )
+                    .at(line, 1);
+                }
+                self.diags.push(d);
+                return;
+            }
+        };
+        // A second parse keeps positions for messages, and finds duplicate keys, which serde_yaml
+        // resolves silently (last one wins). A text serde_yaml accepts and this parser does not
+        // merely has no positions.
+        if let Ok((tree, duplicates)) = span::parse(text) {
+            for dup in duplicates {
+                let msg = format!("duplicate key '{}' (first at line {}); give each key once", dup.key, dup.first.0);
+                self.diags.push(Diagnostic::error(path, dup.pointer, msg).at(dup.position.0, dup.position.1));
+            }
+            self.spans.insert(path.to_path_buf(), tree);
+        }
+        if doc.is_null() {
+            self.error(path, "", "the rules file is empty; it must start with `version: 1`");
+            return;
+        }
+        // Schema errors are reported for the whole file. Every rule and database that still
+        // deserializes then gets the semantic checks as well, so one run reports everything; a semantic
+        // finding at a place the schema already reported is dropped, so each mistake has one message.
+        // (Unknown keys do not count: building a rule ignores them.)
+        let mut reported: Vec<String> = Vec::new();
+        for err in schema::validator().iter_errors(&doc) {
+            let unknown_key = matches!(err.kind(), jsonschema::error::ValidationErrorKind::AdditionalProperties { .. });
+            for problem in schema_errors::describe(schema::value(), &err) {
+                if !unknown_key && !problem.pointer.is_empty() {
+                    reported.push(problem.pointer.clone());
+                }
+                self.error(path, problem.pointer, problem.message);
+            }
+        }
+        self.schema_pointers.insert(path.to_path_buf(), reported);
+        if let Some(databases) = doc.get("databases").and_then(|d| d.as_object()) {
+            for (name, value) in databases {
+                let pointer = format!("/databases/{}", span::escape(name));
+                let before = self.diags.len();
+                if let Some(spec) = self.item::<spec::DatabaseSpec>(path, &pointer, value) {
+                    self.database(path, name.clone(), spec);
+                }
+                self.drop_reported(path, before);
+            }
+        }
+        if let Some(signals) = doc.get("signals").and_then(|s| s.as_array()) {
+            for (i, value) in signals.iter().enumerate() {
+                let pointer = format!("/signals/{i}");
+                let before = self.diags.len();
+                if let Some(spec) = self.item::<spec::SignalSpec>(path, &pointer, value) {
+                    self.signal(path, i, spec);
+                    self.rule_built(&pointer);
+                }
+                self.drop_reported(path, before);
+            }
+        }
+        if let Some(metrics) = doc.get("metrics").and_then(|m| m.as_array()) {
+            for (i, value) in metrics.iter().enumerate() {
+                let pointer = format!("/metrics/{i}");
+                let before = self.diags.len();
+                if let Some(spec) = self.item::<spec::MetricRuleSpec>(path, &pointer, value) {
+                    self.metric_rule(path, i, spec);
+                    self.rule_built(&pointer);
+                }
+                self.drop_reported(path, before);
+            }
+        }
+    }
+
+    /// Whether the schema reported a problem at `pointer` of `path` or inside it.
+    pub(super) fn schema_reported(&self, path: &Path, pointer: &str) -> bool {
+        self.schema_pointers.get(path).is_some_and(|reported| {
+            reported
+                .iter()
+                .any(|r| r == pointer || pointer.strip_prefix(r.as_str()).is_some_and(|rest| rest.starts_with('/')))
+        })
+    }
+
+    /// Drops the diagnostics found since `before` at places of `path` the schema already reported.
+    fn drop_reported(&mut self, path: &Path, before: usize) {
+        let later: Vec<Diagnostic> = self.diags.drain(before..).collect();
+        for d in later {
+            if !(d.file == path && self.schema_reported(path, &d.pointer)) {
+                self.diags.push(d);
+            }
+        }
+    }
+
+    /// The typed spec of one rule or database. When it does not deserialize, the schema has said why
+    /// (else the mismatch between schema and spec is reported here).
+    fn item<T: serde::de::DeserializeOwned>(
+        &mut self,
+        path: &Path,
+        pointer: &str,
+        value: &serde_json::Value,
+    ) -> Option<T> {
+        match T::deserialize(value) {
+            Ok(spec) => Some(spec),
+            Err(e) => {
+                let within =
+                    |r: &String| r == pointer || r.strip_prefix(pointer).is_some_and(|rest| rest.starts_with('/'));
+                if !self.schema_pointers.get(path).is_some_and(|reported| reported.iter().any(within)) {
+                    self.error(path, pointer, format!("unexpected structure: {e}"));
+                }
+                None
+            }
+        }
+    }
+
+    /// Records the pointer of the rule just built, for messages about it after all files are read.
+    fn rule_built(&mut self, pointer: &str) {
+        while self.rule_pointers.len() < self.set.rules.len() {
+            self.rule_pointers.push(pointer.to_string());
+        }
+    }
+}
+
+fn yaml_message(e: &serde_yaml::Error) -> String {
+    // serde_yaml appends " at line X column Y" (printed in front instead), and sometimes what it was
+    // parsing and where that began, which is often the line to fix (an unclosed bracket).
+    let msg = e.to_string();
+    let Some(i) = msg.find(" at line ") else { return msg };
+    let context = msg[i..].split_once(", ").map(|(_, c)| c);
+    match context {
+        Some(c) => format!("{} ({c})", &msg[..i]),
+        None => msg[..i].to_string(),
+    }
+}
+
+/// The line of the `---` that starts a second YAML document, for serde_yaml's error without position.
+fn second_document_line(text: &str) -> Option<usize> {
+    let mut content_seen = false;
+    for (n, line) in text.lines().enumerate() {
+        let is_marker = line == "---" || line.starts_with("--- ");
+        if is_marker && content_seen {
+            return Some(n + 1);
+        }
+        let trimmed = line.trim();
+        if !trimmed.is_empty() && !trimmed.starts_with('#') && !is_marker {
+            content_seen = true;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_errors_keep_their_context_and_a_second_document_is_found() {
+        let e = serde_yaml::from_str::<serde_json::Value>("a: [1, 2\nb: 3\n").unwrap_err();
+        assert_eq!(
+            yaml_message(&e),
+            "did not find expected ',' or ']' (while parsing a flow sequence at line 1 column 4)"
+        );
+        assert_eq!(second_document_line("# c\n---\na: 1\n---\nb: 2\n"), Some(4));
+        assert_eq!(second_document_line("---\na: 1\n"), None);
+    }
+}

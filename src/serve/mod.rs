@@ -1,0 +1,19 @@
+//! Serving: the scheduler that runs each rule on its interval, the glue of one evaluation, the
+//! snapshot `/metrics` serves, the HTTP server, the exporter's own metrics, and the wiring of it all.
+//!
+//! - [`scheduler`]: one task per rule; applies a new rule set on reload.
+//! - [`evaluate`]: one run of one rule: fetch from its sources, evaluate, never fail to return
+//!   families to serve.
+//! - [`snapshot`]: the rendered bytes `/metrics` serves, replaced per rule after each evaluation.
+//! - [`http`]: the routes. They read the snapshot only and never wait on a source.
+//! - [`self_metrics`]: the exporter's own metrics, `sql_signal_exporter_*`.
+//! - [`app`]: start, reload, `--once`, shutdown.
+//!
+//! May depend on every other module: this is the top of the data path.
+
+pub mod app;
+pub mod evaluate;
+pub mod http;
+pub mod scheduler;
+pub mod self_metrics;
+pub mod snapshot;

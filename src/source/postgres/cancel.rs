@@ -1,0 +1,46 @@
+//! The in-flight guard: a query nobody waits for is cancelled on the server.
+
+use std::time::Duration;
+
+use tokio_postgres::NoTls;
+use tokio_util::task::TaskTracker;
+
+/// A query on its way: unless [`InFlight::finish`] is called, dropping it cancels the query on the
+/// server and discards the session. That covers the rule's timeout, a result abandoned past
+/// `max_rows`, and an evaluation dropped by reload or shutdown: no backend is left running a query
+/// nobody waits for.
+pub(super) struct InFlight {
+    client: Option<deadpool_postgres::Client>,
+    cancel: tokio_postgres::CancelToken,
+    cancels: TaskTracker,
+}
+
+impl InFlight {
+    pub(super) fn new(client: deadpool_postgres::Client, cancels: TaskTracker) -> InFlight {
+        let cancel = client.cancel_token();
+        InFlight { client: Some(client), cancel, cancels }
+    }
+
+    pub(super) fn client(&self) -> &deadpool_postgres::Client {
+        self.client.as_ref().expect("the client is present until finish or drop, both of which take self")
+    }
+
+    /// The query completed: the session goes back to the pool.
+    pub(super) fn finish(&mut self) {
+        self.client.take();
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else { return };
+        // Its protocol state is mid-query: never reuse it.
+        drop(deadpool_postgres::Object::take(client));
+        let cancel = self.cancel.clone();
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.cancels.spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(2), cancel.cancel_query(NoTls)).await;
+            });
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! The driver's session configuration, built from the DSN the loader parsed ([`ConnInfo`]).
+//!
+//! The DSN is never parsed again here: each libpq keyword maps to a setter of the driver. Sessions
+//! get the exporter's own options on top: read-only transactions, `statement_timeout` and
+//! `lock_timeout` as startup options, and an `application_name` unless the DSN names one.
+
+use std::time::Duration;
+
+use tokio_postgres::config::{ChannelBinding, LoadBalanceHosts, SslMode, TargetSessionAttrs};
+use tokio_postgres::Config;
+
+use super::APPLICATION_NAME;
+use crate::rules::model::Database;
+
+/// The configuration of every session to `database`. The message never contains a value.
+pub(super) fn session_config(database: &Database, statement_timeout: Duration) -> Result<Config, String> {
+    let mut config = Config::new();
+    let mut options = String::new();
+    for (key, value) in database.conninfo.iter() {
+        let bad = || format!("the DSN's {key} is not valid");
+        match key {
+            "host" => {
+                for h in value.split(',') {
+                    config.host(h);
+                }
+            }
+            "hostaddr" => {
+                for h in value.split(',') {
+                    config.hostaddr(h.trim().parse().map_err(|_| bad())?);
+                }
+            }
+            "port" => {
+                for p in value.split(',') {
+                    config.port(if p.is_empty() { 5432 } else { p.parse().map_err(|_| bad())? });
+                }
+            }
+            "dbname" => {
+                config.dbname(value);
+            }
+            "user" => {
+                config.user(value);
+            }
+            "password" => {
+                config.password(value);
+            }
+            "options" => options = value.to_string(),
+            "application_name" => {
+                config.application_name(value);
+            }
+            "connect_timeout" => {}
+            // TLS comes with its own issue; the loader refuses the modes that need it.
+            "sslmode" => {
+                config.ssl_mode(if value == "disable" { SslMode::Disable } else { SslMode::Prefer });
+            }
+            "channel_binding" => {
+                config.channel_binding(match value {
+                    "disable" => ChannelBinding::Disable,
+                    "require" => ChannelBinding::Require,
+                    _ => ChannelBinding::Prefer,
+                });
+            }
+            "keepalives" => {
+                config.keepalives(value != "0");
+            }
+            "keepalives_idle" => {
+                config.keepalives_idle(Duration::from_secs(value.parse().map_err(|_| bad())?));
+            }
+            "target_session_attrs" => {
+                config.target_session_attrs(match value {
+                    "read-write" => TargetSessionAttrs::ReadWrite,
+                    "any" => TargetSessionAttrs::Any,
+                    _ => return Err(format!("{} (any or read-write)", bad())),
+                });
+            }
+            "load_balance_hosts" => {
+                config.load_balance_hosts(match value {
+                    "random" => LoadBalanceHosts::Random,
+                    _ => LoadBalanceHosts::Disable,
+                });
+            }
+            // sslrootcert, sslcert, sslkey: only meaningful with TLS, which is refused at load.
+            _ => {}
+        }
+    }
+    if !options.is_empty() {
+        options.push(' ');
+    }
+    options.push_str(&format!(
+        "-c default_transaction_read_only=on -c statement_timeout={} -c lock_timeout={}",
+        // PostgreSQL takes these in milliseconds as an i32.
+        statement_timeout.as_millis().clamp(1, i32::MAX as u128),
+        database.lock_timeout.as_millis().clamp(1, i32::MAX as u128)
+    ));
+    config.options(&options);
+    if config.get_application_name().is_none() {
+        config.application_name(APPLICATION_NAME);
+    }
+    // The rules file's connect_timeout wins over the DSN's: one setting, where operators look.
+    config.connect_timeout(database.connect_timeout);
+    Ok(config)
+}

@@ -1,0 +1,309 @@
+//! PostgreSQL: connection pools, and running one rule's statement into a [`RowSink`].
+//!
+//! This is the only module that names the PostgreSQL driver and pool crates. It owns the guarantees
+//! the database cares about: a bounded pool per database (rules beyond it queue instead of opening
+//! connections), sessions that are read-only, named (`application_name`) and carry
+//! `statement_timeout` and `lock_timeout` as startup options (so they cost no extra statement), and
+//! a statement past its timeout is cancelled on the server ([`cancel`]), not merely abandoned.
+//!
+//! The server's version (`server_version_num`) is read once per new connection, in the pool's
+//! `post_create` hook: query templates branch on it, yet a rule still costs one statement per
+//! evaluation.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use futures_util::future::BoxFuture;
+use futures_util::{pin_mut, FutureExt, TryStreamExt};
+use tokio::time::{timeout_at, Instant};
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::NoTls;
+use tokio_util::task::TaskTracker;
+
+use super::{ColumnType, Fetch, FetchError, Prepared, Render, RowSink, Source};
+use crate::rules::model::{Bindings, Database};
+use crate::rules::template::ASSUMED_SERVER_VERSION_NUM;
+use crate::secret::redact;
+
+mod backoff;
+mod cancel;
+mod config;
+mod decode;
+mod error;
+
+use backoff::Backoff;
+use cancel::InFlight;
+pub use decode::decoded;
+pub use error::describe_pg_error;
+use error::describe_pool_error;
+
+/// The `application_name` of every session, so a DBA sees who is querying.
+pub const APPLICATION_NAME: &str = "sql-signal-exporter";
+
+/// A pool of sessions to one database.
+pub struct PgSource {
+    pub database: Arc<Database>,
+    pool: Pool,
+    /// Strings that must never leave this module: the DSN and its password.
+    secrets: Vec<String>,
+    /// `server_version_num` of the newest connection; 0 until one was made or when the server did
+    /// not tell.
+    server_version_num: Arc<AtomicI64>,
+    backoff: Backoff,
+    /// Cancel requests of abandoned queries, awaited at shutdown.
+    cancels: TaskTracker,
+}
+
+impl std::fmt::Debug for PgSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgSource").field("database", &self.database.name).finish_non_exhaustive()
+    }
+}
+
+impl PgSource {
+    /// Builds the pool; connects lazily, so this succeeds with the database down.
+    /// `statement_timeout` is the server-side backstop for the slowest rule on this database.
+    /// `max_backoff` caps the wait between connection attempts after failures.
+    pub fn new(
+        database: Arc<Database>,
+        statement_timeout: Duration,
+        max_backoff: Duration,
+    ) -> Result<PgSource, String> {
+        let mut secrets = vec![database.dsn.expose().to_string()];
+        if let Some(pw) = database.conninfo.get("password").filter(|p| !p.is_empty()) {
+            secrets.push(pw.to_string());
+        }
+        let config = config::session_config(&database, statement_timeout)
+            .map_err(|msg| format!("database '{}': {msg}", database.name))?;
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let server_version_num = Arc::new(AtomicI64::new(0));
+        let version_slot = server_version_num.clone();
+        let pool = Pool::builder(manager)
+            .max_size(database.max_connections)
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(database.connect_timeout))
+            .post_create(Hook::async_fn(move |client, _| {
+                let slot = version_slot.clone();
+                Box::pin(async move {
+                    match client.simple_query("SHOW server_version_num").await {
+                        Ok(messages) => {
+                            let version = messages.iter().find_map(|m| match m {
+                                tokio_postgres::SimpleQueryMessage::Row(row) => {
+                                    row.get(0).and_then(|v| v.trim().parse::<i64>().ok())
+                                }
+                                _ => None,
+                            });
+                            slot.store(version.unwrap_or(0), Ordering::Relaxed);
+                            Ok(())
+                        }
+                        // A PostgreSQL-compatible server without the setting: templates see the assumed version.
+                        Err(e) if e.as_db_error().is_some() => {
+                            slot.store(0, Ordering::Relaxed);
+                            Ok(())
+                        }
+                        Err(e) => Err(HookError::Backend(e)),
+                    }
+                })
+            }))
+            .build()
+            .map_err(|e| format!("database '{}': cannot build the connection pool: {e}", database.name))?;
+        Ok(PgSource {
+            database,
+            pool,
+            secrets,
+            server_version_num,
+            backoff: Backoff::new(max_backoff),
+            cancels: TaskTracker::new(),
+        })
+    }
+
+    /// The server's `server_version_num` (e.g. 150004), once a connection has been made and the
+    /// server told it.
+    pub fn server_version_num(&self) -> Option<i64> {
+        match self.server_version_num.load(Ordering::Relaxed) {
+            0 => None,
+            v => Some(v),
+        }
+    }
+
+    /// Removes the DSN and password from a message that came from the driver or server.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in &self.secrets {
+            out = redact(&out, s);
+        }
+        out
+    }
+
+    async fn fetch_into(&self, fetch: Fetch<'_>, sink: &mut dyn RowSink) -> Result<(), FetchError> {
+        let deadline = Instant::now() + fetch.timeout;
+        if let Some(wait) = self.backoff.blocked_for() {
+            return Err(FetchError::Connect(format!(
+                "not retrying for another {} after: {}",
+                humantime::format_duration(Duration::from_secs(wait.as_secs().max(1))),
+                self.backoff.last_error()
+            )));
+        }
+        let client = match timeout_at(deadline, self.pool.get()).await {
+            Err(_) => return Err(FetchError::Timeout(fetch.timeout)),
+            Ok(Err(e)) => {
+                let msg = self.scrub(&describe_pool_error(&e));
+                if !matches!(e, deadpool_postgres::PoolError::Timeout(_)) {
+                    self.backoff.failed(&msg);
+                }
+                return Err(FetchError::Connect(msg));
+            }
+            Ok(Ok(c)) => c,
+        };
+        self.backoff.succeeded();
+        let sql = (fetch.render)(self.server_version_num().unwrap_or(ASSUMED_SERVER_VERSION_NUM))
+            .map_err(FetchError::Query)?;
+        let mut in_flight = InFlight::new(client, self.cancels.clone());
+        match timeout_at(deadline, run(in_flight.client(), &sql, fetch.bindings, sink)).await {
+            Ok(Ok(())) => {
+                in_flight.finish();
+                Ok(())
+            }
+            // The server is still sending rows nobody will read: the guard stops it.
+            Ok(Err(e @ FetchError::TooManyRows(_))) => Err(e),
+            Ok(Err(FetchError::Query(m))) => {
+                in_flight.finish();
+                Err(FetchError::Query(self.scrub(&m)))
+            }
+            Ok(Err(e)) => Err(e),
+            // The guard cancels the query on the server and discards the session.
+            Err(_) => Err(FetchError::Timeout(fetch.timeout)),
+        }
+    }
+
+    async fn prepare_rendered(&self, render: Render<'_>, timeout: Duration) -> Result<Prepared, FetchError> {
+        let deadline = Instant::now() + timeout;
+        let client = match timeout_at(deadline, self.pool.get()).await {
+            Err(_) => return Err(FetchError::Timeout(timeout)),
+            Ok(Err(e)) => return Err(FetchError::Connect(self.scrub(&describe_pool_error(&e)))),
+            Ok(Ok(c)) => c,
+        };
+        let sql = render(self.server_version_num().unwrap_or(ASSUMED_SERVER_VERSION_NUM)).map_err(FetchError::Query)?;
+        match timeout_at(deadline, client.prepare(&sql)).await {
+            Err(_) => {
+                drop(deadpool_postgres::Object::take(client));
+                Err(FetchError::Timeout(timeout))
+            }
+            Ok(Err(e)) => {
+                let mut msg = describe_pg_error(&e);
+                if let Some(tokio_postgres::error::ErrorPosition::Original(at)) =
+                    e.as_db_error().and_then(|d| d.position())
+                {
+                    let line = sql.chars().take((*at as usize).saturating_sub(1)).filter(|&c| c == '\n').count() + 1;
+                    msg.push_str(&format!(" (line {line} of the rendered SQL)"));
+                }
+                Err(FetchError::Query(self.scrub(&msg)))
+            }
+            Ok(Ok(stmt)) => Ok(Prepared {
+                params: stmt.params().len(),
+                unbindable_params: stmt
+                    .params()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, ty)| !<Vec<String> as ToSql>::accepts(ty))
+                    .map(|(i, ty)| (i + 1, ty.name().to_string()))
+                    .collect(),
+                columns: stmt.columns().iter().map(|c| (c.name().to_string(), column_type(c.type_()))).collect(),
+                sql,
+            }),
+        }
+    }
+}
+
+impl Source for PgSource {
+    fn name(&self) -> &str {
+        &self.database.name
+    }
+
+    fn fetch<'a>(&'a self, fetch: Fetch<'a>, sink: &'a mut dyn RowSink) -> BoxFuture<'a, Result<(), FetchError>> {
+        self.fetch_into(fetch, sink).boxed()
+    }
+
+    fn prepare<'a>(&'a self, render: Render<'a>, timeout: Duration) -> BoxFuture<'a, Result<Prepared, FetchError>> {
+        self.prepare_rendered(render, timeout).boxed()
+    }
+
+    fn connections(&self) -> (usize, usize) {
+        let s = self.pool.status();
+        (s.size, s.size.saturating_sub(s.available))
+    }
+
+    fn close(&self) {
+        self.pool.close();
+        self.cancels.close();
+    }
+
+    fn drain(&self, limit: Duration) -> BoxFuture<'_, ()> {
+        async move {
+            self.cancels.close();
+            let _ = tokio::time::timeout(limit, self.cancels.wait()).await;
+        }
+        .boxed()
+    }
+}
+
+fn column_type(ty: &Type) -> ColumnType {
+    match decoded(ty) {
+        Some(d) => ColumnType::Known(d, ty.name().to_string()),
+        None => ColumnType::Unsupported(ty.name().to_string()),
+    }
+}
+
+/// Runs `sql` with the rule's target columns bound as text arrays `$1, $2, …`, pushing each row.
+async fn run(
+    client: &deadpool_postgres::Client,
+    sql: &str,
+    bindings: Bindings<'_>,
+    sink: &mut dyn RowSink,
+) -> Result<(), FetchError> {
+    let stmt = client.prepare_cached(sql).await.map_err(|e| FetchError::Query(describe_pg_error(&e)))?;
+    let expected = stmt.params().len();
+    let params = bindings.columns();
+    let bound: Vec<&(dyn ToSql + Sync)> = if expected == 0 {
+        Vec::new()
+    } else if expected == params.len() {
+        params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
+    } else {
+        return Err(FetchError::Query(parameter_mismatch(expected, params.len())));
+    };
+    sink.columns(stmt.columns().iter().map(|c| c.name().to_string()).collect());
+    let stream = client.query_raw(&stmt, bound).await.map_err(|e| FetchError::Query(describe_pg_error(&e)))?;
+    pin_mut!(stream);
+    while let Some(row) = stream.try_next().await.map_err(|e| FetchError::Query(describe_pg_error(&e)))? {
+        sink.row(decode::cells(&row))?;
+    }
+    Ok(())
+}
+
+/// Why a statement's parameters do not fit what the rule binds (`bound` text arrays).
+pub fn parameter_mismatch(used: usize, bound: usize) -> String {
+    if bound == 0 {
+        format!("the query uses {used} parameter(s) but this rule binds none; write the values into the query")
+    } else {
+        format!(
+            "the query uses {used} parameter(s) but the rule binds {bound} ($1..${bound} are the target label arrays, one per label)"
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::Decoded;
+
+    #[test]
+    fn the_type_table_and_text_arrays() {
+        assert_eq!(decoded(&Type::INTERVAL), None);
+        assert_eq!(decoded(&Type::NUMERIC), Some(Decoded::Float));
+        assert_eq!(column_type(&Type::INTERVAL), ColumnType::Unsupported("interval".into()));
+        assert!(<Vec<String> as ToSql>::accepts(&Type::TEXT_ARRAY));
+        assert!(!<Vec<String> as ToSql>::accepts(&Type::TEXT));
+    }
+}
