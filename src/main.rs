@@ -28,6 +28,11 @@ struct Cli {
     #[arg(long = "web.enable-lifecycle")]
     enable_lifecycle: bool,
 
+    /// Poll the rules files this often (e.g. 30s) and reload when their content changes, as a
+    /// ConfigMap update needs; 0s or absent: only SIGHUP and POST /-/reload reload.
+    #[arg(long = "rules.auto-reload-interval", value_name = "DURATION", value_parser = parse_interval)]
+    auto_reload_interval: Option<std::time::Duration>,
+
     /// Evaluate every rule once, print the exposition to stdout and exit (non-zero if any rule failed).
     #[arg(long)]
     once: bool,
@@ -61,6 +66,11 @@ struct Cli {
     /// Print the JSON Schema of rules files and exit.
     #[arg(long = "print-schema")]
     print_schema: bool,
+}
+
+/// A duration flag: `30s`, `1m`.
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("'{text}' is not a duration ({e}); write e.g. 30s or 1m"))
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -164,6 +174,7 @@ fn main() -> ExitCode {
         listen,
         telemetry_path: cli.telemetry_path,
         enable_lifecycle: cli.enable_lifecycle,
+        auto_reload_interval: cli.auto_reload_interval.filter(|d| !d.is_zero()),
     };
     match runtime.block_on(app::run(opts, app::termination_signal())) {
         Ok(()) => ExitCode::SUCCESS,

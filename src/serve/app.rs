@@ -19,6 +19,8 @@ pub struct Options {
     pub listen: SocketAddr,
     pub telemetry_path: String,
     pub enable_lifecycle: bool,
+    /// Poll the rules files this often and reload when their content changes.
+    pub auto_reload_interval: Option<Duration>,
 }
 
 /// Loads the rules files, logging every warning; on failure returns every diagnostic, a line each.
@@ -116,6 +118,10 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'sta
                 let _ = ex.reload().await;
             }
         });
+    }
+
+    if let Some(every) = opts.auto_reload_interval {
+        tokio::spawn(super::auto_reload::watch(exporter.clone(), opts.rules.clone(), every));
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

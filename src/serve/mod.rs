@@ -7,11 +7,12 @@
 //! - [`snapshot`]: the rendered bytes `/metrics` serves, replaced per rule after each evaluation.
 //! - [`http`]: the routes. They read the snapshot only and never wait on a source.
 //! - [`self_metrics`]: the exporter's own metrics, `sql_signal_exporter_*`.
-//! - [`app`]: start, reload, `--once`, shutdown.
+//! - [`app`]: start, reload, `--once`, shutdown; [`auto_reload`]: reload when the files change.
 //!
 //! May depend on every other module: this is the top of the data path.
 
 pub mod app;
+pub mod auto_reload;
 pub mod evaluate;
 pub mod http;
 pub mod scheduler;

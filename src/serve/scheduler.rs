@@ -136,6 +136,7 @@ async fn rule_loop(
     let mut next = Instant::now();
     let mut failing = false;
     let mut memory = evaluation::Memory::default();
+    metrics.rule_interval.with_label_values(&[&rule.name]).set(rule.interval.as_secs_f64());
     loop {
         let srcs: Vec<_> = sources.iter().map(as_source).collect();
         // A panic is a bug, but it must not freeze this rule's series at their last values.

@@ -12,6 +12,7 @@ use crate::serve::evaluate::Outcome;
 pub struct SelfMetrics {
     registry: Registry,
     pub rule_last_duration: GaugeVec,
+    pub rule_interval: GaugeVec,
     pub rule_last_success: GaugeVec,
     pub rule_last_status: IntGaugeVec,
     pub rule_evaluations: IntCounterVec,
@@ -56,6 +57,10 @@ impl SelfMetrics {
                     name("rule_last_duration_seconds"),
                     "Duration of the rule's last evaluation, query included.",
                 ),
+                &["rule"],
+            )?,
+            rule_interval: GaugeVec::new(
+                Opts::new(name("rule_interval_seconds"), "The rule's evaluation interval."),
                 &["rule"],
             )?,
             rule_last_success: GaugeVec::new(
@@ -106,6 +111,7 @@ impl SelfMetrics {
             registry,
         };
         m.registry.register(Box::new(m.rule_last_duration.clone()))?;
+        m.registry.register(Box::new(m.rule_interval.clone()))?;
         m.registry.register(Box::new(m.rule_last_success.clone()))?;
         m.registry.register(Box::new(m.rule_last_status.clone()))?;
         m.registry.register(Box::new(m.rule_evaluations.clone()))?;
@@ -140,6 +146,7 @@ impl SelfMetrics {
     /// Removes every series of a rule that no longer exists.
     pub fn forget_rule(&self, rule: &str) {
         let _ = self.rule_last_duration.remove_label_values(&[rule]);
+        let _ = self.rule_interval.remove_label_values(&[rule]);
         let _ = self.rule_last_success.remove_label_values(&[rule]);
         let _ = self.rule_last_status.remove_label_values(&[rule]);
         let _ = self.rule_rows.remove_label_values(&[rule]);
