@@ -23,7 +23,6 @@
 //!   `/metrics` serves.
 //! - [`http`]: warp routes; [`app`] wires everything; [`self_metrics`] are the exporter's own metrics.
 //! - [`check`]: `--check-rules`, the same validation for CI, with `--db` preparing every query.
-//! - [`tempdb`]: a throwaway PostgreSQL for tests, the demo and benchmarks.
 
 pub mod app;
 pub mod cell;
@@ -40,7 +39,6 @@ pub mod self_metrics;
 pub mod signal;
 pub mod snapshot;
 pub mod source;
-pub mod tempdb;
 pub mod template;
 
 /// Prefix of the exporter's own metrics; rules may not use it.

@@ -267,7 +267,7 @@ fn the_exporter_logs_the_same_positions() {
 /// at all, and neither the DSN nor its password is ever printed.
 #[test]
 fn db_check_prepares_every_query_on_the_server() {
-    use sql_signal_exporter::tempdb::TempPostgres;
+    use tempdb::TempPostgres;
 
     let pg = TempPostgres::start().expect("a throwaway PostgreSQL starts");
     pg.create_database("checks").expect("database created");
@@ -375,7 +375,7 @@ fn db_check_prepares_every_query_on_the_server() {
 /// data, the PostgreSQL rules against the server's own statistics views.
 #[test]
 fn shipped_rules_pass_the_db_check() {
-    use sql_signal_exporter::tempdb::TempPostgres;
+    use tempdb::TempPostgres;
 
     let pg = TempPostgres::start().expect("a throwaway PostgreSQL starts");
     pg.create_database("horreum").expect("database created");

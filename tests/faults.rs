@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{Exporter, Exposition};
-use sql_signal_exporter::tempdb::TempPostgres;
+use tempdb::TempPostgres;
 
 /// A health signal over targets `a` and `b` that is up when the query says `ok = 1`.
 /// `from` is appended to the query's FROM list (e.g. `, pg_sleep(30)`).

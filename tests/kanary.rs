@@ -210,7 +210,7 @@ fn expected_exposition(cases: &[Case]) -> String {
     )
 }
 
-fn load_cases(pg: &sql_signal_exporter::tempdb::TempPostgres, cases: &[Case]) {
+fn load_cases(pg: &tempdb::TempPostgres, cases: &[Case]) {
     let sql: Vec<String> = cases.iter().flat_map(|c| c.runs.clone()).collect();
     pg.psql("demo", &sql.join("\n")).expect("load cases");
 }

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use sql_signal_exporter::evaluation::{self, Status};
 use sql_signal_exporter::rules::{self, LoadOptions, Rule, RuleSet};
 use sql_signal_exporter::source::Source;
-use sql_signal_exporter::tempdb::TempPostgres;
 use sql_signal_exporter::{app, exposition};
+use tempdb::TempPostgres;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sql_signal_exporter::tempdb::{free_loopback_port, TempPostgres, TempPostgresOptions};
+use tempdb::{free_loopback_port, TempPostgres, TempPostgresOptions};
 
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
