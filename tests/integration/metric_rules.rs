@@ -6,13 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use sql_signal_exporter::evaluation::{self, Status};
-use sql_signal_exporter::rules::{self, LoadOptions, Rule, RuleSet};
-use sql_signal_exporter::source::Source;
-use sql_signal_exporter::{app, exposition};
-use tempdb::TempPostgres;
+use crate::harness::api::{app, evaluation, rules, LoadOptions, Rule, RuleSet, Source, Status};
+use crate::harness::{golden, labels, once, repo_root, value, wait, Db, Exposition, Labels, Samples};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -59,73 +56,14 @@ async fn evaluate(set: &RuleSet, name: &str) -> evaluation::Outcome {
     outcome
 }
 
-type Labels = BTreeMap<String, String>;
-
-/// The exposition's samples: metric name → label set → value. Panics on a line it cannot read and
-/// on a series that appears twice.
-fn parse(text: &str) -> BTreeMap<String, BTreeMap<Labels, f64>> {
-    let mut out: BTreeMap<String, BTreeMap<Labels, f64>> = BTreeMap::new();
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
-        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad line {line:?}"));
-        let value: f64 = match value {
-            "NaN" => f64::NAN,
-            "+Inf" => f64::INFINITY,
-            "-Inf" => f64::NEG_INFINITY,
-            v => v.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
-        };
-        let (name, labels) = match series.split_once('{') {
-            None => (series.to_string(), Labels::new()),
-            Some((name, rest)) => (name.to_string(), parse_labels(rest.strip_suffix('}').expect("closing brace"))),
-        };
-        let previous = out.entry(name).or_default().insert(labels, value);
-        assert!(previous.is_none(), "series twice: {line}");
-    }
-    out
-}
-
-fn parse_labels(mut s: &str) -> Labels {
-    let mut labels = Labels::new();
-    while !s.is_empty() {
-        let (name, rest) = s.split_once("=\"").expect("label=\"");
-        let mut value = String::new();
-        let mut chars = rest.char_indices();
-        let end = loop {
-            match chars.next().expect("closing quote") {
-                (_, '\\') => match chars.next().expect("escape").1 {
-                    'n' => value.push('\n'),
-                    c => value.push(c),
-                },
-                (i, '"') => break i,
-                (_, c) => value.push(c),
-            }
-        };
-        labels.insert(name.to_string(), value);
-        s = rest[end + 1..].strip_prefix(',').unwrap_or(&rest[end + 1..]);
-    }
-    labels
-}
-
-fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-}
-
-/// The value of one series, panicking with the family's series when it is missing.
-fn value(samples: &BTreeMap<String, BTreeMap<Labels, f64>>, name: &str, l: &[(&str, &str)]) -> f64 {
-    let family = samples.get(name).unwrap_or_else(|| panic!("no family {name}; have {:?}", samples.keys()));
-    *family.get(&labels(l)).unwrap_or_else(|| panic!("no series {name}{l:?}; have {:?}", family.keys()))
+/// The exposition's samples (the harness parser).
+fn parse(text: &str) -> Samples {
+    Exposition::parse(text).samples
 }
 
 /// Polls `cond` (letting the runtime's other tasks run) until it holds; fails after 15 s.
 async fn wait_until(what: &str, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn start() -> TempPostgres {
-    TempPostgres::start().expect("a temporary PostgreSQL starts")
+    wait::until_async(Duration::from_secs(15), what, cond).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -133,16 +71,15 @@ fn start() -> TempPostgres {
 
 #[tokio::test]
 async fn every_mapping_feature_on_a_real_server() {
-    let pg = start();
+    let pg = Db::shared();
     pg.psql(
-        "demo",
         "CREATE TABLE jobs (queue text, waiting int, running bigint, done numeric, ratio float8, paused bool, last_run timestamptz, version text);
          INSERT INTO jobs VALUES ('mail', 3, 1, 1200, 0.5, false, '2024-01-01T00:00:00Z', '1.2'),
                                  ('sms', 0, 2, 7, 0.25, true, '2024-01-01T00:00:01.5Z', '1.3');",
     )
     .unwrap();
     let set = rules_on(
-        &pg.dsn("demo"),
+        &pg.dsn(),
         r#"
   - name: jobs
     database: main
@@ -180,40 +117,7 @@ async fn every_mapping_feature_on_a_real_server() {
     );
     let (text, ok) = run_once(&set).await;
     assert!(ok, "{text}");
-    assert_eq!(
-        text,
-        r#"# HELP jobs_waiting Jobs waiting.
-# TYPE jobs_waiting gauge
-jobs_waiting{queue="mail",team="ops"} 3
-jobs_waiting{queue="sms",team="ops"} 0
-# HELP jobs Jobs by state.
-# TYPE jobs gauge
-jobs{queue="mail",state="running"} 1
-jobs{queue="mail",state="waiting"} 3
-jobs{queue="sms",state="running"} 2
-jobs{queue="sms",state="waiting"} 0
-# HELP jobs_done_total Jobs done.
-# TYPE jobs_done_total counter
-jobs_done_total{queue="mail"} 1200
-jobs_done_total{queue="sms"} 7
-# HELP jobs_ratio A float.
-# TYPE jobs_ratio gauge
-jobs_ratio{queue="mail"} 0.5
-jobs_ratio{queue="sms"} 0.25
-# HELP jobs_paused A bool.
-# TYPE jobs_paused gauge
-jobs_paused{queue="mail"} 0
-jobs_paused{queue="sms"} 1
-# HELP jobs_last_run_timestamp_seconds A timestamp.
-# TYPE jobs_last_run_timestamp_seconds gauge
-jobs_last_run_timestamp_seconds{queue="mail"} 1704067200
-jobs_last_run_timestamp_seconds{queue="sms"} 1704067201.5
-# HELP jobs_worker_info Worker version.
-# TYPE jobs_worker_info gauge
-jobs_worker_info{queue="mail",version="1.2"} 1
-jobs_worker_info{queue="sms",version="1.3"} 1
-"#
-    );
+    golden::check("metric_rules_mapping.prom", &text);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -221,14 +125,11 @@ jobs_worker_info{queue="sms",version="1.3"} 1
 
 #[tokio::test]
 async fn nulls_and_empty_results_follow_the_declaration() {
-    let pg = start();
-    pg.psql(
-        "demo",
-        "CREATE TABLE readings (k text, v int); INSERT INTO readings VALUES ('a', NULL), ('b', 2), (NULL, 5);",
-    )
-    .unwrap();
+    let pg = Db::shared();
+    pg.psql("CREATE TABLE readings (k text, v int); INSERT INTO readings VALUES ('a', NULL), ('b', 2), (NULL, 5);")
+        .unwrap();
     let set = rules_on(
-        &pg.dsn("demo"),
+        &pg.dsn(),
         r#"
   - name: readings
     database: main
@@ -263,9 +164,9 @@ async fn nulls_and_empty_results_follow_the_declaration() {
 
 #[tokio::test]
 async fn bad_values_failed_queries_and_duplicates_fail_only_their_rule() {
-    let pg = start();
+    let pg = Db::shared();
     let set = rules_on(
-        &pg.dsn("demo"),
+        &pg.dsn(),
         r#"
   - name: healthy
     database: main
@@ -338,11 +239,11 @@ async fn bad_values_failed_queries_and_duplicates_fail_only_their_rule() {
 /// stale), while every other rule's series keep being refreshed.
 #[tokio::test]
 async fn a_failing_rule_leaves_other_rules_series_intact_and_fresh() {
-    let pg = start();
-    pg.psql("demo", "CREATE TABLE counter (n int); INSERT INTO counter VALUES (1); CREATE TABLE flaky (v text); INSERT INTO flaky VALUES ('5');")
+    let pg = Db::shared();
+    pg.psql("CREATE TABLE counter (n int); INSERT INTO counter VALUES (1); CREATE TABLE flaky (v text); INSERT INTO flaky VALUES ('5');")
         .unwrap();
     let set = rules_on(
-        &pg.dsn("demo"),
+        &pg.dsn(),
         r#"
   - name: good
     database: main
@@ -367,7 +268,7 @@ async fn a_failing_rule_leaves_other_rules_series_intact_and_fresh() {
     assert_eq!(value(&snapshot(), "flaky_value", &[]), 5.0);
     assert_eq!(good(), Some(1.0));
 
-    pg.psql("demo", "UPDATE flaky SET v = 'broken'; UPDATE counter SET n = 2;").unwrap();
+    pg.psql("UPDATE flaky SET v = 'broken'; UPDATE counter SET n = 2;").unwrap();
     wait_until("the good rule's new value", || good() == Some(2.0)).await;
     wait_until("the flaky rule's series to go", || !snapshot().contains_key("flaky_value")).await;
     let m = self_metrics();
@@ -375,7 +276,7 @@ async fn a_failing_rule_leaves_other_rules_series_intact_and_fresh() {
     assert!(m.contains("sql_signal_exporter_rule_up{rule=\"good\"} 1"), "{m}");
 
     // A query that fails outright, and the good rule still moves on.
-    pg.psql("demo", "DROP TABLE flaky; UPDATE counter SET n = 3;").unwrap();
+    pg.psql("DROP TABLE flaky; UPDATE counter SET n = 3;").unwrap();
     wait_until("the good rule's third value", || good() == Some(3.0)).await;
     assert!(!snapshot().contains_key("flaky_value"));
     assert!(self_metrics().contains("sql_signal_exporter_rule_up{rule=\"flaky\"} 0"));
@@ -387,10 +288,10 @@ async fn a_failing_rule_leaves_other_rules_series_intact_and_fresh() {
 
 #[tokio::test]
 async fn query_templates_branch_on_the_real_server_version() {
-    let pg = start();
-    let actual: i64 = pg.psql("demo", "SHOW server_version_num").unwrap().trim().parse().unwrap();
+    let pg = Db::shared();
+    let actual: i64 = pg.psql("SHOW server_version_num").unwrap().trim().parse().unwrap();
     let set = rules_on(
-        &pg.dsn("demo"),
+        &pg.dsn(),
         r#"
   - name: fifteen_or_later
     database: main
@@ -428,10 +329,10 @@ async fn query_templates_branch_on_the_real_server_version() {
 
 #[tokio::test]
 async fn one_rule_runs_on_each_of_two_databases() {
-    let pg = start();
-    pg.create_database("second").unwrap();
-    pg.psql("demo", "CREATE TABLE items (kind text, n int); INSERT INTO items VALUES ('a', 1), ('b', 2);").unwrap();
-    pg.psql("second", "CREATE TABLE items (kind text, n int); INSERT INTO items VALUES ('a', 10);").unwrap();
+    let pg = Db::shared();
+    let second = pg.create_database("second");
+    pg.psql("CREATE TABLE items (kind text, n int); INSERT INTO items VALUES ('a', 1), ('b', 2);").unwrap();
+    pg.server().psql(&second, "CREATE TABLE items (kind text, n int); INSERT INTO items VALUES ('a', 10);").unwrap();
     let yaml = r#"
 version: 1
 databases:
@@ -450,7 +351,7 @@ metrics:
     families:
       - {name: items_count, help: Items per database., key_labels: [database], value: n}
 "#;
-    let env = [("ONE", pg.dsn("demo")), ("TWO", pg.dsn("second"))];
+    let env = [("ONE", pg.dsn()), ("TWO", pg.server().dsn(&second))];
     let set = load(yaml, &env);
     let (text, ok) = run_once(&set).await;
     assert!(ok, "{text}");
@@ -466,14 +367,14 @@ metrics:
     assert_eq!(
         s["items_count"],
         BTreeMap::from([
-            (labels(&[("database", "demo"), ("origin", "one")]), 2.0),
-            (labels(&[("database", "second"), ("origin", "two")]), 1.0),
+            (labels(&[("database", pg.name()), ("origin", "one")]), 2.0),
+            (labels(&[("database", &second), ("origin", "two")]), 1.0),
         ])
     );
     assert_eq!(text.matches("# TYPE items gauge").count(), 1, "one family, not one per database:\n{text}");
 
     // One database failing withdraws its own series only.
-    pg.psql("second", "DROP TABLE items;").unwrap();
+    pg.server().psql(&second, "DROP TABLE items;").unwrap();
     let (text, ok) = run_once(&set).await;
     assert!(!ok);
     let s = parse(&text);
@@ -534,17 +435,19 @@ const STAT_DATABASE: [&str; 15] = [
 const CONFLICTS: [&str; 5] = ["confl_tablespace", "confl_lock", "confl_snapshot", "confl_bufferpin", "confl_deadlock"];
 
 fn postgres_yaml() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules/postgres.yaml")
+    repo_root().join("rules/postgres.yaml")
 }
 
 /// The label names of every series of a family.
-fn label_names(s: &BTreeMap<String, BTreeMap<Labels, f64>>, name: &str) -> BTreeSet<Vec<String>> {
+fn label_names(s: &Samples, name: &str) -> BTreeSet<Vec<String>> {
     s[name].keys().map(|l| l.keys().cloned().collect()).collect()
 }
 
 #[tokio::test]
 async fn postgres_yaml_reproduces_the_ish_exporter() {
-    let pg = start();
+    // It reads every database and session of the server: a private server.
+    let db = Db::private_default();
+    let pg = db.server();
     pg.create_database("shop").unwrap();
     pg.psql("shop", "CREATE TABLE orders (id int);").unwrap();
     let databases: BTreeSet<String> =
@@ -558,16 +461,10 @@ async fn postgres_yaml_reproduces_the_ish_exporter() {
     holder.batch_execute("BEGIN; LOCK TABLE orders IN SHARE ROW EXCLUSIVE MODE;").await.unwrap();
     tokio::time::sleep(Duration::from_millis(1200)).await;
 
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sql-signal-exporter"))
-        .arg("--rules")
-        .arg(postgres_yaml())
-        .arg("--once")
-        .env("DATABASE_URL", pg.dsn("postgres"))
-        .output()
-        .await
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    assert!(out.status.success(), "--once failed: {}\n{text}", String::from_utf8_lossy(&out.stderr));
+    let dsn = pg.dsn("postgres");
+    let (code, text, stderr) =
+        tokio::task::spawn_blocking(move || once(&postgres_yaml(), &[("DATABASE_URL", &dsn)])).await.unwrap();
+    assert!(code == Some(0), "--once failed: {stderr}\n{text}");
     let s = parse(&text);
 
     // postgresql_lock{database,mode}: every mode of every database, ours counted.
@@ -663,7 +560,8 @@ async fn postgres_yaml_reproduces_the_ish_exporter() {
 
 #[tokio::test]
 async fn postgres_yaml_reads_up_zero_and_serves_nothing_else_when_the_server_is_down() {
-    let mut pg = start();
+    let mut db = Db::private_default();
+    let pg = db.server_mut();
     let text = std::fs::read_to_string(postgres_yaml()).unwrap();
     let set = load(&text, &[("DATABASE_URL", pg.dsn("postgres"))]);
     pg.stop().unwrap();
@@ -672,16 +570,4 @@ async fn postgres_yaml_reads_up_zero_and_serves_nothing_else_when_the_server_is_
     let s = parse(&text);
     assert_eq!(s.keys().collect::<Vec<_>>(), ["postgresql_up"], "{text}");
     assert_eq!(value(&s, "postgresql_up", &[]), 0.0);
-}
-
-/// The exposition renderer and the parser above agree (guards the helpers themselves).
-#[test]
-fn parser_reads_what_the_renderer_writes() {
-    let mut f = exposition::Family::new("x", "h", exposition::MetricType::Gauge);
-    f.samples.push(exposition::Sample {
-        labels: vec![("a".into(), "q\"u,o=te\\".into()), ("b".into(), "".into())],
-        value: 1.5,
-    });
-    let s = parse(&String::from_utf8(exposition::render(&[f])).unwrap());
-    assert_eq!(s["x"][&labels(&[("a", "q\"u,o=te\\"), ("b", "")])], 1.5);
 }

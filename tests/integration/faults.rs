@@ -1,15 +1,14 @@
 //! Operating it for real: every fault ends with the fail-safe signal correct, other rules unaffected and
 //! `/metrics` answering; reload, secrets and shutdown. All against a real PostgreSQL and the real binary.
-
-mod common;
+//! Each test has its own database; only those that stop the server have a server of their own, so
+//! every look at `pg_stat_activity` is limited to the test's database.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Exporter, Exposition};
-use tempdb::TempPostgres;
+use crate::harness::{Db, Exporter, Exposition};
 
 /// A health signal over targets `a` and `b` that is up when the query says `ok = 1`.
 /// `from` is appended to the query's FROM list (e.g. `, pg_sleep(30)`).
@@ -49,10 +48,10 @@ fn write_rules(path: &Path, database: &str, signals: &[String]) {
 
 const DSN_FROM_ENV: &str = "    dsn: \"${TEST_DSN}\"\n";
 
-fn spawn(pg: &TempPostgres, rules: &Path, extra_args: &[&str]) -> Exporter {
+fn spawn(db: &Db, rules: &Path, extra_args: &[&str]) -> Exporter {
     let mut args = vec!["--rules", rules.to_str().unwrap()];
     args.extend_from_slice(extra_args);
-    let ex = Exporter::spawn(&args, &[("TEST_DSN", &pg.dsn("demo"))]);
+    let ex = Exporter::spawn(&args, &[("TEST_DSN", &db.dsn())]);
     ex.wait_ready();
     ex
 }
@@ -76,12 +75,13 @@ fn fail_safe(m: &Exposition, rule: &str) -> bool {
     })
 }
 
-fn count(pg: &TempPostgres, sql: &str) -> i64 {
-    pg.psql("demo", sql).unwrap().trim().parse().unwrap()
+fn count(db: &Db, sql: &str) -> i64 {
+    db.psql(sql).unwrap().trim().parse().unwrap()
 }
 
 const SLEEPING_BACKENDS: &str = "SELECT count(*) FROM pg_stat_activity \
-     WHERE application_name = 'sql-signal-exporter' AND state = 'active' AND query LIKE '%pg_sleep%'";
+     WHERE application_name = 'sql-signal-exporter' AND state = 'active' AND query LIKE '%pg_sleep%' \
+     AND datname = current_database()";
 
 /// Waits until `rule` has succeeded `n` more times than it had in `from`.
 fn wait_successes(ex: &Exporter, rule: &str, n: f64) {
@@ -93,22 +93,22 @@ fn wait_successes(ex: &Exporter, rule: &str, n: f64) {
 
 #[test]
 fn fault_backend_killed_with_pg_terminate_backend() {
-    let pg = TempPostgres::start().unwrap();
+    let db = Db::shared();
     let dir = tempfile::tempdir().unwrap();
     let rules = rules_file(
         dir.path(),
         DSN_FROM_ENV,
         &[probe("fast", "1s", "900ms", "", ""), probe("slow", "1s", "900ms", ", pg_sleep(0.6)", "")],
     );
-    let ex = spawn(&pg, &rules, &[]);
+    let ex = spawn(&db, &rules, &[]);
     wait_successes(&ex, "fast", 1.0);
 
     // Kill every idle session of the exporter's pool.
-    let killed = count(&pg, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'sql-signal-exporter' AND state = 'idle'");
+    let killed = count(&db, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'sql-signal-exporter' AND state = 'idle' AND datname = current_database()");
     assert!(killed >= 1, "no idle exporter session to kill");
     // Kill the slow rule's backend in the middle of its query.
     let start = Instant::now();
-    while count(&pg, &SLEEPING_BACKENDS.replace("count(*)", "count(pg_terminate_backend(pid))")) == 0 {
+    while count(&db, &SLEEPING_BACKENDS.replace("count(*)", "count(pg_terminate_backend(pid))")) == 0 {
         assert!(start.elapsed() < Duration::from_secs(10), "the slow rule never ran");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -124,20 +124,20 @@ fn fault_backend_killed_with_pg_terminate_backend() {
 
 #[test]
 fn fault_query_past_its_timeout_is_cancelled_on_the_server() {
-    let pg = TempPostgres::start().unwrap();
+    let db = Db::shared();
     let dir = tempfile::tempdir().unwrap();
     let rules = rules_file(
         dir.path(),
         DSN_FROM_ENV,
         &[probe("hang", "6s", "1s", ", pg_sleep(30)", ""), probe("fast", "1s", "900ms", "", "")],
     );
-    let ex = spawn(&pg, &rules, &[]);
+    let ex = spawn(&db, &rules, &[]);
     let m = ex.metrics();
     assert_eq!(evaluations(&m, "hang", "timeout"), 1.0, "{}", ex.logs());
     assert!(fail_safe(&m, "hang"), "{}", m.text);
     // No backend is left running the query (the next run starts ~5 s later).
     let start = Instant::now();
-    while count(&pg, SLEEPING_BACKENDS) > 0 {
+    while count(&db, SLEEPING_BACKENDS) > 0 {
         assert!(start.elapsed() < Duration::from_secs(3), "the timed-out query still runs on the server");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -151,17 +151,17 @@ fn fault_query_past_its_timeout_is_cancelled_on_the_server() {
 
 #[test]
 fn fault_more_rules_due_than_the_pool_holds_queue_without_a_connection_storm() {
-    let pg = TempPostgres::start().unwrap();
+    let db = Db::shared();
     let dir = tempfile::tempdir().unwrap();
     let signals: Vec<String> =
         (1..=6).map(|i| probe(&format!("q{i}"), "3s", "2500ms", ", pg_sleep(0.3)", "")).collect();
     let rules = rules_file(dir.path(), &format!("{DSN_FROM_ENV}    max_connections: 2\n"), &signals);
-    let ex = Exporter::spawn(&["--rules", rules.to_str().unwrap()], &[("TEST_DSN", &pg.dsn("demo"))]);
+    let ex = Exporter::spawn(&["--rules", rules.to_str().unwrap()], &[("TEST_DSN", &db.dsn())]);
     let mut peak = 0;
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(4) {
         peak = peak
-            .max(count(&pg, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sql-signal-exporter'"));
+            .max(count(&db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sql-signal-exporter' AND datname = current_database()"));
         std::thread::sleep(Duration::from_millis(30));
     }
     assert!((1..=2).contains(&peak), "peak of {peak} sessions with max_connections: 2");
@@ -174,7 +174,7 @@ fn fault_more_rules_due_than_the_pool_holds_queue_without_a_connection_storm() {
 
 #[test]
 fn fault_a_result_over_max_rows_fails_only_that_rule() {
-    let pg = TempPostgres::start().unwrap();
+    let db = Db::shared();
     let dir = tempfile::tempdir().unwrap();
     let rules = rules_file(
         dir.path(),
@@ -184,7 +184,7 @@ fn fault_a_result_over_max_rows_fails_only_that_rule() {
             probe("fast", "1s", "900ms", "", ""),
         ],
     );
-    let ex = spawn(&pg, &rules, &[]);
+    let ex = spawn(&db, &rules, &[]);
     let m = ex.metrics();
     assert!(fail_safe(&m, "big"), "{}", m.text);
     assert!(healthy(&m, "fast"), "{}", m.text);
@@ -193,7 +193,7 @@ fn fault_a_result_over_max_rows_fails_only_that_rule() {
 
 #[test]
 fn fault_a_rule_over_max_series_serves_none_and_fails_alone() {
-    let pg = TempPostgres::start().unwrap();
+    let db = Db::shared();
     let dir = tempfile::tempdir().unwrap();
     // Two targets, each an up series and one error series per reason (five by default): twelve series.
     let rules = rules_file(
@@ -201,7 +201,7 @@ fn fault_a_rule_over_max_series_serves_none_and_fails_alone() {
         DSN_FROM_ENV,
         &[probe("wide", "1s", "900ms", "", "    max_series: 11\n"), probe("fast", "1s", "900ms", "", "")],
     );
-    let ex = spawn(&pg, &rules, &[]);
+    let ex = spawn(&db, &rules, &[]);
     let m = ex.metrics();
     assert!(!m.text.contains("wide_up"), "{}", m.text);
     assert_eq!(m.value("sql_signal_exporter_rule_up{rule=\"wide\"}"), Some(0.0));
@@ -211,27 +211,27 @@ fn fault_a_rule_over_max_series_serves_none_and_fails_alone() {
 
 #[test]
 fn fault_discovered_targets_stay_fail_safe_when_the_database_goes_away() {
-    let mut pg = TempPostgres::start().unwrap();
+    let mut db = Db::private_default();
     let dir = tempfile::tempdir().unwrap();
     // No `targets:`: the query names them (a and b), and the rule binds no parameters.
     let discovering = probe("disc", "1s", "900ms", "", "")
         .replace("    targets: [{ target: [a, b] }]\n", "")
         .replace("FROM unnest($1::text[]) AS t(target)", "FROM (VALUES ('a'), ('b')) AS t(target)");
     let rules = rules_file(dir.path(), DSN_FROM_ENV, &[discovering]);
-    let ex = spawn(&pg, &rules, &[]);
+    let ex = spawn(&db, &rules, &[]);
     assert!(healthy(&ex.metrics(), "disc"), "{}", ex.metrics().text);
-    pg.stop().unwrap();
+    db.server_mut().stop().unwrap();
     ex.wait_until(Duration::from_secs(10), "the discovered targets fail-safe", |e| fail_safe(&e.metrics(), "disc"));
-    pg.restart().unwrap();
+    db.server_mut().restart().unwrap();
     ex.wait_until(Duration::from_secs(10), "recovery", |e| healthy(&e.metrics(), "disc"));
 }
 
 #[test]
 fn fault_a_thousand_concurrent_scrapes_all_answer() {
-    let pg = TempPostgres::start().unwrap();
+    let db = Db::shared();
     let dir = tempfile::tempdir().unwrap();
     let rules = rules_file(dir.path(), DSN_FROM_ENV, &[probe("fast", "1s", "900ms", "", "")]);
-    let ex = spawn(&pg, &rules, &[]);
+    let ex = spawn(&db, &rules, &[]);
     let ok = std::sync::atomic::AtomicUsize::new(0);
     let barrier = std::sync::Barrier::new(1000);
     std::thread::scope(|s| {
@@ -251,15 +251,15 @@ fn fault_a_thousand_concurrent_scrapes_all_answer() {
 
 #[test]
 fn fault_sigterm_during_a_scrape_finishes_it_and_exits_within_five_seconds() {
-    let pg = TempPostgres::start().unwrap();
+    let db = Db::shared();
     let dir = tempfile::tempdir().unwrap();
     let rules = rules_file(
         dir.path(),
         DSN_FROM_ENV,
         &[probe("fast", "1s", "900ms", "", ""), probe("hang", "30s", "20s", ", pg_sleep(60)", "")],
     );
-    let mut ex = Exporter::spawn(&["--rules", rules.to_str().unwrap()], &[("TEST_DSN", &pg.dsn("demo"))]);
-    ex.wait_until(Duration::from_secs(10), "the hanging query to run", |_| count(&pg, SLEEPING_BACKENDS) == 1);
+    let mut ex = Exporter::spawn(&["--rules", rules.to_str().unwrap()], &[("TEST_DSN", &db.dsn())]);
+    ex.wait_until(Duration::from_secs(10), "the hanging query to run", |_| count(&db, SLEEPING_BACKENDS) == 1);
     ex.wait_until(Duration::from_secs(10), "fast to succeed", |e| healthy(&e.metrics(), "fast"));
 
     let mut conn = TcpStream::connect(ex.addr).unwrap();
@@ -278,7 +278,7 @@ fn fault_sigterm_during_a_scrape_finishes_it_and_exits_within_five_seconds() {
     assert!(sent.elapsed() < Duration::from_secs(5));
     // The in-flight query was cancelled on the server, not left to run out its timeout.
     let start = Instant::now();
-    while count(&pg, SLEEPING_BACKENDS) > 0 {
+    while count(&db, SLEEPING_BACKENDS) > 0 {
         assert!(start.elapsed() < Duration::from_secs(3), "the query outlived the exporter");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -286,13 +286,13 @@ fn fault_sigterm_during_a_scrape_finishes_it_and_exits_within_five_seconds() {
 
 #[test]
 fn reload_keeps_the_last_good_rules_until_the_file_is_fixed() {
-    let pg = TempPostgres::start().unwrap();
+    let db = Db::shared();
     let dir = tempfile::tempdir().unwrap();
     // `keep` runs once an hour: a restarted task would evaluate again at once, so its count of
     // evaluations tells whether a reload kept it.
     let keep = || probe("keep", "1h", "30s", "", "");
     let rules = rules_file(dir.path(), DSN_FROM_ENV, &[keep(), probe("gone", "1s", "900ms", "", "")]);
-    let ex = spawn(&pg, &rules, &["--web.enable-lifecycle"]);
+    let ex = spawn(&db, &rules, &["--web.enable-lifecycle"]);
     let reload_ok = "sql_signal_exporter_config_last_reload_successful";
     assert_eq!(ex.metrics().value(reload_ok), Some(1.0));
     assert_eq!(evaluations(&ex.metrics(), "keep", "success"), 1.0);
@@ -337,20 +337,20 @@ fn reload_keeps_the_last_good_rules_until_the_file_is_fixed() {
 
 #[test]
 fn reload_without_the_lifecycle_flag_is_refused() {
-    let pg = TempPostgres::start().unwrap();
+    let db = Db::shared();
     let dir = tempfile::tempdir().unwrap();
     let rules = rules_file(dir.path(), DSN_FROM_ENV, &[probe("fast", "1s", "900ms", "", "")]);
-    let ex = spawn(&pg, &rules, &[]);
+    let ex = spawn(&db, &rules, &[]);
     assert_eq!(ex.post("/-/reload").0, 403);
 }
 
 #[test]
 fn secrets_never_appear_in_logs_or_responses() {
-    let mut pg = TempPostgres::start().unwrap();
-    let password = pg.password().to_string();
+    let mut db = Db::private_default();
+    let password = db.password().to_string();
     let dir = tempfile::tempdir().unwrap();
     let dsn_file = dir.path().join("dsn");
-    std::fs::write(&dsn_file, format!("{}\n", pg.dsn("demo"))).unwrap();
+    std::fs::write(&dsn_file, format!("{}\n", db.dsn())).unwrap();
     let database = format!("    dsn_file: {}\n", dsn_file.display());
     let signals = vec![
         probe("fast", "1s", "900ms", "", ""),
@@ -371,14 +371,14 @@ fn secrets_never_appear_in_logs_or_responses() {
     scrape(&ex, &mut responses);
 
     // The database goes away and comes back.
-    pg.stop().unwrap();
+    db.server_mut().stop().unwrap();
     ex.wait_until(Duration::from_secs(10), "fail-safe while down", |e| fail_safe(&e.metrics(), "fast"));
     scrape(&ex, &mut responses);
-    pg.restart().unwrap();
+    db.server_mut().restart().unwrap();
     ex.wait_until(Duration::from_secs(10), "recovery", |e| healthy(&e.metrics(), "fast"));
 
     // A wrong password, then a DSN that does not even parse, both with the real password inside.
-    std::fs::write(&dsn_file, pg.dsn("demo").replace(&format!(":{password}@"), &format!(":{password}x@"))).unwrap();
+    std::fs::write(&dsn_file, db.dsn().replace(&format!(":{password}@"), &format!(":{password}x@"))).unwrap();
     assert_eq!(ex.post("/-/reload").0, 200);
     ex.wait_until(Duration::from_secs(10), "fail-safe with a wrong password", |e| fail_safe(&e.metrics(), "fast"));
     scrape(&ex, &mut responses);
@@ -404,14 +404,14 @@ fn secrets_never_appear_in_logs_or_responses() {
 
 #[test]
 fn logs_are_logfmt_or_json_with_one_line_per_failure() {
-    let pg = TempPostgres::start().unwrap();
+    let db = Db::shared();
     let dir = tempfile::tempdir().unwrap();
     let rules = rules_file(
         dir.path(),
         DSN_FROM_ENV,
         &[probe("broken", "1s", "900ms", ", no_such_table", ""), probe("fast", "1s", "900ms", "", "")],
     );
-    let ex = spawn(&pg, &rules, &[]);
+    let ex = spawn(&db, &rules, &[]);
     wait_successes(&ex, "fast", 2.0);
     let logs = ex.logs();
     let failures: Vec<&str> = logs.lines().filter(|l| l.contains("rule=broken")).collect();
@@ -422,10 +422,7 @@ fn logs_are_logfmt_or_json_with_one_line_per_failure() {
     assert!(!logs.contains("rule=fast"), "successful evaluations are logged at info: {logs}");
     drop(ex);
 
-    let ex = Exporter::spawn(
-        &["--rules", rules.to_str().unwrap(), "--log.format", "json"],
-        &[("TEST_DSN", &pg.dsn("demo"))],
-    );
+    let ex = Exporter::spawn(&["--rules", rules.to_str().unwrap(), "--log.format", "json"], &[("TEST_DSN", &db.dsn())]);
     ex.wait_ready();
     let logs = ex.logs();
     let line = logs.lines().find(|l| l.contains("broken")).unwrap_or_else(|| panic!("{logs}"));
