@@ -38,7 +38,7 @@ struct Slots {
 }
 
 /// One taken slot; given back on drop.
-struct Slot;
+struct Slot(&'static Slots);
 
 impl Slots {
     fn take(&'static self) -> Slot {
@@ -47,26 +47,27 @@ impl Slots {
             free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
         }
         *free -= 1;
-        Slot
+        Slot(self)
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        *PRIVATE_SLOTS.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        PRIVATE_SLOTS.freed.notify_one();
+        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.0.freed.notify_one();
     }
 }
 
 enum Server {
     Shared(&'static TempPostgres),
-    /// Fields drop in order: the server stops before its slot is given back.
-    Private(TempPostgres, Slot),
+    Private(Box<TempPostgres>),
 }
 
 /// A test's database: on the shared server, or on a private one.
 pub struct Db {
+    /// Fields drop in order: a private server stops before its slot is given back.
     server: Server,
+    _slot: Option<Slot>,
     name: String,
     /// Further databases made by [`Db::create_database`], dropped with this one.
     extra: Mutex<Vec<String>>,
@@ -81,7 +82,7 @@ impl Db {
             let _one_at_a_time = CREATING.lock().unwrap_or_else(|e| e.into_inner());
             pg.create_database_from(&name, TEMPLATE).expect("create a test database");
         }
-        Db { server: Server::Shared(pg), name, extra: Mutex::new(Vec::new()) }
+        Db { server: Server::Shared(pg), _slot: None, name, extra: Mutex::new(Vec::new()) }
     }
 
     /// A private server (waiting for one of [`MAX_PRIVATE_SERVERS`] slots) with `opts`, and the
@@ -90,7 +91,12 @@ impl Db {
         let slot = PRIVATE_SLOTS.take();
         let pg = TempPostgres::start_with(opts).expect("start a private PostgreSQL");
         pg.psql(PRIVATE_DATABASE, &super::kanary_schema()).expect("load the Kanary schema");
-        Db { server: Server::Private(pg, slot), name: PRIVATE_DATABASE.to_string(), extra: Mutex::new(Vec::new()) }
+        Db {
+            server: Server::Private(Box::new(pg)),
+            _slot: Some(slot),
+            name: PRIVATE_DATABASE.to_string(),
+            extra: Mutex::new(Vec::new()),
+        }
     }
 
     /// [`Db::private`] with the default options.
@@ -102,7 +108,7 @@ impl Db {
     pub fn server(&self) -> &TempPostgres {
         match &self.server {
             Server::Shared(pg) => pg,
-            Server::Private(pg, _) => pg,
+            Server::Private(pg) => pg,
         }
     }
 
@@ -110,7 +116,7 @@ impl Db {
     pub fn server_mut(&mut self) -> &mut TempPostgres {
         match &mut self.server {
             Server::Shared(_) => panic!("a test that stops or restarts the server needs Db::private"),
-            Server::Private(pg, _) => pg,
+            Server::Private(pg) => pg,
         }
     }
 
@@ -153,4 +159,24 @@ impl Drop for Db {
             }
         }
     }
+}
+
+/// The limit holds: of many threads wanting a slot, never more than the limit hold one at once.
+#[test]
+fn slots_limit_how_many_run_at_once() {
+    use std::time::Duration;
+    static SLOTS: Slots = Slots { free: Mutex::new(MAX_PRIVATE_SERVERS), freed: Condvar::new() };
+    let (now, peak) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    std::thread::scope(|s| {
+        for _ in 0..4 * MAX_PRIVATE_SERVERS {
+            s.spawn(|| {
+                let _slot = SLOTS.take();
+                peak.fetch_max(now.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(20));
+                now.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    assert_eq!(peak.into_inner(), MAX_PRIVATE_SERVERS);
+    assert_eq!(*SLOTS.free.lock().unwrap(), MAX_PRIVATE_SERVERS, "every slot was given back");
 }
