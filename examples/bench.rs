@@ -40,7 +40,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use sql_signal_exporter::tempdb::{TempPostgres, TempPostgresOptions};
+use tempdb::{TempPostgres, TempPostgresOptions};
 
 use procs::{Exporter, Nginx};
 use wrk::{Load, WrkResult};

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use sql_signal_exporter::serve::app;
-use sql_signal_exporter::tempdb::{TempPostgres, TempPostgresOptions};
+use tempdb::{TempPostgres, TempPostgresOptions};
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()

@@ -29,7 +29,6 @@ pub mod rules;
 pub mod secret;
 pub mod serve;
 pub mod source;
-pub mod tempdb;
 
 /// Prefix of the exporter's own metrics; rules may not use it.
 pub const SELF_METRIC_PREFIX: &str = "sql_signal_exporter_";

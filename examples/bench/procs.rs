@@ -52,7 +52,7 @@ pub struct Exporter {
 
 impl Exporter {
     pub fn spawn(bin: &Path, args: &[&str], env: &[(&str, &str)], log: &Path) -> Result<Exporter> {
-        let port = sql_signal_exporter::tempdb::free_loopback_port()?;
+        let port = tempdb::free_loopback_port()?;
         let addr = loopback(port);
         let log_file = fs::File::create(log)?;
         let mut cmd = Command::new(bin);
@@ -136,7 +136,7 @@ impl Nginx {
         if let Some(parent) = dir.parent() {
             fs::set_permissions(parent, fs::Permissions::from_mode(0o755))?;
         }
-        let port = sql_signal_exporter::tempdb::free_loopback_port()?;
+        let port = tempdb::free_loopback_port()?;
         let d = dir.display();
         let conf = format!(
             r#"# The fastest honest static-file setup: sendfile, no access log, long keep-alive.

@@ -1,39 +1,37 @@
-//! Shared parts of the integration tests: a real exporter process, a real PostgreSQL, real HTTP.
-#![allow(dead_code)]
+//! The one way to run the exporter binary: [`command`] (what every run starts from), [`once`] for
+//! `--once`, and [`Exporter`] for a server on a free loopback port with its stderr captured.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sql_signal_exporter::tempdb::{free_loopback_port, TempPostgres, TempPostgresOptions};
+use tempdb::free_loopback_port;
 
-pub fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+use super::{repo_root, wait, Exposition};
 
-/// A throwaway PostgreSQL with the Kanary schema (table `data`, function `kanary_run`) in `demo`.
-pub fn kanary_db(pg_stat_statements: bool) -> TempPostgres {
-    let pg = TempPostgres::start_with(TempPostgresOptions { pg_stat_statements, ..Default::default() })
-        .expect("start PostgreSQL");
-    let schema = std::fs::read_to_string(repo_root().join("examples/kanary/schema.sql")).unwrap();
-    pg.psql("demo", &schema).expect("load schema");
-    pg
-}
-
-/// `rules/kanary.yaml` with textual replacements, written to a temp file.
-pub fn kanary_rules(dir: &Path, replacements: &[(&str, &str)]) -> PathBuf {
-    let mut text = std::fs::read_to_string(repo_root().join("rules/kanary.yaml")).unwrap();
-    for (from, to) in replacements {
-        assert!(text.contains(from), "rules/kanary.yaml no longer contains {from:?}");
-        text = text.replace(from, to);
+/// The binary, run from the repository root, stdin closed, with no `SSE_*` variables inherited.
+pub fn command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sql-signal-exporter"));
+    cmd.current_dir(repo_root()).stdin(Stdio::null());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("SSE_") {
+            cmd.env_remove(name);
+        }
     }
-    let path = dir.join("kanary.yaml");
-    std::fs::write(&path, text).unwrap();
-    path
+    cmd
+}
+
+/// `--once --rules RULES` with `env`: exit code, stdout, stderr.
+pub fn once(rules: &Path, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let out = command().args(["--once", "--rules"]).arg(rules).envs(env.iter().copied()).output().expect("run --once");
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).expect("UTF-8 stdout"),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// The exporter binary running as a child process, its stderr captured.
@@ -45,20 +43,18 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    /// Starts the exporter on a free loopback port with `args` and `env` added.
+    /// Starts the exporter on a free loopback port with `args` and `env` added, and waits until its
+    /// HTTP server answers.
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Exporter {
         let port = free_loopback_port().unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sql-signal-exporter"));
+        let mut cmd = command();
         cmd.args(args)
             .arg("--web.listen-address")
             .arg(addr.to_string())
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
+            .stderr(Stdio::piped())
+            .envs(env.iter().copied());
         let mut child = cmd.spawn().expect("spawn exporter");
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
@@ -112,15 +108,9 @@ impl Exporter {
         self.log.lock().unwrap().clone()
     }
 
-    /// Polls `cond` every 100 ms until it holds, panicking with the log after `timeout`.
+    /// Polls `cond` until it holds, panicking with the log after `timeout`.
     pub fn wait_until(&self, timeout: Duration, what: &str, mut cond: impl FnMut(&Exporter) -> bool) {
-        let start = Instant::now();
-        while !cond(self) {
-            if start.elapsed() > timeout {
-                panic!("timed out after {timeout:?} waiting for {what}; exporter log:\n{}", self.logs());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait::until(timeout, what, || cond(self), || format!("exporter log:\n{}", self.logs()));
     }
 
     pub fn wait_ready(&self) {
@@ -151,49 +141,5 @@ impl Drop for Exporter {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// A parsed exposition: every series (`name{a="x",b="y"}` as printed) to its value, plus the raw text.
-#[derive(Debug, Clone)]
-pub struct Exposition {
-    pub text: String,
-    pub series: BTreeMap<String, f64>,
-}
-
-impl Exposition {
-    pub fn parse(text: &str) -> Exposition {
-        let mut series = BTreeMap::new();
-        for line in text.lines() {
-            if line.starts_with('#') || line.is_empty() {
-                continue;
-            }
-            let (key, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad line {line:?}"));
-            let v = match value {
-                "+Inf" => f64::INFINITY,
-                "-Inf" => f64::NEG_INFINITY,
-                "NaN" => f64::NAN,
-                v => v.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
-            };
-            assert!(series.insert(key.to_string(), v).is_none(), "duplicate series {key} in:\n{text}");
-        }
-        Exposition { text: text.to_string(), series }
-    }
-
-    pub fn value(&self, key: &str) -> Option<f64> {
-        self.series.get(key).copied()
-    }
-
-    /// The lines (comments included) of the families whose name starts with `prefix`.
-    pub fn family_text(&self, prefix: &str) -> String {
-        let mut out = String::new();
-        for line in self.text.lines() {
-            let name = line.trim_start_matches("# HELP ").trim_start_matches("# TYPE ");
-            if name.starts_with(prefix) {
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-        out
     }
 }

@@ -1,6 +1,7 @@
 //! `--check-rules` end to end, with the real binary: a corpus of broken rules files, each asserting
 //! its diagnostics exactly; every rules file the repository ships; the output formats; and `--db`
-//! against a throwaway PostgreSQL.
+//! against a throwaway PostgreSQL. The corpus stays in `tests/check_rules/` because its paths are part
+//! of the expected output.
 //!
 //! A corpus case is `tests/check_rules/NN-what.yaml`. Its leading comment lines carry:
 //! - `# expect: LINE:COL: SEVERITY: MESSAGE` (or `# expect: SEVERITY: MESSAGE` without a position, or
@@ -11,26 +12,11 @@
 //! - the expected exit code is 1 when an error is expected, else 0 (`# exit: N` overrides).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-const BIN: &str = env!("CARGO_BIN_EXE_sql-signal-exporter");
+use crate::harness::{command, repo_root as root, Db};
+
 const MODELINE_PREFIX: &str = "# yaml-language-server: $schema=";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The binary, run from the repository root, with no `SSE_*` variables inherited.
-fn command() -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(root());
-    for (name, _) in std::env::vars() {
-        if name.starts_with("SSE_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd
-}
 
 fn stdout_lines(out: &Output) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
@@ -267,12 +253,8 @@ fn the_exporter_logs_the_same_positions() {
 /// at all, and neither the DSN nor its password is ever printed.
 #[test]
 fn db_check_prepares_every_query_on_the_server() {
-    use sql_signal_exporter::tempdb::TempPostgres;
-
-    let pg = TempPostgres::start().expect("a throwaway PostgreSQL starts");
-    pg.create_database("checks").expect("database created");
-    pg.psql(
-        "checks",
+    let db = Db::shared();
+    db.psql(
         "CREATE TABLE backups (cluster text, finished timestamptz, failures int, took interval, spot point, ok boolean)",
     )
     .expect("table created");
@@ -310,18 +292,18 @@ fn db_check_prepares_every_query_on_the_server() {
         let start = text.find(&format!("name: {rule}\n")).expect("rule in text");
         text[..start].lines().count() + 10
     };
-    let dsn = pg.dsn("checks");
+    let dsn = db.dsn();
     let out = command()
         .arg("--check-rules")
         .arg(&file)
         .arg("--db")
         .env("SSE_CHECK_DSN", &dsn)
-        .env("SSE_DOWN_DSN", format!("postgresql://exporter:{}@127.0.0.1:1/none", pg.password()))
+        .env("SSE_DOWN_DSN", format!("postgresql://exporter:{}@127.0.0.1:1/none", db.password()))
         .output()
         .expect("runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!stdout.contains(pg.password()) && !stderr.contains(pg.password()), "a password leaked:\n{stdout}{stderr}");
+    assert!(!stdout.contains(db.password()) && !stderr.contains(db.password()), "a password leaked:\n{stdout}{stderr}");
     assert!(!stdout.contains(&dsn), "the DSN leaked:\n{stdout}");
     let prefix = format!("{}:", file.display());
     let got: Vec<String> = stdout.lines().map(|l| l.strip_prefix(&prefix).unwrap_or(l).to_string()).collect();
@@ -375,16 +357,13 @@ fn db_check_prepares_every_query_on_the_server() {
 /// data, the PostgreSQL rules against the server's own statistics views.
 #[test]
 fn shipped_rules_pass_the_db_check() {
-    use sql_signal_exporter::tempdb::TempPostgres;
-
-    let pg = TempPostgres::start().expect("a throwaway PostgreSQL starts");
-    pg.create_database("horreum").expect("database created");
-    let schema = std::fs::read_to_string(root().join("examples/kanary/schema.sql")).expect("readable");
-    pg.psql("horreum", &schema).expect("the example schema loads");
+    // The shared server's databases are copies of the example schema (`template_kanary`).
+    let horreum = Db::shared();
+    let other = Db::shared();
     let out = command()
         .args(["--check-rules", "rules/kanary.yaml", "rules/postgres.yaml", "--db", "--strict"])
-        .env("CONNECTION_STRING", pg.dsn("horreum"))
-        .env("DATABASE_URL", pg.dsn("demo"))
+        .env("CONNECTION_STRING", horreum.dsn())
+        .env("DATABASE_URL", other.dsn())
         .output()
         .expect("runs");
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -1,8 +1,8 @@
-//! Smoke tests of the throwaway PostgreSQL harness (`src/tempdb.rs`).
+//! Smoke tests of the throwaway PostgreSQL servers of this crate.
 
 use std::path::PathBuf;
 
-use sql_signal_exporter::tempdb::{free_loopback_port, TempPostgres, TempPostgresOptions};
+use tempdb::{free_loopback_port, TempPostgres, TempPostgresOptions};
 use tokio_postgres::{Client, NoTls};
 
 async fn connect(dsn: &str) -> Result<Client, tokio_postgres::Error> {

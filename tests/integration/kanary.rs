@@ -1,11 +1,12 @@
 //! rules/kanary.yaml against a real PostgreSQL: every branch of the Kanary judgement, the fail-safe under
 //! a failed query and a database that goes away, and the database's cost (one statement per interval).
-
-mod common;
+//! The expected expositions are golden files (`tests/integration/golden/kanary*.prom`).
 
 use std::time::{Duration, Instant};
 
-use common::{kanary_db, kanary_rules, Exporter, Exposition};
+use tempdb::TempPostgresOptions;
+
+use crate::harness::{golden, kanary_rules, once, repo_root, Db, Exporter, Exposition};
 
 const SINGLE: &str = "container-single-arch";
 const MULTI: &str = "container-multi-arch";
@@ -177,7 +178,8 @@ fn cases() -> Vec<Case> {
 }
 
 /// The exposition the Go exporter prints for these cases, built independently of the exporter's code:
-/// client_golang sorts label names, then series by label values.
+/// client_golang sorts label names, then series by label values. The golden files hold the exporter's
+/// actual output; [`golden_kanary_files_agree_with_the_go_exporter_rules`] keeps the two in step.
 fn expected_exposition(cases: &[Case]) -> String {
     let mut up: Vec<String> = Vec::new();
     let mut err: Vec<String> = Vec::new();
@@ -210,46 +212,53 @@ fn expected_exposition(cases: &[Case]) -> String {
     )
 }
 
-fn load_cases(pg: &sql_signal_exporter::tempdb::TempPostgres, cases: &[Case]) {
+fn load_cases(db: &Db, cases: &[Case]) {
     let sql: Vec<String> = cases.iter().flat_map(|c| c.runs.clone()).collect();
-    pg.psql("demo", &sql.join("\n")).expect("load cases");
+    db.psql(&sql.join("\n")).expect("load cases");
 }
 
-fn once(rules: &std::path::Path, dsn: &str) -> (Option<i32>, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sql-signal-exporter"))
-        .args(["--once", "--rules"])
-        .arg(rules)
-        .env("CONNECTION_STRING", dsn)
-        .output()
-        .unwrap();
-    (out.status.code(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+/// Every case in the state of a failed query.
+fn all_db_error() -> Vec<Case> {
+    cases().into_iter().map(|c| Case { want: Want::DbError, ..c }).collect()
+}
+
+/// The exporter's output for the cases.
+const GOLDEN: &str = "kanary.prom";
+/// The exporter's output when the query fails.
+const GOLDEN_DB_ERROR: &str = "kanary_db_error.prom";
+
+/// The checked-in outputs are what the Go exporter's rules say, so regenerating them cannot bless a
+/// regression.
+#[test]
+fn golden_kanary_files_agree_with_the_go_exporter_rules() {
+    assert_eq!(golden::read(GOLDEN), expected_exposition(&cases()));
+    assert_eq!(golden::read(GOLDEN_DB_ERROR), expected_exposition(&all_db_error()));
 }
 
 #[test]
 fn kanary_rules_reproduce_the_go_exporter_series_for_series() {
-    let pg = kanary_db(false);
+    let db = Db::shared();
     let cases = cases();
     assert_eq!(cases.len(), 24, "every target of the Go exporter has a case");
-    load_cases(&pg, &cases);
-    let (code, stdout, stderr) = once(&common::repo_root().join("rules/kanary.yaml"), &pg.dsn("demo"));
+    load_cases(&db, &cases);
+    let (code, stdout, stderr) = once(&repo_root().join("rules/kanary.yaml"), &[("CONNECTION_STRING", &db.dsn())]);
     assert_eq!(code, Some(0), "{stderr}");
     let got = Exposition::parse(&stdout);
     assert_eq!(got.series.len(), 72);
-    assert_eq!(stdout, expected_exposition(&cases));
+    golden::check(GOLDEN, &stdout);
 }
 
 #[test]
 fn a_failed_query_reports_db_error_for_every_target_and_fails_once() {
-    let pg = kanary_db(false);
-    load_cases(&pg, &cases());
+    let db = Db::shared();
+    load_cases(&db, &cases());
     let dir = tempfile::tempdir().unwrap();
     let rules = kanary_rules(dir.path(), &[("JOIN data d", "JOIN no_such_table d")]);
-    let (code, stdout, stderr) = once(&rules, &pg.dsn("demo"));
+    let (code, stdout, stderr) = once(&rules, &[("CONNECTION_STRING", &db.dsn())]);
     assert_eq!(code, Some(1), "--once exits non-zero when a rule failed");
     assert!(stderr.contains("no_such_table"), "{stderr}");
     let got = Exposition::parse(&stdout);
-    let failing: Vec<Case> = cases().into_iter().map(|c| Case { want: Want::DbError, ..c }).collect();
-    assert_eq!(got.text, expected_exposition(&failing));
+    golden::check(GOLDEN_DB_ERROR, &got.text);
 }
 
 /// A fast-cycling copy of rules/kanary.yaml for the tests that watch the running exporter.
@@ -267,43 +276,44 @@ const DOWN_TARGET: &str = "kanary_up{tested_cluster=\"stone-stage-p01\",type=\"c
 
 #[test]
 fn database_down_at_start_serves_fail_safe_then_recovers_without_restart() {
-    let mut pg = kanary_db(false);
-    load_cases(&pg, &cases());
-    pg.stop().unwrap();
+    let mut db = Db::private_default();
+    load_cases(&db, &cases());
+    db.server_mut().stop().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let rules = fast_rules(dir.path());
-    let dsn = pg.dsn("demo");
+    let dsn = db.dsn();
     let ex = Exporter::spawn(&["--rules", rules.to_str().unwrap()], &[("CONNECTION_STRING", &dsn)]);
     ex.wait_ready();
     let m = ex.metrics();
     assert!(all_fail_safe(&m), "{}", m.family_text("kanary_"));
     assert_eq!(m.value("sql_signal_exporter_rule_up{rule=\"kanary\"}"), Some(0.0));
 
-    pg.restart().unwrap();
+    db.server_mut().restart().unwrap();
     ex.wait_until(Duration::from_secs(15), "the real signal after the database came back", |e| {
         e.metrics().value(DOWN_TARGET) == Some(0.0)
     });
     let m = ex.metrics();
-    assert_eq!(m.family_text("kanary_"), expected_exposition(&cases()));
+    assert_eq!(m.family_text("kanary_"), golden::read(GOLDEN));
 
     // Stop it again: within an interval or two every target is fail-safe, and /metrics still answers.
-    pg.stop().unwrap();
+    db.server_mut().stop().unwrap();
     ex.wait_until(Duration::from_secs(10), "fail-safe after the database stopped", |e| all_fail_safe(&e.metrics()));
-    pg.restart().unwrap();
+    db.server_mut().restart().unwrap();
     ex.wait_until(Duration::from_secs(15), "recovery after the second outage", |e| {
         e.metrics().value(DOWN_TARGET) == Some(0.0)
     });
-    assert!(!ex.logs().contains(pg.password()), "the password leaked into a log line");
+    assert!(!ex.logs().contains(db.password()), "the password leaked into a log line");
 }
 
 #[test]
 fn one_statement_per_rule_per_interval_however_many_scrape() {
-    let pg = kanary_db(true);
-    load_cases(&pg, &cases());
-    pg.psql("demo", "SELECT pg_stat_statements_reset();").unwrap();
+    // pg_stat_statements is server-wide: a private server.
+    let db = Db::private(TempPostgresOptions { pg_stat_statements: true, ..Default::default() });
+    load_cases(&db, &cases());
+    db.psql("SELECT pg_stat_statements_reset();").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let rules = fast_rules(dir.path());
-    let dsn = pg.dsn("demo");
+    let dsn = db.dsn();
     let started = Instant::now();
     let ex = Exporter::spawn(&["--rules", rules.to_str().unwrap()], &[("CONNECTION_STRING", &dsn)]);
     ex.wait_ready();
@@ -326,9 +336,8 @@ fn one_statement_per_rule_per_interval_however_many_scrape() {
     let scrapes = scrapes.into_inner();
     let key = "sql_signal_exporter_rule_evaluations_total{result=\"success\",rule=\"kanary\"}";
     let before = ex.metrics().value(key).unwrap();
-    let calls: f64 = pg
+    let calls: f64 = db
         .psql(
-            "demo",
             "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid \
              WHERE r.rolname = 'exporter' AND s.query LIKE '%unnest($1::text[], $2::text[])%'",
         )
@@ -342,9 +351,8 @@ fn one_statement_per_rule_per_interval_however_many_scrape() {
     assert!(before <= calls && calls <= after, "statements {calls} vs evaluations {before}..{after}");
     assert!(calls <= elapsed + 2.0, "{calls} statements in {elapsed:.1}s at a 1s interval");
     // Nothing else runs per interval: other statements of the exporter's role are per-connection one-offs at most.
-    let others: f64 = pg
+    let others: f64 = db
         .psql(
-            "demo",
             "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid \
              WHERE r.rolname = 'exporter' AND s.query NOT LIKE '%unnest($1::text[], $2::text[])%'",
         )

@@ -1,0 +1,17 @@
+//! The integration tests, one crate and one harness: the exporter binary and library against real
+//! PostgreSQL servers over real sockets. See [`harness`] for how servers are shared and how golden
+//! files are rewritten.
+//!
+//! - [`kanary`]: `rules/kanary.yaml` reproduces the Go exporter (golden files), fail-safe and cost;
+//! - [`metric_rules`]: metric rules on a real server, and `rules/postgres.yaml`;
+//! - [`faults`]: faults, reload, secrets, shutdown and logs of the running binary;
+//! - [`check_rules`]: `--check-rules` with the corpus in `tests/check_rules/`;
+//! - [`architecture`]: the invariants of `src/`'s layout, read from the source text.
+
+mod harness;
+
+mod architecture;
+mod check_rules;
+mod faults;
+mod kanary;
+mod metric_rules;
