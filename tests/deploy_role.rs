@@ -73,7 +73,7 @@ fn role_cannot_write_even_when_a_session_undoes_read_only() {
             "DELETE FROM data",
             "TRUNCATE data",
             "CREATE TABLE public.intruder (x int)",
-            "SELECT stop FROM data",          // a column no shipped rule reads
+            "SELECT stop FROM data", // a column no shipped rule reads
             "SELECT kanary_run('c', 'rpm', interval '1 hour', '0')", // writes through a function
         ];
         let terminate = format!("SELECT pg_terminate_backend({peer_pid})");
@@ -84,11 +84,8 @@ fn role_cannot_write_even_when_a_session_undoes_read_only() {
         }
         // What the rules need works: the columns kanary.yaml reads, other roles' sessions in full.
         client.batch_execute("SELECT horreum_testid, start, label_values FROM data LIMIT 1").await.unwrap();
-        let seen: String = client
-            .query_one("SELECT query FROM pg_stat_activity WHERE pid = $1", &[&peer_pid])
-            .await
-            .unwrap()
-            .get(0);
+        let seen: String =
+            client.query_one("SELECT query FROM pg_stat_activity WHERE pid = $1", &[&peer_pid]).await.unwrap().get(0);
         assert_eq!(seen, "SELECT pg_backend_pid()", "pg_monitor should show other roles' queries");
     });
 }
