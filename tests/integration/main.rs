@@ -6,12 +6,16 @@
 //! - [`metric_rules`]: metric rules on a real server, and `rules/postgres.yaml`;
 //! - [`faults`]: faults, reload, secrets, shutdown and logs of the running binary;
 //! - [`check_rules`]: `--check-rules` with the corpus in `tests/check_rules/`;
+//! - [`deploy_role`]: `examples/postgres/role.sql` is enough for the shipped rules, and no more;
+//! - [`prometheus`]: a real Prometheus scrapes us and evaluates the shipped alerts and dashboard;
 //! - [`architecture`]: the invariants of `src/`'s layout, read from the source text.
 
 mod harness;
 
 mod architecture;
 mod check_rules;
+mod deploy_role;
 mod faults;
 mod kanary;
 mod metric_rules;
+mod prometheus;
