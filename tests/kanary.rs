@@ -243,7 +243,7 @@ fn a_failed_query_reports_db_error_for_every_target_and_fails_once() {
     let pg = kanary_db(false);
     load_cases(&pg, &cases());
     let dir = tempfile::tempdir().unwrap();
-    let rules = kanary_rules(dir.path(), &[("JOIN data d", "JOIN no_such_table d")]);
+    let rules = kanary_rules(dir.path(), &[("FROM data d", "FROM no_such_table d")]);
     let (code, stdout, stderr) = once(&rules, &pg.dsn("demo"));
     assert_eq!(code, Some(1), "--once exits non-zero when a rule failed");
     assert!(stderr.contains("no_such_table"), "{stderr}");
