@@ -253,7 +253,7 @@ fn a_failed_query_reports_db_error_for_every_target_and_fails_once() {
     let db = Db::shared();
     load_cases(&db, &cases());
     let dir = tempfile::tempdir().unwrap();
-    let rules = kanary_rules(dir.path(), &[("JOIN data d", "JOIN no_such_table d")]);
+    let rules = kanary_rules(dir.path(), &[("FROM data d", "FROM no_such_table d")]);
     let (code, stdout, stderr) = once(&rules, &[("CONNECTION_STRING", &db.dsn())]);
     assert_eq!(code, Some(1), "--once exits non-zero when a rule failed");
     assert!(stderr.contains("no_such_table"), "{stderr}");
@@ -361,4 +361,28 @@ fn one_statement_per_rule_per_interval_however_many_scrape() {
         .parse()
         .unwrap();
     assert!(others <= 4.0, "{others} other statements");
+}
+
+/// The benchmark's set-based peer SQL (examples/bench/peers/kanary_signal.sql) gives the peers the same
+/// 72 series as rules/kanary.yaml, on every branch of the judgement.
+#[test]
+fn the_peers_set_based_kanary_sql_gives_the_same_series() {
+    let db = Db::shared();
+    load_cases(&db, &cases());
+    let (code, stdout, stderr) = once(&repo_root().join("rules/kanary.yaml"), &[("CONNECTION_STRING", &db.dsn())]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let ours = Exposition::parse(&stdout).series;
+    let sql = std::fs::read_to_string(repo_root().join("examples/bench/peers/kanary_signal.sql")).unwrap();
+    let rows = db.psql(&format!("\\pset fieldsep ' '\n{sql}")).expect("peer SQL");
+    let mut peer = std::collections::BTreeMap::new();
+    for row in rows.lines().filter(|l| !l.is_empty()) {
+        let f: Vec<&str> = row.split(' ').collect();
+        assert_eq!(f.len(), 5, "{row:?}");
+        // Labels in our exposition's order (sorted); an empty reason is no label.
+        let reason = if f[3].is_empty() { String::new() } else { format!("reason=\"{}\",", f[3]) };
+        let key = format!("{}{{{reason}tested_cluster=\"{}\",type=\"{}\"}}", f[0], f[1], f[2]);
+        peer.insert(key, f[4].parse::<f64>().unwrap());
+    }
+    assert_eq!(peer.len(), 72);
+    assert_eq!(peer, ours);
 }
