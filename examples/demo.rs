@@ -48,6 +48,7 @@ fn run() -> anyhow::Result<()> {
         listen,
         telemetry_path: "/metrics".into(),
         enable_lifecycle: true,
+        web: None,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     eprintln!("PostgreSQL on 127.0.0.1:{} holds the demo data", pg.port());

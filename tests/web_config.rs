@@ -43,7 +43,12 @@ impl Ca {
         let params = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Leaf { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().clone(), key_der: key.serialize_der() }
+        Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().clone(),
+            key_der: key.serialize_der(),
+        }
     }
 }
 
@@ -291,7 +296,10 @@ fn rotated_certificates_and_reloaded_users() {
     let first = ca.leaf(&["localhost"]);
     install(dir.path(), &first);
     let web = |password: &str| {
-        format!("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  alice: {}\n", hash(password))
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  alice: {}\n",
+            hash(password)
+        )
     };
     let config = write(dir.path(), "web.yml", &web("one"));
     let mut ex = start(&config);
@@ -324,7 +332,11 @@ fn rotated_certificates_and_reloaded_users() {
     assert_eq!(client.get(ex.addr, "/metrics", Some("alice:one")).unwrap().status, 401);
 
     // An invalid file on reload: the one in force stays, and the reason is given.
-    write(dir.path(), "web.yml", "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS10\n");
+    write(
+        dir.path(),
+        "web.yml",
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS10\n",
+    );
     ex.sighup();
     let t0 = Instant::now();
     while !ex.logs().contains("web config not reloaded") {
@@ -382,7 +394,10 @@ fn invalid_files_refuse_to_start() {
     let tls = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
     let cases = [
         (format!("{tls}  min_version: TLS10\n"), "min_version: TLS10 cannot be honoured"),
-        (format!("{tls}  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA]\n"), "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA cannot be honoured"),
+        (
+            format!("{tls}  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA]\n"),
+            "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA cannot be honoured",
+        ),
         (format!("{tls}  curve_preferences: [CurveP521]\n"), "CurveP521 cannot be honoured"),
         (format!("{tls}  client_auth_type: RequireAnyClientCert\n"), "RequireAnyClientCert cannot be honoured"),
         (format!("{tls}  client_allowed_sans: [a.example]\n"), "client_allowed_sans cannot be honoured"),

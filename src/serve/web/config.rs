@@ -168,7 +168,8 @@ pub fn parse(text: &str, dir: &Path) -> Result<(WebConfig, Vec<String>), String>
         if !allowed.is_empty() && !allowed.contains(&value.as_str()) {
             return Err(format!("http_server_config.headers: {name} must be one of {allowed:?}, not '{value}'"));
         }
-        let v = HeaderValue::from_str(&value).map_err(|_| format!("http_server_config.headers: {name}: invalid value"))?;
+        let v =
+            HeaderValue::from_str(&value).map_err(|_| format!("http_server_config.headers: {name}: invalid value"))?;
         let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("http_server_config.headers: '{name}'"))?;
         headers.push((n, v));
     }

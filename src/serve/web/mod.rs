@@ -96,7 +96,12 @@ impl Web {
         let (active, tls) = active(cfg);
         let tls = tls.map(tls::Tls::new).transpose().map_err(|e| format!("{}: {e}", path.display()))?;
         tracing::info!(file = %path.display(), tls = tls.is_some(), basic_auth = !active.users.is_empty(), "web config loaded");
-        Ok(Web { path: path.to_path_buf(), active: ArcSwap::from_pointee(active), tls, checker: auth::Checker::default() })
+        Ok(Web {
+            path: path.to_path_buf(),
+            active: ArcSwap::from_pointee(active),
+            tls,
+            checker: auth::Checker::default(),
+        })
     }
 
     /// Re-reads the file; on any error the config in force stays and the error says why.
@@ -104,7 +109,9 @@ impl Web {
         let result = self.try_reload();
         match &result {
             Ok(()) => tracing::info!(file = %self.path.display(), "web config reloaded"),
-            Err(e) => tracing::error!(file = %self.path.display(), "web config not reloaded; the previous one stays in force: {e}"),
+            Err(e) => {
+                tracing::error!(file = %self.path.display(), "web config not reloaded; the previous one stays in force: {e}")
+            }
         }
         result.map_err(|e| format!("web config not reloaded; the previous one stays in force: {e}"))
     }

@@ -63,7 +63,10 @@ impl Tls {
     pub fn new(settings: TlsSettings) -> Result<Tls, String> {
         let stamps = stamps(&settings);
         let config = Arc::new(build(&settings)?);
-        Ok(Tls { current: ArcSwap::from_pointee(Built { settings: Arc::new(settings), stamps, config }), rebuilding: Mutex::new(()) })
+        Ok(Tls {
+            current: ArcSwap::from_pointee(Built { settings: Arc::new(settings), stamps, config }),
+            rebuilding: Mutex::new(()),
+        })
     }
 
     /// The config for a new connection: rebuilt first when a file changed since the last build.
@@ -137,7 +140,8 @@ fn provider(s: &TlsSettings) -> CryptoProvider {
     }
     if let Some(wanted) = &s.kx_groups {
         let all = rustls::crypto::ring::ALL_KX_GROUPS;
-        p.kx_groups = wanted.iter().filter_map(|w| all.iter().find(|g| format!("{:?}", g.name()) == *w).copied()).collect();
+        p.kx_groups =
+            wanted.iter().filter_map(|w| all.iter().find(|g| format!("{:?}", g.name()) == *w).copied()).collect();
     }
     p
 }
@@ -161,7 +165,8 @@ fn build(s: &TlsSettings) -> Result<ServerConfig, String> {
                 roots.add(cert).map_err(|e| format!("{}: {e}", ca.describe("client_ca_file")))?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-            let verifier = if s.client_auth == ClientAuth::VerifyIfGiven { verifier.allow_unauthenticated() } else { verifier };
+            let verifier =
+                if s.client_auth == ClientAuth::VerifyIfGiven { verifier.allow_unauthenticated() } else { verifier };
             builder.with_client_cert_verifier(verifier.build().map_err(|e| format!("client_ca_file: {e}"))?)
         }
         _ => builder.with_no_client_auth(),
@@ -171,9 +176,9 @@ fn build(s: &TlsSettings) -> Result<ServerConfig, String> {
     // The key's text never goes into a message.
     let key = PrivateKeyDer::from_pem_slice(&key_bytes)
         .map_err(|_| format!("{}: no PEM private key in it", s.key.describe("key_file")))?;
-    let mut config = builder
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("{} and {} do not make a usable pair: {e}", s.cert.describe("cert_file"), s.key.describe("key_file")))?;
+    let mut config = builder.with_single_cert(certs, key).map_err(|e| {
+        format!("{} and {} do not make a usable pair: {e}", s.cert.describe("cert_file"), s.key.describe("key_file"))
+    })?;
     config.ignore_client_order = s.prefer_server_order;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
