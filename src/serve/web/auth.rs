@@ -32,7 +32,11 @@ impl Users {
     pub fn new(users: BTreeMap<String, String>) -> Users {
         let cost = users.values().filter_map(|h| h.parse::<bcrypt::HashParts>().ok()).map(|p| p.get_cost()).max();
         let cost = cost.unwrap_or(bcrypt::DEFAULT_COST).clamp(4, 31);
-        let dummy = bcrypt::hash("not the password of any user", cost).unwrap_or_default();
+        let dummy = if users.is_empty() {
+            String::new()
+        } else {
+            bcrypt::hash("not the password of any user", cost).unwrap_or_default()
+        };
         Users { users, dummy }
     }
 
