@@ -49,6 +49,7 @@ fn run() -> anyhow::Result<()> {
         telemetry_path: "/metrics".into(),
         enable_lifecycle: true,
         auto_reload_interval: None,
+        web: None,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     eprintln!("PostgreSQL on 127.0.0.1:{} holds the demo data", pg.port());

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, ValueEnum};
 
 use sql_signal_exporter::check;
+use sql_signal_exporter::serve::web::Web;
 use sql_signal_exporter::serve::{app, http};
 
 /// A Prometheus exporter whose metrics and fail-safe health signals are SQL rules in YAML.
@@ -32,6 +33,9 @@ struct Cli {
     /// ConfigMap update needs; 0s or absent: only SIGHUP and POST /-/reload reload.
     #[arg(long = "rules.auto-reload-interval", value_name = "DURATION", value_parser = parse_interval)]
     auto_reload_interval: Option<std::time::Duration>,
+    /// TLS and basic auth for every endpoint, in exporter-toolkit's web config format (see README).
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    web_config_file: Option<PathBuf>,
 
     /// Evaluate every rule once, print the exposition to stdout and exit (non-zero if any rule failed).
     #[arg(long)]
@@ -169,12 +173,21 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before the rules: a file that cannot be honoured must stop the start, not weaken it.
+    let web = match cli.web_config_file.as_deref().map(Web::load).transpose() {
+        Ok(web) => web.map(std::sync::Arc::new),
+        Err(e) => {
+            eprintln!("error: --web.config.file: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let opts = app::Options {
         rules: cli.rules,
         listen,
         telemetry_path: cli.telemetry_path,
         enable_lifecycle: cli.enable_lifecycle,
         auto_reload_interval: cli.auto_reload_interval.filter(|d| !d.is_zero()),
+        web,
     };
     match runtime.block_on(app::run(opts, app::termination_signal())) {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,6 +11,7 @@ use crate::serve::http::{self, AppState, ReloadFn};
 use crate::serve::scheduler::Scheduler;
 use crate::serve::self_metrics::{unix_now, SelfMetrics};
 use crate::serve::snapshot::SnapshotStore;
+use crate::serve::web::Web;
 
 /// How the exporter runs.
 #[derive(Debug, Clone)]
@@ -21,6 +22,8 @@ pub struct Options {
     pub enable_lifecycle: bool,
     /// Poll the rules files this often and reload when their content changes.
     pub auto_reload_interval: Option<Duration>,
+    /// `--web.config.file`, already loaded (an invalid file stops the start before this).
+    pub web: Option<Arc<Web>>,
 }
 
 /// Loads the rules files, logging every warning; on failure returns every diagnostic, a line each.
@@ -83,6 +86,22 @@ impl Exporter {
     }
 }
 
+/// Reloads the rules and the web config; each keeps its previous version when its new one is invalid.
+async fn reload_all(ex: &Exporter, web: Option<&Arc<Web>>) -> Result<(), String> {
+    let rules = ex.reload().await;
+    let web = match web {
+        Some(web) => web.reload_async().await,
+        None => Ok(()),
+    };
+    if web.is_err() {
+        ex.metrics.reload_successful.set(0);
+    }
+    match (rules, web) {
+        (Ok(()), Ok(())) => Ok(()),
+        (rules, web) => Err([rules.err(), web.err()].into_iter().flatten().collect::<Vec<_>>().join("\n")),
+    }
+}
+
 /// Runs the exporter until `shutdown` completes. Returns once the server has stopped.
 pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let rules = load_rules(&opts.rules).map_err(|d| anyhow::anyhow!("invalid rules:\n{d}"))?;
@@ -90,9 +109,11 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'sta
 
     let reload: Option<ReloadFn> = opts.enable_lifecycle.then(|| {
         let ex = exporter.clone();
+        let web = opts.web.clone();
         let f: ReloadFn = Arc::new(move || {
             let ex = ex.clone();
-            Box::pin(async move { ex.reload().await })
+            let web = web.clone();
+            Box::pin(async move { reload_all(&ex, web.as_ref()).await })
         });
         f
     });
@@ -107,6 +128,7 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'sta
     #[cfg(unix)]
     {
         let ex = exporter.clone();
+        let web = opts.web.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
             let Ok(mut hup) = signal(SignalKind::hangup()) else {
@@ -115,7 +137,7 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'sta
             };
             while hup.recv().await.is_some() {
                 tracing::info!("SIGHUP received, reloading rules");
-                let _ = ex.reload().await;
+                let _ = reload_all(&ex, web.as_ref()).await;
             }
         });
     }
@@ -126,7 +148,7 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'sta
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server_stop = stop_rx.clone();
-    let (bound, server) = http::serve(opts.listen, state, async move {
+    let (bound, server) = http::serve_with(opts.listen, state, opts.web.clone(), async move {
         let _ = server_stop.wait_for(|s| *s).await;
     })
     .await

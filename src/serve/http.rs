@@ -274,6 +274,16 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, impl Future<Output = ()>)> {
+    serve_with(addr, state, None, shutdown).await
+}
+
+/// [`serve`], under a `--web.config.file` (TLS, basic auth, headers) when `web` is given.
+pub async fn serve_with(
+    addr: SocketAddr,
+    state: AppState,
+    web: Option<Arc<crate::serve::web::Web>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(SocketAddr, impl Future<Output = ()>)> {
     let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
     #[cfg(unix)]
     socket.set_reuseaddr(true)?;
@@ -283,7 +293,11 @@ pub async fn serve(
     socket.bind(addr)?;
     let listener = socket.listen(1024)?;
     let bound = listener.local_addr()?;
-    let server = warp::serve(routes(state)).incoming(listener).graceful(shutdown).run();
+    use futures_util::future::Either;
+    let server = match web {
+        None => Either::Left(warp::serve(routes(state)).incoming(listener).graceful(shutdown).run()),
+        Some(web) => Either::Right(crate::serve::web::listener::serve(listener, routes(state), web, shutdown)),
+    };
     Ok((bound, server))
 }
 

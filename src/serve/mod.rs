@@ -8,6 +8,7 @@
 //! - [`http`]: the routes. They read the snapshot only and never wait on a source.
 //! - [`self_metrics`]: the exporter's own metrics, `sql_signal_exporter_*`.
 //! - [`app`]: start, reload, `--once`, shutdown; [`auto_reload`]: reload when the files change.
+//! - [`web`]: `--web.config.file` (TLS, basic auth) around the routes.
 //!
 //! May depend on every other module: this is the top of the data path.
 
@@ -18,3 +19,4 @@ pub mod http;
 pub mod scheduler;
 pub mod self_metrics;
 pub mod snapshot;
+pub mod web;

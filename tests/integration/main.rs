@@ -8,6 +8,7 @@
 //! - [`check_rules`]: `--check-rules` with the corpus in `tests/check_rules/`;
 //! - [`deploy_role`]: `examples/postgres/role.sql` is enough for the shipped rules, and no more;
 //! - [`prometheus`]: a real Prometheus scrapes us and evaluates the shipped alerts and dashboard;
+//! - [`web_config`]: `--web.config.file`: TLS, client certificates, basic auth, rotation;
 //! - [`architecture`]: the invariants of `src/`'s layout, read from the source text.
 
 mod harness;
@@ -19,3 +20,4 @@ mod faults;
 mod kanary;
 mod metric_rules;
 mod prometheus;
+mod web_config;

@@ -46,6 +46,14 @@ impl Exporter {
     /// Starts the exporter on a free loopback port with `args` and `env` added, and waits until its
     /// HTTP server answers.
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Exporter {
+        let ex = Exporter::start(args, env);
+        ex.wait_until(Duration::from_secs(20), "the HTTP server to answer", |e| e.try_get("/-/healthy").is_some());
+        ex
+    }
+
+    /// Starts the exporter like [`Exporter::spawn`] without waiting for it (a test that speaks TLS, or
+    /// expects it to exit, waits its own way).
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Exporter {
         let port = free_loopback_port().unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let mut cmd = command();
@@ -71,9 +79,20 @@ impl Exporter {
             .timeout_global(Some(Duration::from_secs(10)))
             .build()
             .into();
-        let ex = Exporter { child, addr, log, agent };
-        ex.wait_until(Duration::from_secs(20), "the HTTP server to answer", |e| e.try_get("/-/healthy").is_some());
-        ex
+        Exporter { child, addr, log, agent }
+    }
+
+    /// Waits until the port accepts TCP connections (the process must not exit meanwhile).
+    pub fn wait_listening(&mut self) {
+        let addr = self.addr;
+        let start = Instant::now();
+        while std::net::TcpStream::connect(addr).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("exporter exited with {status}; log:\n{}", self.logs());
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "exporter not listening; log:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
