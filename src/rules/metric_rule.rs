@@ -111,6 +111,8 @@ impl Ctx<'_> {
         self.claim_metric_name(path, ptr("name"), &f.name, rule);
         let kind = f.kind.unwrap_or_default();
         let name = &f.name;
+        // A name an existing exporter used, kept so dashboards keep working: no naming warnings.
+        let legacy = f.legacy_name == Some(true);
 
         // Names: what promtool (and every Prometheus user) expects of each type.
         match kind {
@@ -122,14 +124,14 @@ impl Ctx<'_> {
             MetricKind::Info if !name.ends_with("_info") => {
                 self.error(path, ptr("name"), format!("info metric '{name}' must end in _info"))
             }
-            MetricKind::Gauge if name.ends_with("_total") => self.diags.push(Diagnostic::warning(
+            MetricKind::Gauge if name.ends_with("_total") && !legacy => self.diags.push(Diagnostic::warning(
                 path,
                 ptr("name"),
                 format!("gauge '{name}' ends in _total, which Prometheus reserves for counters; promtool will flag it"),
             )),
             _ => {}
         }
-        if let Some(suffix) = ["_count", "_sum", "_bucket"].into_iter().find(|s| name.ends_with(s)) {
+        if let Some(suffix) = ["_count", "_sum", "_bucket"].into_iter().find(|s| name.ends_with(s) && !legacy) {
             self.diags.push(Diagnostic::warning(
                 path,
                 ptr("name"),

@@ -36,6 +36,7 @@ mod sql_text;
 pub mod template;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
+pub use endpoint::{DEFAULT_MAX_BODY_BYTES, MAIN_QUERY};
 pub use metric_rule::DEFAULT_DATABASE_LABEL;
 pub use model::*;
 

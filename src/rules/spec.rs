@@ -116,6 +116,7 @@ pub(super) struct FamilySpec {
     pub(super) on_empty: Option<OnEmpty>,
     pub(super) on_error: Option<OnError>,
     pub(super) require_total_suffix: Option<bool>,
+    pub(super) legacy_name: Option<bool>,
 }
 
 /// An entry of `endpoints:`, as written.
@@ -160,6 +161,7 @@ pub(super) struct OnEndpointSpec {
 
 #[derive(Deserialize)]
 pub(super) struct RequestSpec {
+    #[serde(default)]
     pub(super) path: String,
     pub(super) method: Option<String>,
     #[serde(default)]
