@@ -69,14 +69,21 @@ fn golden(name: &str, text: &str) {
         std::fs::write(&path, text).unwrap();
         return;
     }
-    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}; run with UPDATE_GOLDEN=1", path.display()));
+    let want =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}; run with UPDATE_GOLDEN=1", path.display()));
     assert_eq!(text, want, "exposition differs from {}; if intended, rerun with UPDATE_GOLDEN=1", path.display());
 }
 
 /// The scrape latency varies: its value is replaced for comparisons.
 fn steady(text: &str) -> String {
     text.lines()
-        .map(|l| if l.starts_with("dtr_scrape_latency ") { "dtr_scrape_latency <seconds>".to_string() } else { l.to_string() })
+        .map(|l| {
+            if l.starts_with("dtr_scrape_latency ") {
+                "dtr_scrape_latency <seconds>".to_string()
+            } else {
+                l.to_string()
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n")
         + "\n"
@@ -96,7 +103,10 @@ fn dtr() -> Dtr {
     std::fs::write(&ca, ca_pem).unwrap();
     let server = Fixture::start(Some(config));
     let basic = Some(format!("admin:{PASSWORD}"));
-    server.set("/api/v0/meta/cluster_status", Route { basic: basic.clone(), ..Route::json(documents::cluster_status().to_string()) });
+    server.set(
+        "/api/v0/meta/cluster_status",
+        Route { basic: basic.clone(), ..Route::json(documents::cluster_status().to_string()) },
+    );
     server.set("/api/v0/jobs", Route { basic, ..Route::json(documents::jobs().to_string()) });
     Dtr { server, _dir: dir, ca }
 }
@@ -108,20 +118,43 @@ impl Dtr {
 
     fn rules(&self, replacements: &[(&str, &str)], password: &str) -> RuleSet {
         let (url, ca) = (self.url(), self.ca.display().to_string());
-        let env = [("CONNECTION_STRING", url.as_str()), ("DTR_USERNAME", "admin"), ("DTR_PASSWORD", password), ("DTR_CA", ca.as_str())];
+        let env = [
+            ("CONNECTION_STRING", url.as_str()),
+            ("DTR_USERNAME", "admin"),
+            ("DTR_PASSWORD", password),
+            ("DTR_CA", ca.as_str()),
+        ];
         load("rules/dtr.yaml", replacements, &env)
     }
 }
 
 /// Every family of the seed's exposition, by name.
 const DTR_FAMILIES: [&str; 25] = [
-    "dtr_cluster_client_connections", "dtr_cluster_clients_active", "dtr_cluster_docs_per_second",
-    "dtr_cluster_queries_per_second", "dtr_job_total", "dtr_scrape_latency", "dtr_server_client_connections",
-    "dtr_server_clients_active", "dtr_server_count", "dtr_server_docs_per_second", "dtr_server_docs_total",
-    "dtr_server_health_count", "dtr_server_queries_per_second", "dtr_server_queries_total", "dtr_table_count",
-    "dtr_table_docs_per_second", "dtr_table_server_state_count", "dtr_tablereplica_cache_bytes",
-    "dtr_tablereplica_data_bytes", "dtr_tablereplica_docs_per_second", "dtr_tablereplica_garbage_bytes",
-    "dtr_tablereplica_io", "dtr_tablereplica_metadata_bytes", "dtr_tablereplica_preallocated_bytes", "dtr_up",
+    "dtr_cluster_client_connections",
+    "dtr_cluster_clients_active",
+    "dtr_cluster_docs_per_second",
+    "dtr_cluster_queries_per_second",
+    "dtr_job_total",
+    "dtr_scrape_latency",
+    "dtr_server_client_connections",
+    "dtr_server_clients_active",
+    "dtr_server_count",
+    "dtr_server_docs_per_second",
+    "dtr_server_docs_total",
+    "dtr_server_health_count",
+    "dtr_server_queries_per_second",
+    "dtr_server_queries_total",
+    "dtr_table_count",
+    "dtr_table_docs_per_second",
+    "dtr_table_server_state_count",
+    "dtr_tablereplica_cache_bytes",
+    "dtr_tablereplica_data_bytes",
+    "dtr_tablereplica_docs_per_second",
+    "dtr_tablereplica_garbage_bytes",
+    "dtr_tablereplica_io",
+    "dtr_tablereplica_metadata_bytes",
+    "dtr_tablereplica_preallocated_bytes",
+    "dtr_up",
 ];
 
 #[tokio::test]
@@ -131,7 +164,8 @@ async fn dtr_reproduces_the_seed_families_over_tls_with_basic_auth() {
     assert_eq!(status, Status::Success, "{text}");
     golden("dtr.prom", &steady(&text));
     let exp = Exposition::parse(&text);
-    let families: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.strip_suffix(" gauge")).collect();
+    let families: Vec<&str> =
+        text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.strip_suffix(" gauge")).collect();
     let mut want = DTR_FAMILIES.to_vec();
     want.sort_unstable();
     let mut got = families.clone();
@@ -142,20 +176,25 @@ async fn dtr_reproduces_the_seed_families_over_tls_with_basic_auth() {
     assert_eq!(exp.value("dtr_server_queries_per_second{replica=\"724936901731\"}"), Some(4.0));
     assert_eq!(exp.value("dtr_table_server_state_count{db=\"dtr2\",state=\"notready\",table=\"tags\"}"), Some(1.0));
     assert_eq!(exp.value("dtr_job_total{action=\"poll_mirror\",status=\"done\"}"), Some(3.0));
-    assert_eq!(exp.value("dtr_tablereplica_garbage_bytes{db=\"enzi\",replica=\"724936901731\",table=\"accounts\"}"), Some(0.0));
+    assert_eq!(
+        exp.value("dtr_tablereplica_garbage_bytes{db=\"enzi\",replica=\"724936901731\",table=\"accounts\"}"),
+        Some(0.0)
+    );
     // Both requests carried the credentials and the seed's query string.
     let seen = d.server.seen.lock().unwrap().clone();
     let auth = format!("Basic {}", fixture::base64(&format!("admin:{PASSWORD}")));
     assert!(seen.iter().all(|(_, a)| a.as_deref() == Some(auth.as_str())), "{seen:?}");
-    assert!(seen.iter().any(|(t, _)| t == "/api/v0/jobs?action=any&running=any&start=0&worker=any&limit=100"
-        || (t.starts_with("/api/v0/jobs?") && t.contains("limit=100") && t.contains("action=any"))), "{seen:?}");
+    assert!(
+        seen.iter().any(|(t, _)| t == "/api/v0/jobs?action=any&running=any&start=0&worker=any&limit=100"
+            || (t.starts_with("/api/v0/jobs?") && t.contains("limit=100") && t.contains("action=any"))),
+        "{seen:?}"
+    );
 }
 
 /// What a failed DTR evaluation serves: dtr_up 0 and nothing else.
 fn only_down(text: &str) {
     assert_eq!(
-        text,
-        "# HELP dtr_up Whether the DTR scrape was successful\n# TYPE dtr_up gauge\ndtr_up 0\n",
+        text, "# HELP dtr_up Whether the DTR scrape was successful\n# TYPE dtr_up gauge\ndtr_up 0\n",
         "a failed rule serves dtr_up 0 and no other family"
     );
 }
@@ -187,8 +226,14 @@ async fn dtr_with_an_unknown_ca_fails_the_handshake() {
 async fn dtr_bad_responses_fail_the_rule_as_a_whole() {
     let cases: [(Route, &str); 4] = [
         (Route { status: 500, ..Route::json(r#"{"error":"boom"}"#) }, "request 'jobs': HTTP 500"),
-        (Route { content_type: "text/html", ..Route::json("<!DOCTYPE html><html>login</html>") }, "request 'jobs': the response is not strict JSON (it looks like HTML)"),
-        (Route::json("{jobs: [{action: 'tag_prune', status: 'done'},],}"), "request 'jobs': the response is not strict JSON"),
+        (
+            Route { content_type: "text/html", ..Route::json("<!DOCTYPE html><html>login</html>") },
+            "request 'jobs': the response is not strict JSON (it looks like HTML)",
+        ),
+        (
+            Route::json("{jobs: [{action: 'tag_prune', status: 'done'},],}"),
+            "request 'jobs': the response is not strict JSON",
+        ),
         (Route::json(r#"{"jobs": [1, 2"#), "request 'jobs': the response is not strict JSON"),
     ];
     for (route, want) in cases {
@@ -204,16 +249,24 @@ async fn dtr_bad_responses_fail_the_rule_as_a_whole() {
 #[tokio::test]
 async fn dtr_body_over_the_limit_fails() {
     let d = dtr();
-    let set = d.rules(&[("    timeout: 10s\n\nmetrics:", "    timeout: 10s\n    max_body_bytes: 2000\n\nmetrics:")], PASSWORD);
+    let set = d
+        .rules(&[("    timeout: 10s\n\nmetrics:", "    timeout: 10s\n    max_body_bytes: 2000\n\nmetrics:")], PASSWORD);
     let (text, status) = evaluate(&set).await;
     only_down(&text);
-    assert!(error_of(&status).contains("request 'cluster_status': the response is larger than max_body_bytes (2000)"), "{status:?}");
+    assert!(
+        error_of(&status).contains("request 'cluster_status': the response is larger than max_body_bytes (2000)"),
+        "{status:?}"
+    );
 }
 
 #[tokio::test]
 async fn dtr_timeout_is_a_timeout() {
     let d = dtr();
-    let slow = Route { basic: Some(format!("admin:{PASSWORD}")), delay: Duration::from_secs(3), ..Route::json(documents::jobs().to_string()) };
+    let slow = Route {
+        basic: Some(format!("admin:{PASSWORD}")),
+        delay: Duration::from_secs(3),
+        ..Route::json(documents::jobs().to_string())
+    };
     d.server.set("/api/v0/jobs", slow);
     let set = d.rules(&[("    interval: 30s\n    timeout: 10s", "    interval: 30s\n    timeout: 1s")], PASSWORD);
     let started = std::time::Instant::now();
@@ -227,13 +280,16 @@ async fn dtr_timeout_is_a_timeout() {
 async fn dtr_renamed_field_fails_loudly() {
     let d = dtr();
     let renamed = documents::cluster_status().to_string().replace("\"stats\"", "\"statistics\"");
-    d.server.set("/api/v0/meta/cluster_status", Route { basic: Some(format!("admin:{PASSWORD}")), ..Route::json(renamed) });
+    d.server
+        .set("/api/v0/meta/cluster_status", Route { basic: Some(format!("admin:{PASSWORD}")), ..Route::json(renamed) });
     let (text, status) = evaluate(&d.rules(&[], PASSWORD)).await;
     only_down(&text);
     let msg = error_of(&status);
     assert!(msg.contains("query 'cluster' returned no rows") && msg.contains("on_empty: fail"), "{msg}");
 }
 
+#[path = "endpoints/ci_runs.rs"]
+mod ci_runs;
 #[path = "endpoints/matillion.rs"]
 mod matillion;
 #[path = "endpoints/typing.rs"]

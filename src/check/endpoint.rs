@@ -24,9 +24,9 @@ pub(super) fn check_endpoint_queries(
             RuleKind::Metric(_) => &[],
         };
         for (name, text) in &e.queries {
-            let pointer =
-                if name == MAIN_QUERY { format!("{base}/query") } else { format!("{base}/queries/{name}") };
-            if static_diags.iter().any(|d| d.file == rule.file && d.pointer == pointer && d.severity == Severity::Error) {
+            let pointer = if name == MAIN_QUERY { format!("{base}/query") } else { format!("{base}/queries/{name}") };
+            if static_diags.iter().any(|d| d.file == rule.file && d.pointer == pointer && d.severity == Severity::Error)
+            {
                 continue;
             }
             let Ok(sql) = template::render_text(rule, text) else { continue };
@@ -56,7 +56,7 @@ fn missing_columns(rule: &Rule, name: &str, queries: usize, base: &str, columns:
                 continue;
             }
         }
-        if !columns.iter().any(|c| *c == used.column) {
+        if !columns.contains(&used.column) {
             let msg = format!(
                 "the query{} returns no column '{}' ({}); it returns: {}",
                 if queries > 1 { format!(" '{name}'") } else { String::new() },

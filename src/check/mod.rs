@@ -123,8 +123,7 @@ pub fn check(files: &[PathBuf], opts: &Options) -> Report {
     let Checked { rules, rule_pointers, diagnostics: found, spans } = check_sources(&sources, &load);
     diagnostics.extend(found);
     let mut sqlite_diags = Vec::new();
-    let prepared_sqlite =
-        endpoint::check_endpoint_queries(&rules, &rule_pointers, &diagnostics, &mut sqlite_diags);
+    let prepared_sqlite = endpoint::check_endpoint_queries(&rules, &rule_pointers, &diagnostics, &mut sqlite_diags);
     span::fill_positions(&mut sqlite_diags, &spans);
     diagnostics.extend(sqlite_diags);
     let mut prepared = 0;

@@ -32,7 +32,7 @@ impl Ctx<'_> {
             return;
         }
         let url = self.expand_env(path, ptr("url"), &spec.url);
-        if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             self.error(path, ptr("url"), "url must start with http:// or https://");
         }
         let headers = spec
@@ -148,7 +148,7 @@ impl Ctx<'_> {
     }
 
     /// The source a rule names (`database` or `endpoint`) and, for an endpoint, what it fetches and
-    /// runs. `queries` is a metric rule's named queries; `query` the single one.
+    /// runs. `queries` is the single `query` and a metric rule's named `queries`, as written.
     pub(super) fn rule_source(
         &mut self,
         path: &Path,
@@ -156,22 +156,31 @@ impl Ctx<'_> {
         rule: &str,
         has_database: bool,
         spec: OnEndpointSpec,
-        query: Option<String>,
-        queries: Option<BTreeMap<String, String>>,
+        queries: (Option<String>, Option<BTreeMap<String, String>>),
     ) -> Option<(String, Arc<EndpointRule>)> {
+        let (query, queries) = queries;
         let ptr = |k: &str| format!("{base}/{k}");
         let OnEndpointSpec { endpoint, requests, up, latency } = spec;
         let Some(endpoint) = endpoint else {
             if !has_database {
                 self.error(path, base.to_string(), "a rule needs `database` (PostgreSQL) or `endpoint` (HTTP JSON)");
             }
-            for (key, given) in [("requests", requests.is_some()), ("up", up.is_some()), ("latency", latency.is_some())] {
+            for (key, given) in [("requests", requests.is_some()), ("up", up.is_some()), ("latency", latency.is_some())]
+            {
                 if given {
-                    self.error(path, ptr(key), format!("`{key}` is for rules on an endpoint; this rule names a database"));
+                    self.error(
+                        path,
+                        ptr(key),
+                        format!("`{key}` is for rules on an endpoint; this rule names a database"),
+                    );
                 }
             }
             if queries.is_some() {
-                self.error(path, ptr("queries"), "`queries` is for rules on an endpoint; a PostgreSQL rule has one `query`");
+                self.error(
+                    path,
+                    ptr("queries"),
+                    "`queries` is for rules on an endpoint; a PostgreSQL rule has one `query`",
+                );
             }
             return None;
         };

@@ -31,15 +31,8 @@ impl Ctx<'_> {
 
         let (interval, timeout) = self.interval_and_timeout(path, &base, s.interval.as_deref(), s.timeout.as_deref());
 
-        let on_endpoint = self.rule_source(
-            path,
-            &base,
-            &s.name,
-            s.database.is_some(),
-            s.on_endpoint,
-            s.query.clone(),
-            s.queries,
-        );
+        let on_endpoint =
+            self.rule_source(path, &base, &s.name, s.database.is_some(), s.on_endpoint, (s.query.clone(), s.queries));
         let (databases, several, endpoint) = match (on_endpoint, s.database) {
             (Some((e, r)), _) => (vec![e], false, Some(r)),
             (None, Some(OneOrMany::One(d))) => (vec![d], false, None),
@@ -68,10 +61,11 @@ impl Ctx<'_> {
         }
 
         let mut families = Vec::with_capacity(s.families.len());
-        for (i, f) in s.families.into_iter().enumerate() {
+        for (i, mut f) in s.families.into_iter().enumerate() {
+            // The rule's on_empty is its families' default.
+            f.on_empty = f.on_empty.or(s.on_empty);
             let fptr = format!("{base}/families/{i}");
-            let mut family =
-                self.metric_family(path, &fptr, &s.name, &s.key_labels, database_label.as_deref(), s.on_empty, f);
+            let mut family = self.metric_family(path, &fptr, &s.name, &s.key_labels, database_label.as_deref(), f);
             family.query = self.family_query(path, &fptr, &query_names, family.query.take());
             families.push(family);
         }
@@ -104,7 +98,6 @@ impl Ctx<'_> {
         rule: &str,
         rule_key_labels: &[String],
         database_label: Option<&str>,
-        rule_on_empty: Option<OnEmpty>,
         f: FamilySpec,
     ) -> MetricFamily {
         let ptr = |k: &str| format!("{fptr}/{k}");
@@ -184,7 +177,7 @@ impl Ctx<'_> {
         }
 
         let on_null = f.on_null.unwrap_or_default();
-        let on_empty = f.on_empty.or(rule_on_empty).unwrap_or_default();
+        let on_empty = f.on_empty.unwrap_or_default();
         let on_error = f.on_error.unwrap_or_default();
         if kind == MetricKind::Info {
             for (key, set) in [
@@ -233,16 +226,27 @@ impl Ctx<'_> {
         match (query, names.len()) {
             (None, 0 | 1) => names.first().cloned(),
             (None, _) => {
-                let msg = format!("the rule has several queries; name the one this family reads with `query:` (one of: {})", names.join(", "));
+                let msg = format!(
+                    "the rule has several queries; name the one this family reads with `query:` (one of: {})",
+                    names.join(", ")
+                );
                 self.error(path, fptr.to_string(), msg);
                 None
             }
             (Some(_), 0) => {
-                self.error(path, format!("{fptr}/query"), "`query` in a family names one of an endpoint rule's `queries`; this rule has one query");
+                self.error(
+                    path,
+                    format!("{fptr}/query"),
+                    "`query` in a family names one of an endpoint rule's `queries`; this rule has one query",
+                );
                 None
             }
             (Some(q), _) if !names.contains(&q) => {
-                self.error(path, format!("{fptr}/query"), format!("the rule has no query '{q}' (it has: {})", names.join(", ")));
+                self.error(
+                    path,
+                    format!("{fptr}/query"),
+                    format!("the rule has no query '{q}' (it has: {})", names.join(", ")),
+                );
                 None
             }
             (Some(q), _) => Some(q),

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use super::endpoint_model::*;
 use super::conninfo::ConnInfo;
+pub use super::endpoint_model::*;
 use crate::secret::Secret;
 
 /// Every rule and database of all loaded rules files.

@@ -135,7 +135,7 @@ impl Ctx<'_> {
         }
 
         let on_endpoint =
-            self.rule_source(path, &base, &s.name, s.database.is_some(), s.on_endpoint, Some(s.query.clone()), None);
+            self.rule_source(path, &base, &s.name, s.database.is_some(), s.on_endpoint, (Some(s.query.clone()), None));
         let (database, endpoint) = match on_endpoint {
             Some((e, r)) => (e, Some(r)),
             None => (s.database.unwrap_or_default(), None),

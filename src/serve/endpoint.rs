@@ -52,7 +52,12 @@ impl RowSink for ByQuery {
 }
 
 /// One run of a metric rule on its endpoint: every request, then every query, then the families.
-pub async fn evaluate_metric(rule: &Rule, m: &MetricRule, source: Result<&dyn Source, &str>, started: Instant) -> Outcome {
+pub async fn evaluate_metric(
+    rule: &Rule,
+    m: &MetricRule,
+    source: Result<&dyn Source, &str>,
+    started: Instant,
+) -> Outcome {
     let mut sink = ByQuery { results: Vec::new(), max_rows: rule.max_rows, rows: 0 };
     let fetched: Result<(), (Option<FetchError>, String)> = async {
         let source = source.map_err(|m| (None, m.to_string()))?;

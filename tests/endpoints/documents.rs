@@ -4,7 +4,8 @@
 use serde_json::{json, Value};
 
 pub const REPLICAS: [&str; 3] = ["378171528545", "595fe3ff470e", "724936901731"];
-pub const TABLES: [(&str, &str); 4] = [("dtr2", "blob_links"), ("dtr2", "repositories"), ("dtr2", "tags"), ("enzi", "accounts")];
+pub const TABLES: [(&str, &str); 4] =
+    [("dtr2", "blob_links"), ("dtr2", "repositories"), ("dtr2", "tags"), ("enzi", "accounts")];
 
 fn server(i: usize) -> String {
     format!("dtr_rethinkdb_{}", REPLICAS[i])

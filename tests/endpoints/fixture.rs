@@ -34,12 +34,13 @@ impl Route {
 }
 
 type Routes = Arc<Mutex<HashMap<String, Route>>>;
+/// Each request seen: its target (path and query) and its Authorization header.
+type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
 
 pub struct Fixture {
     pub addr: SocketAddr,
     routes: Routes,
-    /// Each request seen: its target (path and query) and its Authorization header.
-    pub seen: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    pub seen: Seen,
     stop: Arc<AtomicBool>,
     tls: bool,
 }
@@ -53,7 +54,7 @@ impl Fixture {
         let listener = TcpListener::bind(addr).expect("bind the fixture server");
         let addr = listener.local_addr().unwrap();
         let routes: Routes = Arc::default();
-        let seen: Arc<Mutex<Vec<(String, Option<String>)>>> = Arc::default();
+        let seen: Seen = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let (r, s, st, is_tls) = (routes.clone(), seen.clone(), stop.clone(), tls.is_some());
         std::thread::spawn(move || {
@@ -102,16 +103,20 @@ fn serve(mut conn: impl Read + Write, routes: &Routes, seen: &Mutex<Vec<(String,
     }
     let head = String::from_utf8_lossy(&buf).to_string();
     let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-    let auth = head
-        .lines()
-        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("authorization")).map(|(_, v)| v.trim().to_string()));
+    let auth = head.lines().find_map(|l| {
+        l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("authorization")).map(|(_, v)| v.trim().to_string())
+    });
     seen.lock().unwrap().push((target.clone(), auth.clone()));
     let path = target.split('?').next().unwrap_or("/");
     let route = routes.lock().unwrap().get(path).cloned();
     let route = match route {
         None => Route { status: 404, content_type: "text/plain", ..Route::json("not found") },
         Some(r) if r.basic.as_ref().is_some_and(|b| auth.as_deref() != Some(&format!("Basic {}", base64(b)))) => {
-            Route { status: 401, content_type: "application/json", ..Route::json(r#"{"errors":[{"code":"NOT_AUTHENTICATED"}]}"#) }
+            Route {
+                status: 401,
+                content_type: "application/json",
+                ..Route::json(r#"{"errors":[{"code":"NOT_AUTHENTICATED"}]}"#)
+            }
         }
         Some(r) => r,
     };
@@ -167,10 +172,7 @@ pub fn tls_server() -> (String, Arc<rustls::ServerConfig>) {
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
+        .with_single_cert(vec![cert.der().clone()], rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()))
         .unwrap();
     (ca_cert.pem(), Arc::new(config))
 }

@@ -31,7 +31,10 @@ async fn matillion_reproduces_the_sidecar() {
     assert_eq!(status, Status::Success, "{text}");
     golden("matillion.prom", &text);
     let exp = Exposition::parse(&text);
-    assert_eq!(exp.value("app_version_info{build_timestamp=\"1234567890\",commit_hash=\"abc123\",version=\"1.2.3\"}"), Some(1.0));
+    assert_eq!(
+        exp.value("app_version_info{build_timestamp=\"1234567890\",commit_hash=\"abc123\",version=\"1.2.3\"}"),
+        Some(1.0)
+    );
     assert_eq!(exp.value("app_agent_status"), Some(1.0));
     assert_eq!(exp.value("app_open_sessions_count"), Some(2.0));
 }
@@ -48,7 +51,11 @@ async fn matillion_missing_fields_read_as_the_sidecars_defaults() {
     let (text, status) = evaluate(&rules(&format!("{}/actuator/info", f.url()))).await;
     assert_eq!(status, Status::Success, "{text}");
     let exp = Exposition::parse(&text);
-    assert_eq!(exp.value("app_version_info{build_timestamp=\"0\",commit_hash=\"unknown\",version=\"unknown\"}"), Some(1.0), "{text}");
+    assert_eq!(
+        exp.value("app_version_info{build_timestamp=\"0\",commit_hash=\"unknown\",version=\"unknown\"}"),
+        Some(1.0),
+        "{text}"
+    );
     for name in ["app_agent_status", "app_active_task_count", "app_active_request_count", "app_open_sessions_count"] {
         assert_eq!(exp.value(name), Some(0.0), "{name}: {text}");
     }

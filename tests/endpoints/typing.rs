@@ -70,7 +70,11 @@ async fn sqlite_typing_cases() {
     assert_eq!(status, Status::Success, "{text}");
     let exp = Exposition::parse(&text);
     // Integers beyond i64 arrive as REAL through ->>; -> keeps their digits as text.
-    assert_eq!(exp.value(r#"typing_id_info{id_text="12345678901234567890",missing_type="absent",nullable_type="null"}"#), Some(1.0), "{text}");
+    assert_eq!(
+        exp.value(r#"typing_id_info{id_text="12345678901234567890",missing_type="absent",nullable_type="null"}"#),
+        Some(1.0),
+        "{text}"
+    );
     assert_eq!(exp.value("typing_big_is_real"), Some(1.0));
     // JSON null and a missing field look alike; only json_type tells them apart (above).
     assert_eq!(exp.value("typing_null_and_missing_alike"), Some(1.0));

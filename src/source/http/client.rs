@@ -27,13 +27,15 @@ pub fn build(e: &Endpoint) -> Result<reqwest::Client, String> {
     let mut headers = HeaderMap::new();
     for (k, v) in &e.headers {
         let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| format!("header name '{k}' is not valid"))?;
-        let mut value = HeaderValue::from_str(v.expose()).map_err(|_| format!("the value of header '{k}' is not valid"))?;
+        let mut value =
+            HeaderValue::from_str(v.expose()).map_err(|_| format!("the value of header '{k}' is not valid"))?;
         value.set_sensitive(!HARMLESS_HEADERS.contains(&k.to_ascii_lowercase().as_str()));
         headers.insert(name, value);
     }
     let has_credentials =
         e.auth.is_some() || e.headers.iter().any(|(k, _)| !HARMLESS_HEADERS.contains(&k.to_ascii_lowercase().as_str()));
-    let origin = reqwest::Url::parse(&e.url).ok().map(|u| (u.host_str().map(str::to_string), u.port_or_known_default()));
+    let origin =
+        reqwest::Url::parse(&e.url).ok().map(|u| (u.host_str().map(str::to_string), u.port_or_known_default()));
     let redirects = reqwest::redirect::Policy::custom(move |attempt| {
         if attempt.previous().len() > MAX_REDIRECTS {
             return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
@@ -54,7 +56,9 @@ pub fn build(e: &Endpoint) -> Result<reqwest::Client, String> {
     builder = match &e.proxy {
         Proxy::None => builder.no_proxy(),
         Proxy::FromEnv => builder,
-        Proxy::Url(url) => builder.proxy(reqwest::Proxy::all(url.expose()).map_err(|_| "the proxy URL is not valid".to_string())?),
+        Proxy::Url(url) => {
+            builder.proxy(reqwest::Proxy::all(url.expose()).map_err(|_| "the proxy URL is not valid".to_string())?)
+        }
     };
     builder.build().map_err(|e| format!("cannot build the HTTP client: {}", e.without_url()))
 }
@@ -97,7 +101,8 @@ fn tls_config(e: &Endpoint) -> Result<rustls::ClientConfig, String> {
                 .map_err(|err| format!("cannot read cert_file {}: {err}", cert.display()))?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|err| format!("cert_file {}: {err}", cert.display()))?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|_| format!("key_file {} holds no private key", key.display()))?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|_| format!("key_file {} holds no private key", key.display()))?;
             builder.with_client_auth_cert(chain, key).map_err(|err| format!("client certificate: {err}"))?
         }
     };

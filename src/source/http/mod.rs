@@ -49,14 +49,21 @@ pub fn work(rule: &Rule) -> Result<Work, String> {
             name: r.name.clone(),
             method: r.method.clone(),
             path: render(&r.path).map_err(at)?,
-            query: r.query.iter().map(|(k, v)| Ok((k.clone(), render(v)?))).collect::<Result<_, String>>().map_err(at)?,
+            query: r
+                .query
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), render(v)?)))
+                .collect::<Result<_, String>>()
+                .map_err(at)?,
             body: r.body.as_deref().map(render).transpose().map_err(at)?,
         });
     }
     let queries = e
         .queries
         .iter()
-        .map(|(n, q)| Ok((n.clone(), render(q).map_err(|m| format!("query '{n}': the template does not render: {m}"))?)))
+        .map(|(n, q)| {
+            Ok((n.clone(), render(q).map_err(|m| format!("query '{n}': the template does not render: {m}"))?))
+        })
         .collect::<Result<_, String>>()?;
     Ok(Work { requests, queries })
 }
@@ -123,11 +130,13 @@ impl HttpSource {
         let mut resp = req.send().await.map_err(failed)?;
         let status = resp.status();
         if !status.is_success() {
-            let why = if status.is_redirection() { " (a redirect not followed: another host, with credentials)" } else { "" };
+            let why =
+                if status.is_redirection() { " (a redirect not followed: another host, with credentials)" } else { "" };
             return Err(FetchError::Query(format!("request '{name}': HTTP {status}{why}")));
         }
         let limit = self.endpoint.max_body_bytes;
-        let too_big = || FetchError::Query(format!("request '{name}': the response is larger than max_body_bytes ({limit})"));
+        let too_big =
+            || FetchError::Query(format!("request '{name}': the response is larger than max_body_bytes ({limit})"));
         if resp.content_length().is_some_and(|n| n > limit as u64) {
             return Err(too_big());
         }
@@ -143,7 +152,8 @@ impl HttpSource {
 
     async fn fetch_into(&self, fetch: Fetch<'_>, sink: &mut dyn RowSink) -> Result<(), FetchError> {
         let deadline = Instant::now() + fetch.timeout;
-        let work = fetch.http.ok_or_else(|| FetchError::Query("an endpoint rule was fetched without its requests".into()))?;
+        let work =
+            fetch.http.ok_or_else(|| FetchError::Query("an endpoint rule was fetched without its requests".into()))?;
         let gets = futures_util::future::try_join_all(work.requests.iter().map(|c| self.get(c)));
         let responses = match timeout_at(deadline, gets).await {
             Err(_) => return Err(FetchError::Timeout(fetch.timeout)),

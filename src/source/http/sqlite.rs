@@ -60,7 +60,8 @@ pub fn open(labels: &[String], targets: &[Vec<String>]) -> Result<Db, String> {
         conn.execute_batch(&format!("CREATE TEMP TABLE targets ({});", cols.join(", ")))
             .map_err(|e| format!("SQLite: {e}"))?;
         let marks = vec!["?"; labels.len()].join(", ");
-        let mut insert = conn.prepare(&format!("INSERT INTO targets VALUES ({marks})")).map_err(|e| format!("SQLite: {e}"))?;
+        let mut insert =
+            conn.prepare(&format!("INSERT INTO targets VALUES ({marks})")).map_err(|e| format!("SQLite: {e}"))?;
         for t in targets {
             insert.execute(rusqlite::params_from_iter(t.iter())).map_err(|e| format!("SQLite: {e}"))?;
         }
@@ -83,18 +84,32 @@ fn authorize(ctx: AuthContext<'_>) -> Authorization {
 fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
     // split_part(text, delimiter, n): the n-th field (1-based; negative counts from the end), '' past
     // the end, as in PostgreSQL.
-    conn.create_scalar_function("split_part", 3, FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC, |ctx| {
-        let text: Option<String> = ctx.get(0)?;
-        let delim: String = ctx.get(1)?;
-        let n: i64 = ctx.get(2)?;
-        let Some(text) = text else { return Ok(None) };
-        let fields: Vec<&str> = if delim.is_empty() { vec![text.as_str()] } else { text.split(delim.as_str()).collect() };
-        let i = if n > 0 { Some(n as usize - 1) } else if n < 0 { fields.len().checked_sub(n.unsigned_abs() as usize) } else { None };
-        match i {
-            None if n == 0 => Err(rusqlite::Error::UserFunctionError("split_part: field position must not be zero".into())),
-            i => Ok(Some(i.and_then(|i| fields.get(i)).map(|s| s.to_string()).unwrap_or_default())),
-        }
-    })
+    conn.create_scalar_function(
+        "split_part",
+        3,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let text: Option<String> = ctx.get(0)?;
+            let delim: String = ctx.get(1)?;
+            let n: i64 = ctx.get(2)?;
+            let Some(text) = text else { return Ok(None) };
+            let fields: Vec<&str> =
+                if delim.is_empty() { vec![text.as_str()] } else { text.split(delim.as_str()).collect() };
+            let i = if n > 0 {
+                Some(n as usize - 1)
+            } else if n < 0 {
+                fields.len().checked_sub(n.unsigned_abs() as usize)
+            } else {
+                None
+            };
+            match i {
+                None if n == 0 => {
+                    Err(rusqlite::Error::UserFunctionError("split_part: field position must not be zero".into()))
+                }
+                i => Ok(Some(i.and_then(|i| fields.get(i)).map(|s| s.to_string()).unwrap_or_default())),
+            }
+        },
+    )
 }
 
 impl Db {
@@ -105,7 +120,8 @@ impl Db {
 
     /// Checks that `body` is strict JSON and keeps its JSONB under `name`.
     pub fn bind_response(&mut self, r: Response) -> Result<(), String> {
-        let text = String::from_utf8(r.body).map_err(|_| format!("request '{}': the response is not UTF-8 text", r.name))?;
+        let text =
+            String::from_utf8(r.body).map_err(|_| format!("request '{}': the response is not UTF-8 text", r.name))?;
         let valid: bool = self
             .conn
             .query_row("SELECT json_valid(?1, 1)", [&text], |row| row.get(0))
