@@ -224,3 +224,83 @@ impl Ctx<'_> {
         Some((endpoint, Arc::new(EndpointRule { requests, queries, up, latency })))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use crate::rules::model::*;
+    use crate::rules::{load_sources, Diagnostics, LoadOptions, Loaded};
+
+    const HEAD: &str = "version: 1\ndatabases:\n  pg: {dsn: 'host=a'}\nendpoints:\n  api: {url: '${API:-http://127.0.0.1:9}', headers: {X-Token: '${TOKEN}'}}\nmetrics:\n";
+
+    fn load(metrics: &str) -> Result<Loaded, Diagnostics> {
+        let env = |k: &str| match k {
+            "TOKEN" => Some("t0ken".to_string()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        let opts = LoadOptions { env: Arc::new(env), unset_env_is_error: true };
+        load_sources(&[(PathBuf::from("t.yaml"), format!("{HEAD}{metrics}"))], &opts)
+    }
+
+    fn errors(metrics: &str) -> String {
+        match load(metrics) {
+            Ok(_) => panic!("loaded without errors:\n{metrics}"),
+            Err(d) => d.0.iter().map(|d| format!("at {}: {}\n", d.pointer, d.message)).collect(),
+        }
+    }
+
+    const FAMILY: &str = "families: [{name: x, help: h, value: v}]";
+
+    #[test]
+    fn an_endpoint_rule_loads_with_defaults_from_the_environment() {
+        let l = load(&format!("  - {{name: r, endpoint: api, requests: {{a: {{path: '/x/${{EMPTY:-dflt}}'}}}}, query: 'select 1 as v', {FAMILY}}}\n")).unwrap();
+        let ep = &l.rules.endpoints["api"];
+        assert_eq!(ep.url, "http://127.0.0.1:9");
+        assert_eq!(ep.headers[0].1.expose(), "t0ken");
+        let rule = &l.rules.rules[0];
+        let e = rule.endpoint.as_ref().unwrap();
+        assert_eq!(rule.database, "api");
+        assert_eq!(e.requests[0].path, "/x/dflt", "an empty variable takes the default, as in the shell");
+        assert_eq!(e.queries, vec![("query".to_string(), "select 1 as v".to_string())]);
+    }
+
+    #[test]
+    fn a_rule_names_one_source() {
+        let e = errors(&format!(
+            "  - {{name: r, database: pg, endpoint: api, requests: {{a: {{}}}}, query: 'select 1', {FAMILY}}}\n"
+        ));
+        assert!(e.contains("at /metrics/0/endpoint: a rule names a database or an endpoint, never both"), "{e}");
+        let e = errors(&format!("  - {{name: r, query: 'select 1', {FAMILY}}}\n"));
+        assert!(e.contains("a rule needs `database` (PostgreSQL) or `endpoint` (HTTP JSON)"), "{e}");
+        let e =
+            errors(&format!("  - {{name: r, endpoint: nope, requests: {{a: {{}}}}, query: 'select 1', {FAMILY}}}\n"));
+        assert!(
+            e.contains("uses endpoint 'nope', which no rules file declares under `endpoints` (declared: api)"),
+            "{e}"
+        );
+        let e = errors(&format!("  - {{name: r, database: pg, queries: {{a: 'select 1'}}, {FAMILY}}}\n"));
+        assert!(e.contains("`queries` is for rules on an endpoint"), "{e}");
+    }
+
+    #[test]
+    fn families_name_their_query() {
+        let two = "endpoint: api, requests: {a: {}}, queries: {one: 'select 1 as v', two: 'select 2 as v'}";
+        let e = errors(&format!("  - {{name: r, {two}, {FAMILY}}}\n"));
+        assert!(
+            e.contains("at /metrics/0/families/0: the rule has several queries; name the one this family reads"),
+            "{e}"
+        );
+        let e = errors(&format!("  - {{name: r, {two}, families: [{{query: three, name: x, help: h, value: v}}]}}\n"));
+        assert!(e.contains("the rule has no query 'three' (it has: one, two)"), "{e}");
+        let l = load(&format!(
+            "  - {{name: r, {two}, on_empty: fail, families: [{{query: two, name: x, help: h, value: v}}]}}\n"
+        ))
+        .unwrap();
+        let RuleKind::Metric(m) = &l.rules.rules[0].kind else { panic!() };
+        assert_eq!(m.families[0].query.as_deref(), Some("two"));
+        assert_eq!(m.families[0].on_empty, OnEmpty::Fail, "the rule's on_empty is the default");
+    }
+}

@@ -217,3 +217,87 @@ fn describe(e: &rusqlite::Error, sql: &str) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db(doc: &str) -> Db {
+        let mut db = open(&["job".to_string()], &[vec!["a".to_string()], vec!["b".to_string()]]).unwrap();
+        db.bind_response(Response { name: "doc".into(), body: doc.as_bytes().to_vec() }).unwrap();
+        db
+    }
+
+    fn rows(db: &Db, sql: &str) -> Result<Vec<Vec<Cell>>, String> {
+        let mut out = Vec::new();
+        db.run(&[("q".into(), sql.into())], |e| {
+            if let Emit::Row(r) = e {
+                out.push(r);
+            }
+            true
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn the_database_cannot_reach_outside_itself() {
+        let d = db("{}");
+        let dir = std::env::temp_dir().join(format!("sqlite-escape-{}", std::process::id()));
+        let file = dir.display().to_string();
+        for sql in [
+            format!("ATTACH DATABASE '{file}' AS x"),
+            format!("VACUUM INTO '{file}'"),
+            "SELECT load_extension('/tmp/x.so')".to_string(),
+            "PRAGMA temp_store = FILE".to_string(),
+            "CREATE TABLE t (a)".to_string(),
+            "INSERT INTO targets VALUES ('c')".to_string(),
+        ] {
+            assert!(rows(&d, &sql).is_err(), "{sql} must fail");
+        }
+        assert!(!dir.exists(), "nothing was written");
+    }
+
+    #[test]
+    fn responses_targets_and_functions() {
+        let d = db(r#"{"server": "dtr_rethinkdb_378171528545", "n": [1, 2, 3]}"#);
+        let got = rows(&d, "SELECT split_part(:doc ->> 'server', '_', 3), split_part('a_b', '_', 5), split_part('a_b_c', '_', -1), json_array_length(:doc, '$.n')").unwrap();
+        assert_eq!(
+            got,
+            vec![vec![Cell::Text("378171528545".into()), Cell::Text("".into()), Cell::Text("c".into()), Cell::Int(3)]]
+        );
+        assert_eq!(rows(&d, "SELECT count(*) FROM targets").unwrap(), vec![vec![Cell::Int(2)]]);
+        let e = rows(&d, "SELECT :other").unwrap_err();
+        assert!(e.contains("the parameter :other, which is no request of this rule (its responses are :doc)"), "{e}");
+        let e = rows(&d, "SELECT\n  nope(1)").unwrap_err();
+        assert!(e.contains("no such function: nope"), "{e}");
+    }
+
+    #[test]
+    fn only_strict_json_is_bound() {
+        let mut d = open(&[], &[]).unwrap();
+        for (body, want) in [
+            ("{a: 1}", "not strict JSON"),
+            ("<html></html>", "it looks like HTML"),
+            ("[1, 2,]", "not strict JSON"),
+            ("", "not strict JSON"),
+        ] {
+            let e = d.bind_response(Response { name: "r".into(), body: body.into() }).unwrap_err();
+            assert!(e.contains(want) && e.starts_with("request 'r'"), "{body}: {e}");
+        }
+        d.bind_response(Response { name: "r".into(), body: b"[1, 2]".to_vec() }).unwrap();
+    }
+
+    #[test]
+    fn interrupt_stops_a_runaway_query() {
+        let d = db("{}");
+        let handle = d.interrupt_handle();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            handle.interrupt();
+        });
+        let endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+        let e = rows(&d, endless).unwrap_err();
+        assert!(e.contains("interrupted"), "{e}");
+        t.join().unwrap();
+    }
+}
