@@ -86,3 +86,39 @@ async fn matillion_json_that_is_not_an_object_fails() {
     assert_eq!(text, DOWN);
     assert!(error_of(&status).contains("returned no rows"), "{status:?}");
 }
+
+/// The exporter process, on its scheduler: the agent is down at start, comes up later, and the
+/// rule's own metrics count it like any rule. The log never shows the token.
+#[test]
+fn the_running_exporter_follows_the_agent() {
+    let port = sql_signal_exporter::tempdb::free_loopback_port().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo_root().join("rules/matillion.yaml")).unwrap();
+    let text =
+        text.replace("    interval: 15s\n", "    interval: 1s\n").replace("    timeout: 10s\n", "    timeout: 900ms\n");
+    let text = text
+        .replace("      Accept: application/json\n", "      Accept: application/json\n      X-Api-Key: \"${KEY}\"\n");
+    let rules = dir.path().join("matillion.yaml");
+    std::fs::write(&rules, text).unwrap();
+    let url = format!("http://127.0.0.1:{port}/actuator/info");
+    let ex = common::Exporter::spawn(
+        &["--rules", rules.to_str().unwrap()],
+        &[("METRICS_ENDPOINT", &url), ("KEY", "k3y-secret")],
+    );
+    ex.wait_ready();
+    ex.wait_until(Duration::from_secs(10), "the three zeros", |e| e.metrics().value("app_agent_status") == Some(0.0));
+    let m = ex.metrics();
+    assert_eq!(m.value("app_active_task_count"), Some(0.0));
+    assert_eq!(m.value("app_open_sessions_count"), None, "{}", m.text);
+    let f = Fixture::start_on(format!("127.0.0.1:{port}").parse().unwrap(), None);
+    f.set("/actuator/info", Route::json(documents::actuator_info().to_string()));
+    ex.wait_until(Duration::from_secs(10), "the agent's values", |e| {
+        e.metrics().value("app_active_task_count") == Some(5.0)
+    });
+    let m = ex.metrics();
+    assert_eq!(m.value("app_open_sessions_count"), Some(2.0));
+    assert!(m.text.contains("sql_signal_exporter_"), "self-metrics present");
+    assert!(f.seen.lock().unwrap().iter().all(|(t, _)| t == "/actuator/info"));
+    assert!(!ex.logs().contains("k3y-secret"), "{}", ex.logs());
+    assert!(ex.logs().contains("request 'info'"), "{}", ex.logs());
+}
