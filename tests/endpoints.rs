@@ -292,5 +292,7 @@ async fn dtr_renamed_field_fails_loudly() {
 mod ci_runs;
 #[path = "endpoints/matillion.rs"]
 mod matillion;
+#[path = "endpoints/transport.rs"]
+mod transport;
 #[path = "endpoints/typing.rs"]
 mod typing;

@@ -18,6 +18,7 @@ pub struct Route {
     /// Expected `user:password`; anything else gets a 401.
     pub basic: Option<String>,
     pub location: Option<String>,
+    pub gzip: bool,
 }
 
 impl Route {
@@ -29,6 +30,7 @@ impl Route {
             delay: Duration::ZERO,
             basic: None,
             location: None,
+            gzip: false,
         }
     }
 }
@@ -107,7 +109,12 @@ fn serve(mut conn: impl Read + Write, routes: &Routes, seen: &Mutex<Vec<(String,
         l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("authorization")).map(|(_, v)| v.trim().to_string())
     });
     seen.lock().unwrap().push((target.clone(), auth.clone()));
-    let path = target.split('?').next().unwrap_or("/");
+    // A request through a proxy names the whole URL (absolute form): route by its path.
+    let relative = match target.strip_prefix("http://") {
+        Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => target.as_str(),
+    };
+    let path = relative.split('?').next().unwrap_or("/");
     let route = routes.lock().unwrap().get(path).cloned();
     let route = match route {
         None => Route { status: 404, content_type: "text/plain", ..Route::json("not found") },
@@ -121,12 +128,22 @@ fn serve(mut conn: impl Read + Write, routes: &Routes, seen: &Mutex<Vec<(String,
         Some(r) => r,
     };
     std::thread::sleep(route.delay);
+    let mut route = route;
+    if route.gzip {
+        use std::io::Write as _;
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        z.write_all(&route.body).unwrap();
+        route.body = z.finish().unwrap();
+    }
     let mut out = format!(
         "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
         route.status,
         route.content_type,
         route.body.len()
     );
+    if route.gzip {
+        out.push_str("Content-Encoding: gzip\r\n");
+    }
     if let Some(l) = &route.location {
         out.push_str(&format!("Location: {l}\r\n"));
     }
@@ -155,24 +172,59 @@ pub fn base64(s: &str) -> String {
 
 /// A test CA and a server certificate it signed for `localhost` and 127.0.0.1: (CA PEM, config).
 pub fn tls_server() -> (String, Arc<rustls::ServerConfig>) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "endpoint test CA");
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.der().clone()], rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()))
-        .unwrap();
-    (ca_cert.pem(), Arc::new(config))
+    let pki = Pki::new(&["localhost", "127.0.0.1"]);
+    let config = pki.server_config(false);
+    (pki.ca_pem, config)
+}
+
+/// A test CA, a server certificate for `names` and a client certificate, all PEM.
+pub struct Pki {
+    pub ca_pem: String,
+    server: (rustls::pki_types::CertificateDer<'static>, Vec<u8>),
+    pub client_cert_pem: String,
+    pub client_key_pem: String,
+}
+
+impl Pki {
+    pub fn new(names: &[&str]) -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, "endpoint test CA");
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let cert = CertificateParams::new(names).unwrap().signed_by(&key, &issuer).unwrap();
+        let client_key = KeyPair::generate().unwrap();
+        let client =
+            CertificateParams::new(vec!["exporter".to_string()]).unwrap().signed_by(&client_key, &issuer).unwrap();
+        Pki {
+            ca_pem: ca_cert.pem(),
+            server: (cert.der().clone(), key.serialize_der()),
+            client_cert_pem: client.pem(),
+            client_key_pem: client_key.serialize_pem(),
+        }
+    }
+
+    /// The server's config; with `client_auth`, it requires a client certificate from the CA.
+    pub fn server_config(&self, client_auth: bool) -> Arc<rustls::ServerConfig> {
+        use rustls::pki_types::pem::PemObject;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = if client_auth {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(rustls::pki_types::CertificateDer::from_pem_slice(self.ca_pem.as_bytes()).unwrap()).unwrap();
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build().unwrap();
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(self.server.1.clone().into());
+        Arc::new(builder.with_single_cert(vec![self.server.0.clone()], key).unwrap())
+    }
 }
