@@ -95,3 +95,18 @@ async fn the_body_limit_counts_decompressed_bytes() {
     let (_, status) = evaluate(&rules(&f.url(), "max_body_bytes: 20000")).await;
     assert!(error_of(&status).contains("larger than max_body_bytes (20000)"), "{status:?}");
 }
+
+#[tokio::test]
+async fn a_runaway_query_is_interrupted_at_the_rules_timeout() {
+    let f = Fixture::start(None);
+    doc(&f);
+    let text = RULES.replace("ENDPOINT_EXTRA", "timeout: 5s").replace(
+        "    query: SELECT :doc ->> 'n' AS n",
+        "    interval: 10s\n    timeout: 1s\n    query: WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) + (:doc ->> 'n') AS n FROM c",
+    );
+    let set = load_text("tests/transport.yaml", text, &[("API", &f.url())]);
+    let started = std::time::Instant::now();
+    let (text, status) = evaluate(&set).await;
+    assert_eq!(status, Status::Timeout, "{text}");
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+}
