@@ -17,12 +17,13 @@ use crate::secret::Secret;
 impl Ctx<'_> {
     pub(super) fn database(&mut self, path: &Path, name: String, spec: DatabaseSpec) {
         let ptr = |k: &str| format!("/databases/{name}/{k}");
-        if self.set.databases.contains_key(&name) {
-            self.error(
-                path,
-                format!("/databases/{name}"),
-                format!("database '{name}' is declared in more than one file"),
-            );
+        if self.set.databases.contains_key(&name) || self.set.endpoints.contains_key(&name) {
+            let msg = if self.set.endpoints.contains_key(&name) {
+                format!("'{name}' is declared more than once (endpoint and database names share one namespace)")
+            } else {
+                format!("database '{name}' is declared in more than one file")
+            };
+            self.error(path, format!("/databases/{name}"), msg);
             return;
         }
         let before = self.diags.len();
