@@ -16,6 +16,7 @@ use crate::rules::span;
 use crate::rules::{check_sources, sort_diagnostics, Checked, Diagnostic, LoadOptions, Severity};
 
 mod db;
+mod endpoint;
 
 /// How diagnostics are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -51,6 +52,8 @@ pub struct Report {
     pub rules: usize,
     /// Queries prepared on a server (`--db`).
     pub prepared: usize,
+    /// Endpoint rules' queries prepared in SQLite (always: no network needed).
+    pub prepared_sqlite: usize,
 }
 
 impl Report {
@@ -93,6 +96,9 @@ pub fn run(files: &[PathBuf], opts: &Options) -> u8 {
     if opts.db {
         summary.push_str(&format!("; {} queries prepared on the server", report.prepared));
     }
+    if report.prepared_sqlite > 0 {
+        summary.push_str(&format!("; {} endpoint queries prepared in SQLite", report.prepared_sqlite));
+    }
     eprintln!("{summary}");
     report.exit_code()
 }
@@ -116,6 +122,10 @@ pub fn check(files: &[PathBuf], opts: &Options) -> Report {
     let load = LoadOptions { unset_env_is_error: opts.db, ..LoadOptions::default() };
     let Checked { rules, rule_pointers, diagnostics: found, spans } = check_sources(&sources, &load);
     diagnostics.extend(found);
+    let mut sqlite_diags = Vec::new();
+    let prepared_sqlite = endpoint::check_endpoint_queries(&rules, &rule_pointers, &diagnostics, &mut sqlite_diags);
+    span::fill_positions(&mut sqlite_diags, &spans);
+    diagnostics.extend(sqlite_diags);
     let mut prepared = 0;
     if opts.db {
         let mut db_diags = Vec::new();
@@ -138,7 +148,7 @@ pub fn check(files: &[PathBuf], opts: &Options) -> Report {
         }
     }
     sort_diagnostics(&mut diagnostics, files);
-    Report { diagnostics, unreadable, files: files.len(), rules: rules.rules.len(), prepared }
+    Report { diagnostics, unreadable, files: files.len(), rules: rules.rules.len(), prepared, prepared_sqlite }
 }
 
 /// `{"file","line","column","severity","message","pointer"}`, keys in that order (written by hand:

@@ -84,9 +84,13 @@ impl Cell {
         }
     }
 
+    /// A truth value: booleans, text `true`/`false`, and the integers 0 and 1 (SQLite, which has no
+    /// boolean type, gives JSON `true` as 1).
     pub fn as_bool(&self) -> Option<bool> {
         match self {
             Cell::Bool(b) => Some(*b),
+            Cell::Int(0) => Some(false),
+            Cell::Int(1) => Some(true),
             Cell::Text(s) => match s.trim().to_ascii_lowercase().as_str() {
                 "true" | "t" => Some(true),
                 "false" | "f" => Some(false),
@@ -98,16 +102,26 @@ impl Cell {
 
     /// A point in time: timestamps, epoch seconds, or text in RFC 3339 (a comma as decimal
     /// separator is accepted, as some tools write it) or PostgreSQL's own text form.
+    ///
+    /// A number of magnitude [`EPOCH_MILLIS_FROM`] or more is epoch milliseconds, as JSON APIs
+    /// commonly give them: read as seconds it would be a date after the year 5000.
     pub fn as_timestamp(&self) -> Option<DateTime<Utc>> {
         match self {
             Cell::Timestamp(t) => Some(*t),
+            Cell::Int(ms) if ms.unsigned_abs() >= EPOCH_MILLIS_FROM as u64 => DateTime::from_timestamp_millis(*ms),
             Cell::Int(secs) => DateTime::from_timestamp(*secs, 0),
+            Cell::Float(ms) if ms.is_finite() && ms.abs() >= EPOCH_MILLIS_FROM => {
+                DateTime::from_timestamp_millis(ms.round() as i64)
+            }
             Cell::Float(secs) if secs.is_finite() => DateTime::from_timestamp_millis((secs * 1000.0).round() as i64),
             Cell::Text(s) => parse_timestamp_text(s),
             _ => None,
         }
     }
 }
+
+/// Epoch numbers from this magnitude on are milliseconds (10^11 s is the year 5138; 10^11 ms is 1973).
+pub const EPOCH_MILLIS_FROM: f64 = 1.0e11;
 
 fn parse_timestamp_text(text: &str) -> Option<DateTime<Utc>> {
     let s = text.trim().replace(',', ".");
@@ -154,5 +168,16 @@ mod tests {
         assert_eq!(Cell::Float(2.0).as_integer(), Some(2));
         assert_eq!(Cell::Float(2.5).as_integer(), None);
         assert_eq!(Cell::Null.as_integer(), None);
+    }
+
+    #[test]
+    fn sqlite_shapes_read_as_their_json() {
+        assert_eq!(Cell::Int(1).as_bool(), Some(true));
+        assert_eq!(Cell::Int(0).as_bool(), Some(false));
+        assert_eq!(Cell::Int(2).as_bool(), None);
+        let ms = Cell::Int(1748772000123).as_timestamp().unwrap();
+        assert_eq!(ms.timestamp_millis(), 1748772000123);
+        assert_eq!(Cell::Int(1748772000).as_timestamp().unwrap().timestamp(), 1748772000);
+        assert_eq!(Cell::Float(1748772000123.0).as_timestamp().unwrap().timestamp_millis(), 1748772000123);
     }
 }

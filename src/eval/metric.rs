@@ -28,6 +28,23 @@ pub fn evaluate(rule: &MetricRule, database: &str, rs: &ResultSet) -> Result<Vec
     rule.families.iter().map(|f| family(rule, f, database, rs)).collect()
 }
 
+/// [`evaluate`] for a rule with several named queries (an endpoint rule): each family reads the
+/// result of the query it names.
+pub fn evaluate_queries<'a>(
+    rule: &MetricRule,
+    source: &str,
+    result_of: impl Fn(&MetricFamily) -> Option<&'a ResultSet>,
+) -> Result<Vec<Family>, String> {
+    let empty = ResultSet::default();
+    rule.families
+        .iter()
+        .map(|f| match result_of(f) {
+            Some(rs) => family(rule, f, source, rs),
+            None => family(rule, f, source, &empty),
+        })
+        .collect()
+}
+
 /// The families a failed run of `rule` on `database` still exports: the zero series of those that
 /// declare `on_error: zero`; every other family exports nothing.
 pub fn failed(rule: &MetricRule, database: &str) -> Vec<Family> {
@@ -98,8 +115,16 @@ fn family(rule: &MetricRule, f: &MetricFamily, database: &str, rs: &ResultSet) -
 
     let mut out = empty_family(f);
     if rs.rows.is_empty() {
-        if f.on_empty == OnEmpty::Zero {
-            out.samples = zero_samples(rule, f, database);
+        match f.on_empty {
+            OnEmpty::Zero => out.samples = zero_samples(rule, f, database),
+            OnEmpty::Fail => {
+                let query = f.query.as_ref().map(|q| format!(" '{q}'")).unwrap_or_default();
+                return Err(format!(
+                    "family {}: the query{query} returned no rows, and the family has on_empty: fail (a renamed or mistyped field?)",
+                    f.name
+                ));
+            }
+            OnEmpty::None => {}
         }
         return Ok(out);
     }
@@ -221,6 +246,7 @@ mod tests {
             values,
             on_null: OnNull::Skip,
             on_empty: OnEmpty::None,
+            query: None,
             on_error: OnError::None,
         }
     }

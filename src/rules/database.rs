@@ -17,12 +17,13 @@ use crate::secret::Secret;
 impl Ctx<'_> {
     pub(super) fn database(&mut self, path: &Path, name: String, spec: DatabaseSpec) {
         let ptr = |k: &str| format!("/databases/{name}/{k}");
-        if self.set.databases.contains_key(&name) {
-            self.error(
-                path,
-                format!("/databases/{name}"),
-                format!("database '{name}' is declared in more than one file"),
-            );
+        if self.set.databases.contains_key(&name) || self.set.endpoints.contains_key(&name) {
+            let msg = if self.set.endpoints.contains_key(&name) {
+                format!("'{name}' is declared more than once (endpoint and database names share one namespace)")
+            } else {
+                format!("database '{name}' is declared in more than one file")
+            };
+            self.error(path, format!("/databases/{name}"), msg);
             return;
         }
         let before = self.diags.len();
@@ -83,7 +84,8 @@ impl Ctx<'_> {
         conninfo
     }
 
-    /// Replaces `${VAR}` with the variable's value. The value is never echoed in a message.
+    /// Replaces `${VAR}` with the variable's value, and `${VAR:-default}` with it or, when it is unset
+    /// or empty, with `default` (as the shell does). The value is never echoed in a message.
     pub(super) fn expand_env(&mut self, path: &Path, pointer: String, text: &str) -> String {
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
@@ -94,10 +96,15 @@ impl Ctx<'_> {
                 self.error(path, pointer.clone(), "unterminated ${ in value; write ${NAME}");
                 return out;
             };
-            let var = &after[..end];
-            match (self.opts.env)(var) {
-                Some(v) => out.push_str(&v),
-                None => {
+            let (var, default) = match after[..end].split_once(":-") {
+                Some((var, default)) => (var, Some(default)),
+                None => (&after[..end], None),
+            };
+            match ((self.opts.env)(var), default) {
+                (Some(v), Some(d)) if v.is_empty() => out.push_str(d),
+                (Some(v), _) => out.push_str(&v),
+                (None, Some(d)) => out.push_str(d),
+                (None, None) => {
                     let msg = format!("environment variable {var} is not set; export it before starting the exporter");
                     let d = if self.opts.unset_env_is_error {
                         Diagnostic::error(path, pointer.clone(), msg)

@@ -112,6 +112,16 @@ impl Ctx<'_> {
                 self.drop_reported(path, before);
             }
         }
+        if let Some(endpoints) = doc.get("endpoints").and_then(|d| d.as_object()) {
+            for (name, value) in endpoints {
+                let pointer = format!("/endpoints/{}", span::escape(name));
+                let before = self.diags.len();
+                if let Some(spec) = self.item::<spec::EndpointSpec>(path, &pointer, value) {
+                    self.endpoint(path, name.clone(), spec);
+                }
+                self.drop_reported(path, before);
+            }
+        }
         if let Some(signals) = doc.get("signals").and_then(|s| s.as_array()) {
             for (i, value) in signals.iter().enumerate() {
                 let pointer = format!("/signals/{i}");

@@ -31,10 +31,26 @@ impl Ctx<'_> {
 
         let (interval, timeout) = self.interval_and_timeout(path, &base, s.interval.as_deref(), s.timeout.as_deref());
 
-        let (databases, several) = match s.database {
-            OneOrMany::One(d) => (vec![d], false),
-            OneOrMany::Many(ds) => (ds, true),
+        let on_endpoint =
+            self.rule_source(path, &base, &s.name, s.database.is_some(), s.on_endpoint, (s.query.clone(), s.queries));
+        let (databases, several, endpoint) = match (on_endpoint, s.database) {
+            (Some((e, r)), _) => (vec![e], false, Some(r)),
+            (None, Some(OneOrMany::One(d))) => (vec![d], false, None),
+            (None, Some(OneOrMany::Many(ds))) => (ds, true, None),
+            (None, None) => (Vec::new(), false, None),
         };
+        let query = match (&endpoint, s.query) {
+            (Some(r), _) => r.queries.first().map(|(_, q)| q.clone()).unwrap_or_default(),
+            (None, Some(q)) => q,
+            (None, None) => {
+                if !databases.is_empty() {
+                    self.error(path, base.clone(), "the rule needs a `query`");
+                }
+                String::new()
+            }
+        };
+        let query_names: Vec<String> =
+            endpoint.as_ref().map(|r| r.queries.iter().map(|(n, _)| n.clone()).collect()).unwrap_or_default();
         let database_label = match (s.database_label, several) {
             (Some(l), _) => Some(l),
             (None, true) => Some(DEFAULT_DATABASE_LABEL.to_string()),
@@ -45,24 +61,31 @@ impl Ctx<'_> {
         }
 
         let mut families = Vec::with_capacity(s.families.len());
-        for (i, f) in s.families.into_iter().enumerate() {
+        for (i, mut f) in s.families.into_iter().enumerate() {
+            // The rule's on_empty is its families' default.
+            f.on_empty = f.on_empty.or(s.on_empty);
             let fptr = format!("{base}/families/{i}");
-            families.push(self.metric_family(path, &fptr, &s.name, &s.key_labels, database_label.as_deref(), f));
+            let mut family = self.metric_family(path, &fptr, &s.name, &s.key_labels, database_label.as_deref(), f);
+            family.query = self.family_query(path, &fptr, &query_names, family.query.take());
+            families.push(family);
         }
 
         let rule = Rule {
             name: s.name,
             file: path.to_path_buf(),
             database: databases.first().cloned().unwrap_or_default(),
+            endpoint,
             interval,
             timeout,
             max_rows: s.max_rows.unwrap_or(DEFAULT_MAX_ROWS),
             max_series: s.max_series.unwrap_or(DEFAULT_MAX_SERIES),
-            query: s.query,
+            query,
             vars: s.vars,
             kind: RuleKind::Metric(MetricRule { databases, database_label, families }),
         };
-        if let Err(msg) = template::render_query_described(&rule, template::ASSUMED_SERVER_VERSION_NUM) {
+        if rule.endpoint.is_some() {
+            self.endpoint_templates(path, &base, &rule, true);
+        } else if let Err(msg) = template::render_query_described(&rule, template::ASSUMED_SERVER_VERSION_NUM) {
             self.error(path, ptr("query"), format!("the query template does not render: {msg}"));
         }
         self.set.rules.push(Arc::new(rule));
@@ -81,6 +104,8 @@ impl Ctx<'_> {
         self.claim_metric_name(path, ptr("name"), &f.name, rule);
         let kind = f.kind.unwrap_or_default();
         let name = &f.name;
+        // A name an existing exporter used, kept so dashboards keep working: no naming warnings.
+        let legacy = f.legacy_name == Some(true);
 
         // Names: what promtool (and every Prometheus user) expects of each type.
         match kind {
@@ -92,14 +117,14 @@ impl Ctx<'_> {
             MetricKind::Info if !name.ends_with("_info") => {
                 self.error(path, ptr("name"), format!("info metric '{name}' must end in _info"))
             }
-            MetricKind::Gauge if name.ends_with("_total") => self.diags.push(Diagnostic::warning(
+            MetricKind::Gauge if name.ends_with("_total") && !legacy => self.diags.push(Diagnostic::warning(
                 path,
                 ptr("name"),
                 format!("gauge '{name}' ends in _total, which Prometheus reserves for counters; promtool will flag it"),
             )),
             _ => {}
         }
-        if let Some(suffix) = ["_count", "_sum", "_bucket"].into_iter().find(|s| name.ends_with(s)) {
+        if let Some(suffix) = ["_count", "_sum", "_bucket"].into_iter().find(|s| name.ends_with(s) && !legacy) {
             self.diags.push(Diagnostic::warning(
                 path,
                 ptr("name"),
@@ -192,6 +217,39 @@ impl Ctx<'_> {
             on_null,
             on_empty,
             on_error,
+            query: f.query,
+        }
+    }
+
+    /// The query a family reads: one of its endpoint rule's `queries`, named unless there is one.
+    fn family_query(&mut self, path: &Path, fptr: &str, names: &[String], query: Option<String>) -> Option<String> {
+        match (query, names.len()) {
+            (None, 0 | 1) => names.first().cloned(),
+            (None, _) => {
+                let msg = format!(
+                    "the rule has several queries; name the one this family reads with `query:` (one of: {})",
+                    names.join(", ")
+                );
+                self.error(path, fptr.to_string(), msg);
+                None
+            }
+            (Some(_), 0) => {
+                self.error(
+                    path,
+                    format!("{fptr}/query"),
+                    "`query` in a family names one of an endpoint rule's `queries`; this rule has one query",
+                );
+                None
+            }
+            (Some(q), _) if !names.contains(&q) => {
+                self.error(
+                    path,
+                    format!("{fptr}/query"),
+                    format!("the rule has no query '{q}' (it has: {})", names.join(", ")),
+                );
+                None
+            }
+            (Some(q), _) => Some(q),
         }
     }
 }

@@ -20,6 +20,8 @@ pub mod columns;
 pub mod conninfo;
 mod database;
 pub mod diagnostic;
+mod endpoint;
+mod endpoint_model;
 pub mod limits;
 mod loader;
 pub mod metric_rule;
@@ -34,6 +36,7 @@ mod sql_text;
 pub mod template;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
+pub use endpoint::{DEFAULT_MAX_BODY_BYTES, MAIN_QUERY};
 pub use metric_rule::DEFAULT_DATABASE_LABEL;
 pub use model::*;
 
@@ -124,6 +127,22 @@ pub fn check_sources(sources: &[(PathBuf, String)], opts: &LoadOptions) -> Check
     // Rules must name a database declared in any of the files.
     for (n, rule) in ctx.set.rules.iter().enumerate() {
         let base = ctx.rule_pointers.get(n).cloned().unwrap_or_default();
+        if rule.endpoint.is_some() {
+            if !ctx.set.endpoints.contains_key(&rule.database) {
+                let declared: Vec<&str> = ctx.set.endpoints.keys().map(String::as_str).collect();
+                let msg = format!(
+                    "rule '{}' uses endpoint '{}', which no rules file declares under `endpoints` (declared: {})",
+                    rule.name,
+                    rule.database,
+                    if declared.is_empty() { "none".to_string() } else { declared.join(", ") }
+                );
+                let (file, pointer) = (rule.file.clone(), format!("{base}/endpoint"));
+                if !ctx.schema_reported(&file, &pointer) {
+                    ctx.diags.push(Diagnostic::error(&file, pointer, msg));
+                }
+            }
+            continue;
+        }
         let databases = rule.databases();
         for (i, database) in databases.iter().enumerate() {
             if ctx.set.databases.contains_key(*database) {

@@ -13,12 +13,14 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::conninfo::ConnInfo;
+pub use super::endpoint_model::*;
 use crate::secret::Secret;
 
 /// Every rule and database of all loaded rules files.
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     pub databases: BTreeMap<String, Arc<Database>>,
+    pub endpoints: BTreeMap<String, Arc<Endpoint>>,
     /// Rules in the order they were declared, across files.
     pub rules: Vec<Arc<Rule>>,
 }
@@ -60,7 +62,10 @@ pub struct Rule {
     pub name: String,
     /// Where the rule was declared, for messages.
     pub file: PathBuf,
+    /// The database the rule runs on, or (when `endpoint` is set) the endpoint's name.
     pub database: String,
+    /// Set for a rule on an endpoint: its requests and queries (then `query` is the first query).
+    pub endpoint: Option<Arc<EndpointRule>>,
     pub interval: Duration,
     pub timeout: Duration,
     /// Most rows the query may return before the rule fails.
@@ -259,6 +264,8 @@ pub struct MetricFamily {
     pub on_null: OnNull,
     pub on_empty: OnEmpty,
     pub on_error: OnError,
+    /// The named query of an endpoint rule this family reads (`None`: the rule's only query).
+    pub query: Option<String>,
 }
 
 /// The kind of a metric family; `Info` is exported as a gauge of value 1 (the text format has no
@@ -325,6 +332,8 @@ pub enum OnEmpty {
     None,
     /// One series of value 0 (per unpivoted column); only for families without key labels.
     Zero,
+    /// The rule fails: a path that matches nothing (a renamed field) must not pass for "none".
+    Fail,
 }
 
 /// What a family exports when the rule fails (query error, timeout, bad value, duplicate series).

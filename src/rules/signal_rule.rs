@@ -134,10 +134,17 @@ impl Ctx<'_> {
             }
         }
 
+        let on_endpoint =
+            self.rule_source(path, &base, &s.name, s.database.is_some(), s.on_endpoint, (Some(s.query.clone()), None));
+        let (database, endpoint) = match on_endpoint {
+            Some((e, r)) => (e, Some(r)),
+            None => (s.database.unwrap_or_default(), None),
+        };
         let rule = Rule {
             name: s.name,
             file: path.to_path_buf(),
-            database: s.database,
+            database,
+            endpoint,
             interval,
             timeout,
             max_rows: s.max_rows.unwrap_or(DEFAULT_MAX_ROWS),
@@ -159,6 +166,7 @@ impl Ctx<'_> {
                 reasons,
             }),
         };
+        self.endpoint_templates(path, &base, &rule, false);
         match template::render_query_described(&rule, template::ASSUMED_SERVER_VERSION_NUM) {
             Err(msg) => self.error(path, ptr("query"), format!("the query template does not render: {msg}")),
             Ok(sql) => {

@@ -23,7 +23,9 @@ pub(super) struct DatabaseSpec {
 #[derive(Deserialize)]
 pub(super) struct SignalSpec {
     pub(super) name: String,
-    pub(super) database: String,
+    pub(super) database: Option<String>,
+    #[serde(flatten)]
+    pub(super) on_endpoint: OnEndpointSpec,
     pub(super) interval: Option<String>,
     pub(super) timeout: Option<String>,
     pub(super) max_rows: Option<usize>,
@@ -79,7 +81,11 @@ pub(super) struct DescriptorSpec {
 #[derive(Deserialize)]
 pub(super) struct MetricRuleSpec {
     pub(super) name: String,
-    pub(super) database: OneOrMany,
+    pub(super) database: Option<OneOrMany>,
+    #[serde(flatten)]
+    pub(super) on_endpoint: OnEndpointSpec,
+    pub(super) queries: Option<BTreeMap<String, String>>,
+    pub(super) on_empty: Option<OnEmpty>,
     pub(super) database_label: Option<String>,
     pub(super) interval: Option<String>,
     pub(super) timeout: Option<String>,
@@ -90,11 +96,12 @@ pub(super) struct MetricRuleSpec {
     pub(super) families: Vec<FamilySpec>,
     #[serde(default = "empty_object")]
     pub(super) vars: serde_json::Value,
-    pub(super) query: String,
+    pub(super) query: Option<String>,
 }
 
 #[derive(Deserialize)]
 pub(super) struct FamilySpec {
+    pub(super) query: Option<String>,
     pub(super) name: String,
     pub(super) help: String,
     #[serde(rename = "type")]
@@ -109,4 +116,55 @@ pub(super) struct FamilySpec {
     pub(super) on_empty: Option<OnEmpty>,
     pub(super) on_error: Option<OnError>,
     pub(super) require_total_suffix: Option<bool>,
+    pub(super) legacy_name: Option<bool>,
+}
+
+/// An entry of `endpoints:`, as written.
+#[derive(Deserialize)]
+pub(super) struct EndpointSpec {
+    pub(super) url: String,
+    #[serde(default)]
+    pub(super) headers: BTreeMap<String, String>,
+    pub(super) basic_auth: Option<BasicAuthSpec>,
+    pub(super) bearer_token_file: Option<String>,
+    pub(super) tls: Option<TlsSpec>,
+    pub(super) proxy: Option<String>,
+    pub(super) timeout: Option<String>,
+    pub(super) max_body_bytes: Option<usize>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct BasicAuthSpec {
+    pub(super) username: String,
+    pub(super) password: Option<String>,
+    pub(super) password_file: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct TlsSpec {
+    pub(super) ca_file: Option<String>,
+    pub(super) cert_file: Option<String>,
+    pub(super) key_file: Option<String>,
+    pub(super) server_name: Option<String>,
+    #[serde(default)]
+    pub(super) insecure_skip_verify: bool,
+}
+
+/// The keys a rule on an endpoint has besides its database-rule keys.
+#[derive(Deserialize, Default)]
+pub(super) struct OnEndpointSpec {
+    pub(super) endpoint: Option<String>,
+    pub(super) requests: Option<BTreeMap<String, RequestSpec>>,
+    pub(super) up: Option<DescriptorSpec>,
+    pub(super) latency: Option<DescriptorSpec>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct RequestSpec {
+    #[serde(default)]
+    pub(super) path: String,
+    pub(super) method: Option<String>,
+    #[serde(default)]
+    pub(super) query: BTreeMap<String, String>,
+    pub(super) body: Option<String>,
 }

@@ -50,6 +50,14 @@ pub fn render_query(rule: &Rule, server_version_num: i64) -> Result<String, mini
     Ok(sql.trim().to_string())
 }
 
+/// Renders another template of `rule` (an endpoint rule's other queries, request paths and bodies)
+/// with the context its query sees, the server version being the assumed one.
+pub fn render_text(rule: &Rule, text: &str) -> Result<String, String> {
+    let env = environment();
+    let ctx = query_context(rule, ASSUMED_SERVER_VERSION_NUM);
+    env.render_str(text, ctx).map(|s| s.trim().to_string()).map_err(|e| describe(&e))
+}
+
 /// Renders the SQL of `rule`, with a failure already worded by [`describe_render`].
 pub fn render_query_described(rule: &Rule, server_version_num: i64) -> Result<String, String> {
     render_query(rule, server_version_num).map_err(|e| describe_render(rule, server_version_num, &e))

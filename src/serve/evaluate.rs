@@ -79,6 +79,9 @@ pub async fn evaluate_remembering(rule: &Rule, sources: &Sources<'_>, memory: &m
     let started = Instant::now();
     let mut outcome = match &rule.kind {
         RuleKind::Signal(s) => evaluate_signal(rule, s, source_at(sources, 0), started, memory).await,
+        RuleKind::Metric(m) if rule.endpoint.is_some() => {
+            super::endpoint::evaluate_metric(rule, m, source_at(sources, 0), started).await
+        }
         RuleKind::Metric(m) => evaluate_metric(rule, m, sources, started).await,
     };
     let series = outcome.series();
@@ -89,6 +92,9 @@ pub async fn evaluate_remembering(rule: &Rule, sources: &Sources<'_>, memory: &m
             "produced {series} series, more than max_series ({}); none are served",
             rule.max_series
         ));
+    }
+    if let Some(e) = &rule.endpoint {
+        super::endpoint::own_metrics(e, &mut outcome);
     }
     outcome
 }
@@ -133,14 +139,18 @@ pub fn panicked(rule: &Rule, message: &str) -> Outcome {
         RuleKind::Signal(s) => signal::families(s, &signal::evaluate(s, &rule.vars, Err(&reason), Utc::now(), &[])),
         RuleKind::Metric(_) => Vec::new(),
     };
-    Outcome {
+    let mut outcome = Outcome {
         families,
         status: Status::Error(reason),
         rows: 0,
         duration: Duration::ZERO,
         connect_failed: false,
         connect_failures: Vec::new(),
+    };
+    if let Some(e) = &rule.endpoint {
+        super::endpoint::own_metrics(e, &mut outcome);
     }
+    outcome
 }
 
 /// One run of a metric rule on each of its databases, concurrently; the families merged in
@@ -218,7 +228,11 @@ async fn fetch(rule: &Rule, source: Result<&dyn Source, &str>) -> Result<ResultS
             .map_err(|m| format!("the query template does not render for server_version_num {version}: {m}"))
     };
     let mut rows = Collect::new(rule.max_rows);
-    let fetched = Fetch { render: &render, bindings: rule.bindings(), timeout: rule.timeout };
+    let work = match &rule.endpoint {
+        Some(_) => Some(crate::source::http::work(rule).map_err(|m| (None, m))?),
+        None => None,
+    };
+    let fetched = Fetch { render: &render, bindings: rule.bindings(), timeout: rule.timeout, http: work.as_ref() };
     match source.fetch(fetched, &mut rows).await {
         Ok(()) => Ok(rows.result),
         Err(e) => {

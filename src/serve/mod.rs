@@ -2,7 +2,7 @@
 //! snapshot `/metrics` serves, the HTTP server, the exporter's own metrics, and the wiring of it all.
 //!
 //! - [`scheduler`]: one task per rule; applies a new rule set on reload.
-//! - [`evaluate`]: one run of one rule: fetch from its sources, evaluate, never fail to return
+//! - [`evaluate`] (and `endpoint` for rules on HTTP endpoints): one run of one rule: fetch from its sources, evaluate, never fail to return
 //!   families to serve.
 //! - [`snapshot`]: the rendered bytes `/metrics` serves, replaced per rule after each evaluation.
 //! - [`http`]: the routes. They read the snapshot only and never wait on a source.
@@ -14,6 +14,7 @@
 
 pub mod app;
 pub mod auto_reload;
+mod endpoint;
 pub mod evaluate;
 pub mod http;
 pub mod scheduler;

@@ -3,7 +3,7 @@
 //! A source is the only place that does I/O for a rule: it renders the rule's SQL with facts only it
 //! knows (PostgreSQL's `server_version_num`), binds the rule's targets, runs the statement within
 //! the rule's timeout and pushes the rows it decodes into a [`RowSink`]. [`postgres`] is the first
-//! kind; JSON over HTTP queried in an embedded SQLite is meant to be the second. Decisions the seam
+//! kind; [`http`], JSON over HTTP queried in an embedded SQLite, is the second. Decisions the seam
 //! makes for every kind:
 //!
 //! - **Targets are bound as a table, not as arrays.** A rule binds [`Bindings`]: one column per
@@ -28,8 +28,9 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 
 use crate::eval::cell::{Cell, ResultSet};
-use crate::rules::model::{Bindings, Database, RuleSet};
+use crate::rules::model::{Bindings, Database, Endpoint, RuleSet};
 
+pub mod http;
 pub mod postgres;
 
 /// Renders a rule's SQL from what the source knows about itself: the server's
@@ -67,6 +68,9 @@ pub trait RowSink: Send {
     fn columns(&mut self, names: Vec<String>);
     /// One row, as long as the columns. An error stops the fetch (and cancels it at the source).
     fn row(&mut self, cells: Vec<Cell>) -> Result<(), FetchError>;
+    /// A source that runs several named statements (an endpoint rule's `queries`) announces each
+    /// before its columns; a sink that expects one result ignores it.
+    fn query(&mut self, _name: &str) {}
 }
 
 /// The sink that keeps every row, failing past `max_rows`.
@@ -142,6 +146,8 @@ pub struct Fetch<'a> {
     pub render: Render<'a>,
     pub bindings: Bindings<'a>,
     pub timeout: Duration,
+    /// For a rule on an endpoint: its requests and queries, rendered (`render` is then unused).
+    pub http: Option<&'a http::Work>,
 }
 
 /// The seam every kind of source implements.
@@ -170,6 +176,8 @@ pub struct Sources {
     /// Each database's source, with the database and settings it was built from (to keep it across
     /// a reload that changes neither).
     slots: HashMap<String, (Arc<Database>, Settings, SourceSlot)>,
+    /// Each endpoint's source, with the endpoint it was built from.
+    endpoints: HashMap<String, (Arc<Endpoint>, SourceSlot)>,
 }
 
 /// What a PostgreSQL pool is built with besides the database itself.
@@ -199,12 +207,29 @@ impl Sources {
             };
             slots.insert(name.clone(), (db.clone(), settings, slot));
         }
+        let mut endpoints = HashMap::new();
+        for (name, ep) in &set.endpoints {
+            let slot = match previous.endpoints.remove(name) {
+                Some((old, slot)) if old == *ep => slot,
+                _ => {
+                    let built = http::HttpSource::new(ep.clone()).map(|s| Box::new(s) as Box<dyn Source>);
+                    if let Err(msg) = &built {
+                        tracing::error!(endpoint = %name, error = %msg, "cannot set up endpoint");
+                    }
+                    Arc::new(built)
+                }
+            };
+            endpoints.insert(name.clone(), (ep.clone(), slot));
+        }
         previous.close();
-        Sources { slots }
+        Sources { slots, endpoints }
     }
 
     /// The source of `database`, or why there is none, worded once for every caller.
     pub fn slot(&self, database: &str) -> SourceSlot {
+        if let Some((_, slot)) = self.endpoints.get(database) {
+            return slot.clone();
+        }
         match self.slots.get(database) {
             Some((_, _, slot)) => slot.clone(),
             None => Arc::new(Err(format!("database '{database}' is not declared, so it has no connection pool"))),
@@ -216,10 +241,12 @@ impl Sources {
         for (_, (_, _, slot)) in self.slots.drain() {
             close(&slot);
         }
+        self.endpoints.clear();
     }
 
     /// Closes every source and waits (at most `limit` each) for their cancel requests.
     pub async fn shut_down(&mut self, limit: Duration) {
+        self.endpoints.clear();
         for (_, (_, _, slot)) in self.slots.drain() {
             if let Ok(src) = slot.as_ref() {
                 src.close();

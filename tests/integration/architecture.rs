@@ -68,6 +68,14 @@ fn only_source_postgres_names_the_postgresql_driver_or_pool_crates() {
 }
 
 #[test]
+fn only_source_http_names_the_http_client_or_sqlite_crates() {
+    let outside: Vec<PathBuf> =
+        rust_files(&src()).into_iter().filter(|f| !f.starts_with(src().join("source/http"))).collect();
+    let found = offenders(&outside, &["reqwest", "rusqlite"]);
+    assert!(found.is_empty(), "the HTTP client or SQLite is named outside src/source/http:\n{}", found.join("\n"));
+}
+
+#[test]
 fn the_evaluation_modules_do_no_io_and_need_no_async_runtime() {
     let eval = rust_files(&src().join("eval"));
     assert!(!eval.is_empty());
