@@ -32,6 +32,7 @@ pub mod span;
 mod spec;
 mod sql_text;
 pub mod template;
+pub mod tls_files;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use metric_rule::DEFAULT_DATABASE_LABEL;
