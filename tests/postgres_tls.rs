@@ -70,7 +70,7 @@ fn kanary_data(pg: &TempPostgres) {
             30 + 60 * i
         ));
         sql.push_str(&format!(
-            "SELECT kanary_run('stone-prod-p01', 'rpm', make_interval(mins => {}), to_jsonb(2));\n",
+            "SELECT kanary_run('stone-prod-p01', 'container-single-arch', make_interval(mins => {}), to_jsonb(2));\n",
             30 + 60 * i
         ));
     }
@@ -119,11 +119,8 @@ fn tls_db() -> TlsDb {
     let (code, plaintext_once, err) = once(&rules, &pg.dsn("demo"));
     assert_eq!(code, Some(0), "{err}");
     // From here on: TLS only.
-    std::fs::write(
-        &hba,
-        "hostssl all certuser 127.0.0.1/32 cert\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
-    )
-    .unwrap();
+    std::fs::write(&hba, "hostssl all certuser 127.0.0.1/32 cert\nhostssl all all 127.0.0.1/32 scram-sha-256\n")
+        .unwrap();
     pg.psql("postgres", "SELECT pg_reload_conf();").unwrap();
     std::thread::sleep(Duration::from_millis(300));
     TlsDb { pg, dir, ca, other_ca, client_cert, client_key, plaintext_once }
@@ -216,8 +213,10 @@ fn tls_modes_connect_and_each_failure_names_its_cause_while_fail_safe() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out, db.plaintext_once);
     // Without it the server says no, and we say which part.
-    let (code, out, err) =
-        once(&rules, &format!("postgresql://certuser@localhost:{}/demo?sslmode=verify-full&sslrootcert={ca}", db.pg.port()));
+    let (code, out, err) = once(
+        &rules,
+        &format!("postgresql://certuser@localhost:{}/demo?sslmode=verify-full&sslrootcert={ca}", db.pg.port()),
+    );
     assert_eq!(code, Some(1));
     assert!(err.contains("client certificate refused"), "{err}");
     assert!(all_fail_safe(&out));
@@ -234,7 +233,7 @@ fn a_server_without_tls_is_named_as_such() {
     assert!(all_fail_safe(&out), "{out}");
 }
 
-const DOWN_TARGET: &str = "kanary_up{tested_cluster=\"stone-prod-p01\",type=\"rpm\"}";
+const DOWN_TARGET: &str = "kanary_up{tested_cluster=\"stone-prod-p01\",type=\"container-single-arch\"}";
 
 #[test]
 fn rotated_password_file_and_password_command_are_used_and_never_shown() {
@@ -248,7 +247,11 @@ fn rotated_password_file_and_password_command_are_used_and_never_shown() {
     let file_line = format!("dsn: \"${{CONNECTION_STRING}}\"\n    password_file: {}", pw_file.display());
     let rules = kanary_rules(
         rules_dir.path(),
-        &[("interval: 1m", "interval: 1s"), ("timeout: 30s", "timeout: 900ms"), ("dsn: \"${CONNECTION_STRING}\"", &file_line)],
+        &[
+            ("interval: 1m", "interval: 1s"),
+            ("timeout: 30s", "timeout: 900ms"),
+            ("dsn: \"${CONNECTION_STRING}\"", &file_line),
+        ],
     );
     let ex = Exporter::spawn(&["--rules", rules.to_str().unwrap()], &[("CONNECTION_STRING", &dsn)]);
     ex.wait_ready();
@@ -309,7 +312,7 @@ fn kanary_through_pgbouncer_in_transaction_mode() {
         "pgbouncer.ini",
         &format!(
             "[databases]\ndemo = host=127.0.0.1 port={} dbname=demo\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
-             unix_socket_dir =\nauth_type = scram-sha-256\nauth_file = {}\npool_mode = transaction\nmax_prepared_statements = 0\n\
+             unix_socket_dir =\nauth_type = scram-sha-256\nauth_file = {}\npool_mode = transaction\n\
              logfile = {}\npidfile = {}\n",
             pg.port(),
             users.display(),
@@ -318,7 +321,11 @@ fn kanary_through_pgbouncer_in_transaction_mode() {
         ),
         0o644,
     );
-    let mut bouncer = Command::new("runuser").args(["-u", "postgres", "--", "pgbouncer"]).arg(&ini).spawn().unwrap();
+    let mut bouncer = Command::new("setpriv")
+        .args(["--reuid=postgres", "--regid=postgres", "--init-groups", "pgbouncer"])
+        .arg(&ini)
+        .spawn()
+        .unwrap();
     struct Kill<'a>(&'a mut std::process::Child);
     impl Drop for Kill<'_> {
         fn drop(&mut self) {
@@ -355,9 +362,9 @@ fn kanary_through_pgbouncer_in_transaction_mode() {
 fn kanary_data_plain(pg: &TempPostgres) {
     pg.psql(
         "demo",
-        "SELECT kanary_run('stone-prod-p01', 'rpm', make_interval(mins => 30), to_jsonb(2));\n\
-         SELECT kanary_run('stone-prod-p01', 'rpm', make_interval(mins => 90), to_jsonb(2));\n\
-         SELECT kanary_run('stone-prod-p01', 'rpm', make_interval(mins => 150), to_jsonb(2));",
+        "SELECT kanary_run('stone-prod-p01', 'container-single-arch', make_interval(mins => 30), to_jsonb(2));\n\
+         SELECT kanary_run('stone-prod-p01', 'container-single-arch', make_interval(mins => 90), to_jsonb(2));\n\
+         SELECT kanary_run('stone-prod-p01', 'container-single-arch', make_interval(mins => 150), to_jsonb(2));",
     )
     .unwrap();
 }
