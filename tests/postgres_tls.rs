@@ -220,6 +220,24 @@ fn tls_modes_connect_and_each_failure_names_its_cause_while_fail_safe() {
     assert_eq!(code, Some(1));
     assert!(err.contains("client certificate refused"), "{err}");
     assert!(all_fail_safe(&out));
+
+    // --check-rules --db names the negotiated TLS version; a key given as the CA fails at load.
+    let check = |dsn: &str, db_flag: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sql-signal-exporter"));
+        cmd.arg("--check-rules").arg(&rules).env("CONNECTION_STRING", dsn);
+        if db_flag {
+            cmd.arg("--db");
+        }
+        let out = cmd.output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let (code, text) = check(&db.dsn("localhost", &format!("sslmode=verify-full&sslrootcert={ca}")), true);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("database 'horreum': TLS TLSv1.3 ("), "{text}");
+    let key_as_ca = format!("sslmode=verify-full&sslrootcert={}", db.client_key.display());
+    let (code, text) = check(&db.dsn("localhost", &key_as_ca), false);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("kanary.yaml:15:") && text.contains("holds no PEM certificate"), "{text}");
 }
 
 #[test]

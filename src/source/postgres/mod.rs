@@ -257,6 +257,19 @@ impl Source for PgSource {
         self.prepare_rendered(render, timeout).boxed()
     }
 
+    fn transport(&self, timeout: Duration) -> BoxFuture<'_, Option<String>> {
+        async move {
+            let client = tokio::time::timeout(timeout, self.pool.get()).await.ok()?.ok()?;
+            let sql = "SELECT CASE WHEN ssl THEN 'TLS ' || version || ' (' || cipher || ')' ELSE 'plaintext (no TLS)' END FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+            let messages = tokio::time::timeout(timeout, client.simple_query(sql)).await.ok()?.ok()?;
+            messages.iter().find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+                _ => None,
+            })
+        }
+        .boxed()
+    }
+
     fn connections(&self) -> (usize, usize) {
         let s = self.pool.status();
         (s.size, s.size.saturating_sub(s.available))

@@ -118,3 +118,30 @@ fn element(data: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
     let body = data.get(header..header + len)?;
     Some((data.get(header + len..)?, body))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_cause_has_its_words() {
+        let cert = |c| tls_error(&TlsError::InvalidCertificate(c));
+        assert!(cert(CertificateError::UnknownIssuer).starts_with("unknown CA"));
+        assert!(cert(CertificateError::NotValidForName).starts_with("host name mismatch"));
+        assert!(cert(CertificateError::Expired).contains("has expired"));
+        let alert = |a| tls_error(&TlsError::AlertReceived(a));
+        assert!(alert(AlertDescription::CertificateRequired).starts_with("client certificate refused"));
+        assert!(alert(AlertDescription::UnknownCA).starts_with("client certificate refused"));
+    }
+
+    #[test]
+    fn the_end_point_hash_follows_the_signature() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        let der = rcgen::CertificateParams::new(vec!["a".to_string()]).unwrap().self_signed(&key).unwrap();
+        assert_eq!(signature_oid(der.der()), Some(SHA384[1]));
+        assert_eq!(end_point_hash(der.der()).len(), 48);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let der = rcgen::CertificateParams::new(vec!["a".to_string()]).unwrap().self_signed(&key).unwrap();
+        assert_eq!(end_point_hash(der.der()).len(), 32);
+    }
+}
