@@ -36,6 +36,15 @@ fn leaf(ca: &Ca, names: &[&str], cn: &str) -> (String, String) {
     (p.signed_by(&key, &ca.cert, &ca.key).unwrap().pem(), key.serialize_pem())
 }
 
+/// A server certificate for localhost that expired in 2021.
+fn expired_leaf(ca: &Ca) -> (String, String) {
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    (p.signed_by(&key, &ca.cert, &ca.key).unwrap().pem(), key.serialize_pem())
+}
+
 fn write(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -58,6 +67,8 @@ fn chown_postgres(p: &Path) {
 
 struct TlsDb {
     pg: TempPostgres,
+    /// The CA, to sign more certificates.
+    ca_pem: Ca,
     dir: tempfile::TempDir,
     ca: PathBuf,
     other_ca: PathBuf,
@@ -130,7 +141,7 @@ fn tls_db() -> TlsDb {
         .unwrap();
     pg.psql("postgres", "SELECT pg_reload_conf();").unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    TlsDb { pg, dir, ca, other_ca, client_cert, client_key, plaintext_once }
+    TlsDb { pg, ca_pem: ca1, dir, ca, other_ca, client_cert, client_key, plaintext_once }
 }
 
 impl TlsDb {
@@ -227,6 +238,25 @@ fn tls_modes_connect_and_each_failure_names_its_cause_while_fail_safe() {
     assert_eq!(code, Some(1));
     assert!(err.contains("client certificate refused"), "{err}");
     assert!(all_fail_safe(&out));
+
+    // An expired server certificate: the server reloads its certificate on SIGHUP.
+    let dir = db.dir.path();
+    let (expired_cert, expired_key) = expired_leaf(&db.ca_pem);
+    let cert = write(dir, "expired.crt", &expired_cert, 0o644);
+    let key = write(dir, "expired.key", &expired_key, 0o600);
+    chown_postgres(&key);
+    db.admin(&format!("ALTER SYSTEM SET ssl_cert_file = '{}'", cert.display()));
+    db.admin(&format!("ALTER SYSTEM SET ssl_key_file = '{}'", key.display()));
+    db.admin("SELECT pg_reload_conf()");
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, out, err) = once(&rules, &db.dsn("localhost", &format!("sslmode=verify-full&sslrootcert={ca}")));
+    assert_eq!(code, Some(1));
+    assert!(err.contains("the server's certificate has expired"), "{err}");
+    assert!(all_fail_safe(&out));
+    db.admin("ALTER SYSTEM RESET ssl_cert_file");
+    db.admin("ALTER SYSTEM RESET ssl_key_file");
+    db.admin("SELECT pg_reload_conf()");
+    std::thread::sleep(Duration::from_millis(300));
 
     // --check-rules --db names the negotiated TLS version; a key given as the CA fails at load.
     let check = |dsn: &str, db_flag: bool| {
@@ -382,6 +412,26 @@ fn kanary_through_pgbouncer_in_transaction_mode() {
         assert_eq!(out, direct.1);
         assert_eq!(Exposition::parse(&out).series.len(), 72);
     }
+    // A running exporter: many transactions over the pooler's shared server sessions.
+    let fast = kanary_rules(
+        rules_dir.path(),
+        &[
+            ("interval: 1m", "interval: 1s"),
+            ("timeout: 30s", "timeout: 900ms"),
+            ("dsn: \"${CONNECTION_STRING}\"", "dsn: \"${CONNECTION_STRING}\"\n    pooler: transaction"),
+        ],
+    );
+    let ex = Exporter::spawn(&["--rules", fast.to_str().unwrap()], &[("CONNECTION_STRING", &dsn)]);
+    ex.wait_ready();
+    let evaluations = |e: &Exporter| {
+        e.metrics()
+            .value("sql_signal_exporter_rule_evaluations_total{result=\"success\",rule=\"kanary\"}")
+            .unwrap_or(0.0)
+    };
+    ex.wait_until(Duration::from_secs(20), "five successful evaluations through PgBouncer", |e| evaluations(e) >= 5.0);
+    let m = ex.metrics();
+    assert_eq!(m.value("sql_signal_exporter_rule_up{rule=\"kanary\"}"), Some(1.0), "{}", ex.logs());
+    assert_eq!(m.value(DOWN_TARGET), Some(0.0));
 }
 
 fn kanary_data_plain(pg: &TempPostgres) {
