@@ -5,6 +5,9 @@
 //! connections), sessions that are read-only, named (`application_name`) and carry
 //! `statement_timeout` and `lock_timeout` as startup options (so they cost no extra statement), and
 //! a statement past its timeout is cancelled on the server ([`cancel`]), not merely abandoned.
+//! Behind a transaction pooler the settings go per transaction instead ([`pooler`]). Connections
+//! are made by our own pool manager ([`connect`]: a fresh password per connection) over rustls
+//! ([`tls`]: libpq's sslmodes).
 //!
 //! The server's version (`server_version_num`) is read once per new connection, in the pool's
 //! `post_create` hook: query templates branch on it, yet a rule still costs one statement per
