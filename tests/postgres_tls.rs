@@ -36,6 +36,20 @@ fn tls_modes_connect_and_each_failure_names_its_cause_while_fail_safe() {
         assert_eq!(out, db.plaintext_once, "{query}");
     }
 
+    // sslrootcert=system: the operating system's store, here made of our CA (rustls-native-certs reads
+    // SSL_CERT_FILE as OpenSSL does); with the real store our private CA is unknown.
+    let system = db.dsn("localhost", "sslrootcert=system");
+    let (code, out, err) = once_env(&rules, &system, &[("SSL_CERT_FILE", &ca), ("SSL_CERT_DIR", "/nonexistent")]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, db.plaintext_once);
+    let public = "/etc/ssl/certs/ca-certificates.crt";
+    if std::path::Path::new(public).exists() {
+        let (code, out, err) = once_env(&rules, &system, &[("SSL_CERT_FILE", public)]);
+        assert_eq!(code, Some(1));
+        assert!(err.contains("unknown CA"), "{err}");
+        assert!(all_fail_safe(&out));
+    }
+
     let failures = [
         ("127.0.0.1", format!("sslmode=verify-full&sslrootcert={ca}"), "host name mismatch"),
         ("localhost", format!("sslmode=verify-ca&sslrootcert={other}"), "unknown CA"),

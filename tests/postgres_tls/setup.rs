@@ -164,10 +164,15 @@ impl TlsDb {
 }
 
 pub fn once(rules: &Path, dsn: &str) -> (Option<i32>, String, String) {
+    once_env(rules, dsn, &[])
+}
+
+pub fn once_env(rules: &Path, dsn: &str, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_sql-signal-exporter"))
         .args(["--once", "--rules"])
         .arg(rules)
         .env("CONNECTION_STRING", dsn)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     (out.status.code(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
