@@ -79,8 +79,7 @@ impl PgManager {
             }
             PasswordSource::Command { argv, timeout, cache_ttl } => {
                 if let Ok(guard) = self.cached.lock() {
-                    if let Some((pw, at)) = guard.as_ref().filter(|(_, at)| at.elapsed() < *cache_ttl) {
-                        let _ = at;
+                    if let Some((pw, _)) = guard.as_ref().filter(|(_, at)| at.elapsed() < *cache_ttl) {
                         return Ok(Some(pw.clone()));
                     }
                 }
@@ -154,5 +153,63 @@ impl managed::Manager for PgManager {
             return Err(RecycleError::message("connection closed"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn manager(password: PasswordSource) -> PgManager {
+        let (_, tls) = super::super::tls::plan(&Default::default()).unwrap();
+        PgManager::new(Config::new(), tls, password, Secrets::default())
+    }
+
+    #[tokio::test]
+    async fn a_rotated_file_is_read_again_and_every_password_is_scrubbed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "first-secret\n").unwrap();
+        let m = manager(PasswordSource::File(path.clone()));
+        assert_eq!(m.password().await.unwrap().as_deref(), Some("first-secret"));
+        std::fs::write(&path, "second-secret").unwrap();
+        assert_eq!(m.password().await.unwrap().as_deref(), Some("second-secret"));
+        assert_eq!(*m.secrets.read().unwrap(), vec!["first-secret".to_string(), "second-secret".to_string()]);
+        std::fs::write(&path, "\n").unwrap();
+        assert!(m.password().await.unwrap_err().contains("is empty"));
+    }
+
+    #[tokio::test]
+    async fn the_command_runs_once_per_ttl_and_its_failure_shows_no_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = dir.path().join("runs");
+        let script = format!("echo run >> {}; echo token-abc", runs.display());
+        let argv = vec!["sh".to_string(), "-c".to_string(), script];
+        let m = manager(PasswordSource::Command {
+            argv,
+            timeout: Duration::from_secs(5),
+            cache_ttl: Duration::from_secs(60),
+        });
+        assert_eq!(m.password().await.unwrap().as_deref(), Some("token-abc"));
+        assert_eq!(m.password().await.unwrap().as_deref(), Some("token-abc"));
+        assert_eq!(std::fs::read_to_string(&runs).unwrap().lines().count(), 1, "cached within the TTL");
+
+        let failing = vec!["sh".into(), "-c".into(), "echo token-xyz; echo 'bad token-xyz' >&2; exit 3".into()];
+        let m = manager(PasswordSource::Command {
+            argv: failing,
+            timeout: Duration::from_secs(5),
+            cache_ttl: Duration::from_secs(1),
+        });
+        let e = m.password().await.unwrap_err();
+        assert!(e.contains("failed") && !e.contains("token-xyz"), "{e}");
+        let slow = vec!["sleep".into(), "5".into()];
+        let m = manager(PasswordSource::Command {
+            argv: slow,
+            timeout: Duration::from_millis(200),
+            cache_ttl: Duration::from_secs(1),
+        });
+        assert!(m.password().await.unwrap_err().contains("did not finish"));
     }
 }
