@@ -122,7 +122,7 @@ fn tls_modes_connect_and_each_failure_names_its_cause_while_fail_safe() {
 }
 
 #[test]
-fn a_server_without_tls_is_named_as_such() {
+fn a_server_without_tls_is_named_as_such_and_prefer_falls_back() {
     let pg = TempPostgres::start().unwrap();
     let rules = repo_root().join("rules/kanary.yaml");
     let dsn = pg.dsn("demo").replace("sslmode=disable", "sslmode=require");
@@ -130,6 +130,15 @@ fn a_server_without_tls_is_named_as_such() {
     assert_eq!(code, Some(1));
     assert!(err.contains("does not speak TLS"), "{err}");
     assert!(all_fail_safe(&out), "{out}");
+    // The default (prefer) still connects, over TCP and over the Unix socket (which has no TLS).
+    let socket = pg.psql("postgres", "SHOW unix_socket_directories").unwrap();
+    let words = format!("host={socket} port={} user=exporter password={} dbname=demo", pg.port(), pg.password());
+    let tcp = pg.dsn("demo").replace("?sslmode=disable", "");
+    for dsn in [tcp, words] {
+        let (code, _, err) = once(&rules, &dsn);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains("does not exist (SQLSTATE 42P01)"), "connected, then the query failed: {err}");
+    }
 }
 
 const DOWN_TARGET: &str = "kanary_up{tested_cluster=\"stone-prod-p01\",type=\"container-single-arch\"}";

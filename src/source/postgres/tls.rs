@@ -183,9 +183,12 @@ where
     type TlsConnect = RustlsConnect;
     type Error = TlsError;
 
+    /// `host` is empty for a Unix socket (where the server declines TLS) and for `hostaddr` alone:
+    /// then no name can match, which only `verify-full` checks, and it fails as a name mismatch.
     fn make_tls_connect(&mut self, host: &str) -> Result<RustlsConnect, TlsError> {
         let name = ServerName::try_from(host.to_string())
-            .map_err(|_| TlsError::General(format!("'{host}' is not a host name TLS can verify")))?;
+            .or_else(|_| ServerName::try_from("no-host-name.invalid".to_string()))
+            .map_err(|_| TlsError::General("no host name to verify".into()))?;
         Ok(RustlsConnect { config: self.config.clone(), name })
     }
 }
