@@ -265,6 +265,17 @@ fn kanary_through_pgbouncer_in_transaction_mode() {
         assert_eq!(out, direct.1);
         assert_eq!(Exposition::parse(&out).series.len(), 72);
     }
+    // --check-rules --db through the pooler: prepared inside a transaction of its own.
+    let out = Command::new(env!("CARGO_BIN_EXE_sql-signal-exporter"))
+        .arg("--check-rules")
+        .arg(&rules)
+        .arg("--db")
+        .env("CONNECTION_STRING", &dsn)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 queries prepared") && text.contains("plaintext (no TLS)"), "{text}");
     // A running exporter: many transactions over the pooler's shared server sessions.
     let fast = kanary_rules(
         rules_dir.path(),
