@@ -85,6 +85,18 @@ pub(super) async fn check_queries(
             }
         }
     }
+    // How each reachable database is carried (TLS version and cipher, or plaintext), on stderr with the summary.
+    for (name, db) in &set.databases {
+        if given_up.iter().any(|g| g == name) {
+            continue;
+        }
+        let slot = sources.slot(name);
+        if let Ok(source) = as_source(&slot) {
+            if let Some(t) = source.transport(db.connect_timeout).await {
+                eprintln!("database '{name}': {t}");
+            }
+        }
+    }
     sources.shut_down(Duration::from_millis(200)).await;
     prepared
 }

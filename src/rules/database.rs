@@ -10,9 +10,13 @@ use super::conninfo::ConnInfo;
 use super::diagnostic::Diagnostic;
 use super::limits::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 use super::loader::Ctx;
-use super::model::Database;
+use super::model::{Database, PasswordSource};
 use super::spec::DatabaseSpec;
+use super::tls_files;
 use crate::secret::Secret;
+
+const DEFAULT_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+const DEFAULT_CMD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Ctx<'_> {
     pub(super) fn database(&mut self, path: &Path, name: String, spec: DatabaseSpec) {
@@ -41,12 +45,20 @@ impl Ctx<'_> {
             }
             (None, None) => String::new(),
         };
-        let conninfo = if self.diags.len() == before && !dsn.is_empty() {
+        // A warning (an unset variable) still parses the DSN, but its file paths are not looked at.
+        let clean = self.diags.len() == before;
+        let has_error = self.diags[before..].iter().any(|d| d.severity == super::Severity::Error);
+        let conninfo = if !has_error && !dsn.is_empty() {
             let key = if spec.dsn.is_some() { "dsn" } else { "dsn_file" };
-            self.parse_dsn(path, ptr(key), &dsn, spec.dsn.as_deref())
+            self.parse_dsn(path, ptr(key), &dsn, spec.dsn.as_deref(), clean)
         } else {
             ConnInfo::default()
         };
+        let password = self.password_source(path, &name, &spec);
+        if spec.pooler.is_some() && conninfo.get("options").is_some() {
+            let msg = "a transaction pooler refuses the options startup parameter; drop options from the DSN (the exporter sets its timeouts per transaction)";
+            self.error(path, ptr("pooler"), msg);
+        }
         let connect_timeout =
             self.duration(path, ptr("connect_timeout"), spec.connect_timeout.as_deref(), DEFAULT_CONNECT_TIMEOUT);
         let lock_timeout = self.duration(path, ptr("lock_timeout"), spec.lock_timeout.as_deref(), DEFAULT_LOCK_TIMEOUT);
@@ -59,20 +71,33 @@ impl Ctx<'_> {
                 max_connections: spec.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
                 connect_timeout,
                 lock_timeout,
+                password,
+                pooler: spec.pooler,
             }),
         );
     }
 
     /// The DSN must parse (else every rule on the database would fail), and a password must not be
     /// written into the rules file itself. Neither message shows the DSN.
-    fn parse_dsn(&mut self, path: &Path, pointer: String, dsn: &str, written: Option<&str>) -> ConnInfo {
-        let conninfo = match ConnInfo::parse(dsn).and_then(|c| supported(&c).map(|()| c)) {
+    fn parse_dsn(&mut self, path: &Path, pointer: String, dsn: &str, written: Option<&str>, files: bool) -> ConnInfo {
+        let conninfo = match ConnInfo::parse(dsn) {
             Ok(c) => c,
             Err(msg) => {
                 self.error(path, pointer, msg);
                 return ConnInfo::default();
             }
         };
+        let (errors, warnings) = tls_files::check(&conninfo, files);
+        let failed = !errors.is_empty();
+        for e in errors {
+            self.error(path, pointer.clone(), e);
+        }
+        for w in warnings {
+            self.warning(path, pointer.clone(), w);
+        }
+        if failed {
+            return ConnInfo::default();
+        }
         let literal_password = written
             .and_then(|w| ConnInfo::parse(w).ok())
             .and_then(|c| c.get("password").map(|p| !p.is_empty() && !p.contains("${")))
@@ -82,6 +107,35 @@ impl Ctx<'_> {
             self.warning(path, pointer, msg);
         }
         conninfo
+    }
+
+    /// `password_file` or `password_command`: at most one, and never run or read here (the file is
+    /// read per connection, and `--check-rules` must not run a command).
+    fn password_source(&mut self, path: &Path, name: &str, spec: &DatabaseSpec) -> PasswordSource {
+        let ptr = |k: &str| format!("/databases/{name}/{k}");
+        let ttl = self.duration(path, ptr("password_cache_ttl"), spec.password_cache_ttl.as_deref(), DEFAULT_TTL);
+        let timeout = self.duration(
+            path,
+            ptr("password_command_timeout"),
+            spec.password_command_timeout.as_deref(),
+            DEFAULT_CMD_TIMEOUT,
+        );
+        match (&spec.password_file, &spec.password_command) {
+            (Some(_), Some(_)) => {
+                self.error(path, ptr("password_command"), "give password_file or password_command, not both");
+                PasswordSource::Dsn
+            }
+            (Some(file), None) => {
+                let file = self.expand_env(path, ptr("password_file"), file);
+                PasswordSource::File(resolve_relative(path, &file))
+            }
+            (None, Some(argv)) if argv.is_empty() || argv[0].is_empty() => {
+                self.error(path, ptr("password_command"), "password_command needs a program: [program, arg, ...]");
+                PasswordSource::Dsn
+            }
+            (None, Some(argv)) => PasswordSource::Command { argv: argv.clone(), timeout, cache_ttl: ttl },
+            (None, None) => PasswordSource::Dsn,
+        }
     }
 
     /// Replaces `${VAR}` with the variable's value, and `${VAR:-default}` with it or, when it is unset
@@ -118,19 +172,6 @@ impl Ctx<'_> {
         }
         out.push_str(rest);
         out
-    }
-}
-
-/// What this exporter cannot do with a DSN that parses. TLS comes with its own issue; until then
-/// a DSN that asks for it is refused rather than silently sent in plain text.
-fn supported(c: &ConnInfo) -> Result<(), String> {
-    match c.get("sslmode") {
-        None | Some("disable" | "allow" | "prefer") => Ok(()),
-        Some("require" | "verify-ca" | "verify-full") => Err(format!(
-            "sslmode={} asks for TLS, which this version of the exporter does not speak yet; use sslmode=prefer or disable (over a trusted network or a local proxy)",
-            c.get("sslmode").unwrap_or_default()
-        )),
-        Some(_) => Err("sslmode must be one of disable, allow, prefer, require, verify-ca, verify-full".to_string()),
     }
 }
 

@@ -34,6 +34,7 @@ pub mod span;
 mod spec;
 mod sql_text;
 pub mod template;
+pub mod tls_files;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use endpoint::{DEFAULT_MAX_BODY_BYTES, MAIN_QUERY};

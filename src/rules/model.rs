@@ -54,6 +54,31 @@ pub struct Database {
     pub max_connections: usize,
     pub connect_timeout: Duration,
     pub lock_timeout: Duration,
+    /// Where each new connection gets its password, when not from the DSN.
+    pub password: PasswordSource,
+    /// A connection pooler in between: session settings go per transaction, not into startup.
+    pub pooler: Option<Pooler>,
+}
+
+/// Where a new connection's password comes from. Rotating credentials are read per connection.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum PasswordSource {
+    /// The DSN's `password` (or none).
+    #[default]
+    Dsn,
+    /// A file re-read for each new connection (a mounted secret changes under us).
+    File(PathBuf),
+    /// A program (argv, no shell) whose standard output is the password, run for a new connection
+    /// unless its last output is younger than `cache_ttl`.
+    Command { argv: Vec<String>, timeout: Duration, cache_ttl: Duration },
+}
+
+/// The pooling mode of a pooler between the exporter and the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooler {
+    /// PgBouncer `pool_mode = transaction`, RDS Proxy, Supavisor: a session lasts one transaction.
+    Transaction,
 }
 
 /// One rule: a query run on an interval, and what its rows become.

@@ -18,6 +18,11 @@ pub(super) struct DatabaseSpec {
     pub(super) max_connections: Option<usize>,
     pub(super) connect_timeout: Option<String>,
     pub(super) lock_timeout: Option<String>,
+    pub(super) password_file: Option<String>,
+    pub(super) password_command: Option<Vec<String>>,
+    pub(super) password_command_timeout: Option<String>,
+    pub(super) password_cache_ttl: Option<String>,
+    pub(super) pooler: Option<super::model::Pooler>,
 }
 
 #[derive(Deserialize)]

@@ -158,6 +158,11 @@ pub trait Source: Send + Sync + fmt::Debug {
     fn fetch<'a>(&'a self, fetch: Fetch<'a>, sink: &'a mut dyn RowSink) -> BoxFuture<'a, Result<(), FetchError>>;
     /// Prepares (never runs) the statement `render` makes: what `--check-rules --db` asks.
     fn prepare<'a>(&'a self, render: Render<'a>, timeout: Duration) -> BoxFuture<'a, Result<Prepared, FetchError>>;
+    /// How a session is carried, e.g. `TLSv1.3 (TLS_AES_256_GCM_SHA384)`, for `--check-rules --db`;
+    /// `None` when the source cannot tell or cannot be reached.
+    fn transport(&self, _timeout: Duration) -> BoxFuture<'_, Option<String>> {
+        Box::pin(async { None })
+    }
     /// Connections open now, and those of them lent to a running statement.
     fn connections(&self) -> (usize, usize);
     /// Closes idle connections; in-use ones close when returned.

@@ -9,6 +9,7 @@
 //! - [`endpoints`]: rules on HTTP JSON endpoints against a fixture server (DTR, Matillion, typing);
 //! - [`deploy_role`]: `examples/postgres/role.sql` is enough for the shipped rules, and no more;
 //! - [`prometheus`]: a real Prometheus scrapes us and evaluates the shipped alerts and dashboard;
+//! - [`postgres_tls`]: TLS to PostgreSQL (every sslmode, failures named), rotating passwords, PgBouncer;
 //! - [`web_config`]: `--web.config.file`: TLS, client certificates, basic auth, rotation;
 //! - [`architecture`]: the invariants of `src/`'s layout, read from the source text.
 
@@ -21,5 +22,6 @@ mod endpoints;
 mod faults;
 mod kanary;
 mod metric_rules;
+mod postgres_tls;
 mod prometheus;
 mod web_config;

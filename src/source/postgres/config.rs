@@ -2,7 +2,8 @@
 //!
 //! The DSN is never parsed again here: each libpq keyword maps to a setter of the driver. Sessions
 //! get the exporter's own options on top: read-only transactions, `statement_timeout` and
-//! `lock_timeout` as startup options, and an `application_name` unless the DSN names one.
+//! `lock_timeout` as startup options (per transaction behind a pooler, see `pooler.rs`), and an
+//! `application_name` unless the DSN names one.
 
 use std::time::Duration;
 
@@ -13,8 +14,9 @@ use super::APPLICATION_NAME;
 use crate::rules::model::Database;
 
 /// The configuration of every session to `database`. The message never contains a value.
-pub(super) fn session_config(database: &Database, statement_timeout: Duration) -> Result<Config, String> {
+pub(super) fn session_config(database: &Database, statement_timeout: Duration, ssl: SslMode) -> Result<Config, String> {
     let mut config = Config::new();
+    config.ssl_mode(ssl);
     let mut options = String::new();
     for (key, value) in database.conninfo.iter() {
         let bad = || format!("the DSN's {key} is not valid");
@@ -48,10 +50,6 @@ pub(super) fn session_config(database: &Database, statement_timeout: Duration) -
                 config.application_name(value);
             }
             "connect_timeout" => {}
-            // TLS comes with its own issue; the loader refuses the modes that need it.
-            "sslmode" => {
-                config.ssl_mode(if value == "disable" { SslMode::Disable } else { SslMode::Prefer });
-            }
             "channel_binding" => {
                 config.channel_binding(match value {
                     "disable" => ChannelBinding::Disable,
@@ -78,20 +76,25 @@ pub(super) fn session_config(database: &Database, statement_timeout: Duration) -
                     _ => LoadBalanceHosts::Disable,
                 });
             }
-            // sslrootcert, sslcert, sslkey: only meaningful with TLS, which is refused at load.
+            // sslmode, sslrootcert, sslcert, sslkey: the TLS plan (tls.rs).
             _ => {}
         }
     }
-    if !options.is_empty() {
-        options.push(' ');
+    // Behind a transaction pooler these go per transaction (SET LOCAL); poolers refuse `options`.
+    if database.pooler.is_none() {
+        if !options.is_empty() {
+            options.push(' ');
+        }
+        options.push_str(&format!(
+            "-c default_transaction_read_only=on -c statement_timeout={} -c lock_timeout={}",
+            // PostgreSQL takes these in milliseconds as an i32.
+            statement_timeout.as_millis().clamp(1, i32::MAX as u128),
+            database.lock_timeout.as_millis().clamp(1, i32::MAX as u128)
+        ));
     }
-    options.push_str(&format!(
-        "-c default_transaction_read_only=on -c statement_timeout={} -c lock_timeout={}",
-        // PostgreSQL takes these in milliseconds as an i32.
-        statement_timeout.as_millis().clamp(1, i32::MAX as u128),
-        database.lock_timeout.as_millis().clamp(1, i32::MAX as u128)
-    ));
-    config.options(&options);
+    if !options.is_empty() {
+        config.options(&options);
+    }
     if config.get_application_name().is_none() {
         config.application_name(APPLICATION_NAME);
     }

@@ -1,9 +1,13 @@
-//! The words of driver, pool and server errors: the server's own message when there is one.
+//! The words of driver, pool and server errors: the TLS cause when TLS failed, else the server's
+//! own message when there is one.
 
-pub(super) fn describe_pool_error(e: &deadpool_postgres::PoolError) -> String {
-    use deadpool_postgres::PoolError as P;
+use super::connect::ConnectError;
+
+pub(super) fn describe_pool_error(e: &deadpool::managed::PoolError<ConnectError>) -> String {
+    use deadpool::managed::PoolError as P;
     match e {
-        P::Backend(err) => describe_pg_error(err),
+        P::Backend(err) => err.to_string(),
+        P::PostCreateHook(deadpool::managed::HookError::Backend(err)) => err.to_string(),
         P::Timeout(_) => "timed out waiting for a connection".to_string(),
         other => other.to_string(),
     }
@@ -11,6 +15,9 @@ pub(super) fn describe_pool_error(e: &deadpool_postgres::PoolError) -> String {
 
 /// The server's message when there is one (it is the useful part), else the driver's text.
 pub fn describe_pg_error(e: &tokio_postgres::Error) -> String {
+    if let Some(tls) = super::tls_detail::describe(e) {
+        return tls;
+    }
     if let Some(db) = e.as_db_error() {
         let mut m = format!("{} (SQLSTATE {})", db.message(), db.code().code());
         if let Some(hint) = db.hint() {

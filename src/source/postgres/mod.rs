@@ -5,6 +5,9 @@
 //! connections), sessions that are read-only, named (`application_name`) and carry
 //! `statement_timeout` and `lock_timeout` as startup options (so they cost no extra statement), and
 //! a statement past its timeout is cancelled on the server ([`cancel`]), not merely abandoned.
+//! Behind a transaction pooler the settings go per transaction instead ([`pooler`]). Connections
+//! are made by our own pool manager ([`connect`]: a fresh password per connection) over rustls
+//! ([`tls`]: libpq's sslmodes).
 //!
 //! The server's version (`server_version_num`) is read once per new connection, in the pool's
 //! `post_create` hook: query templates branch on it, yet a rule still costs one statement per
@@ -14,12 +17,12 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool::managed::{Hook, HookError};
+use deadpool::Runtime;
 use futures_util::future::BoxFuture;
 use futures_util::{pin_mut, FutureExt, TryStreamExt};
 use tokio::time::{timeout_at, Instant};
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::NoTls;
 use tokio_util::task::TaskTracker;
 
 use super::{ColumnType, Fetch, FetchError, Prepared, Render, RowSink, Source};
@@ -30,14 +33,20 @@ use crate::secret::redact;
 mod backoff;
 mod cancel;
 mod config;
+mod connect;
 mod decode;
 mod error;
+mod pooler;
+mod tls;
+mod tls_detail;
 
 use backoff::Backoff;
 use cancel::InFlight;
+use connect::{remember, ConnectError, PgManager, Pool, Secrets};
 pub use decode::decoded;
 pub use error::describe_pg_error;
 use error::describe_pool_error;
+use tls::MakeRustls;
 
 /// The `application_name` of every session, so a DBA sees who is querying.
 pub const APPLICATION_NAME: &str = "sql-signal-exporter";
@@ -46,8 +55,10 @@ pub const APPLICATION_NAME: &str = "sql-signal-exporter";
 pub struct PgSource {
     pub database: Arc<Database>,
     pool: Pool,
-    /// Strings that must never leave this module: the DSN and its password.
-    secrets: Vec<String>,
+    /// Strings that must never leave this module: the DSN and every password used so far.
+    secrets: Secrets,
+    tls: MakeRustls,
+    statement_timeout: Duration,
     /// `server_version_num` of the newest connection; 0 until one was made or when the server did
     /// not tell.
     server_version_num: Arc<AtomicI64>,
@@ -71,20 +82,23 @@ impl PgSource {
         statement_timeout: Duration,
         max_backoff: Duration,
     ) -> Result<PgSource, String> {
-        let mut secrets = vec![database.dsn.expose().to_string()];
-        if let Some(pw) = database.conninfo.get("password").filter(|p| !p.is_empty()) {
-            secrets.push(pw.to_string());
+        let secrets = Secrets::default();
+        remember(&secrets, database.dsn.expose());
+        if let Some(pw) = database.conninfo.get("password") {
+            remember(&secrets, pw);
         }
-        let config = config::session_config(&database, statement_timeout)
+        let (ssl_mode, tls) =
+            tls::plan(&database.conninfo).map_err(|msg| format!("database '{}': {msg}", database.name))?;
+        let config = config::session_config(&database, statement_timeout, ssl_mode)
             .map_err(|msg| format!("database '{}': {msg}", database.name))?;
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager = PgManager::new(config, tls.clone(), database.password.clone(), secrets.clone());
         let server_version_num = Arc::new(AtomicI64::new(0));
         let version_slot = server_version_num.clone();
         let pool = Pool::builder(manager)
             .max_size(database.max_connections)
             .runtime(Runtime::Tokio1)
             .create_timeout(Some(database.connect_timeout))
-            .post_create(Hook::async_fn(move |client, _| {
+            .post_create(Hook::async_fn(move |client: &mut deadpool_postgres::ClientWrapper, _| {
                 let slot = version_slot.clone();
                 Box::pin(async move {
                     match client.simple_query("SHOW server_version_num").await {
@@ -103,7 +117,7 @@ impl PgSource {
                             slot.store(0, Ordering::Relaxed);
                             Ok(())
                         }
-                        Err(e) => Err(HookError::Backend(e)),
+                        Err(e) => Err(HookError::Backend(ConnectError::Driver(e))),
                     }
                 })
             }))
@@ -113,6 +127,8 @@ impl PgSource {
             database,
             pool,
             secrets,
+            tls,
+            statement_timeout,
             server_version_num,
             backoff: Backoff::new(max_backoff),
             cancels: TaskTracker::new(),
@@ -131,7 +147,10 @@ impl PgSource {
     /// Removes the DSN and password from a message that came from the driver or server.
     pub fn scrub(&self, text: &str) -> String {
         let mut out = text.to_string();
-        for s in &self.secrets {
+        // Longest first, so a password inside the DSN does not leave the rest of the DSN behind.
+        let mut secrets = self.secrets.read().map(|l| l.clone()).unwrap_or_default();
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        for s in &secrets {
             out = redact(&out, s);
         }
         out
@@ -150,7 +169,7 @@ impl PgSource {
             Err(_) => return Err(FetchError::Timeout(fetch.timeout)),
             Ok(Err(e)) => {
                 let msg = self.scrub(&describe_pool_error(&e));
-                if !matches!(e, deadpool_postgres::PoolError::Timeout(_)) {
+                if !matches!(e, deadpool::managed::PoolError::Timeout(_)) {
                     self.backoff.failed(&msg);
                 }
                 return Err(FetchError::Connect(msg));
@@ -160,8 +179,14 @@ impl PgSource {
         self.backoff.succeeded();
         let sql = (fetch.render)(self.server_version_num().unwrap_or(ASSUMED_SERVER_VERSION_NUM))
             .map_err(FetchError::Query)?;
-        let mut in_flight = InFlight::new(client, self.cancels.clone());
-        match timeout_at(deadline, run(in_flight.client(), &sql, fetch.bindings, sink)).await {
+        let mut in_flight = InFlight::new(client, self.cancels.clone(), self.tls.clone());
+        let ran = if self.database.pooler.is_some() {
+            let timeouts = pooler::Timeouts { statement: self.statement_timeout, lock: self.database.lock_timeout };
+            timeout_at(deadline, pooler::run(in_flight.client(), &sql, fetch.bindings, sink, timeouts)).await
+        } else {
+            timeout_at(deadline, run(in_flight.client(), &sql, fetch.bindings, sink)).await
+        };
+        match ran {
             Ok(Ok(())) => {
                 in_flight.finish();
                 Ok(())
@@ -186,9 +211,14 @@ impl PgSource {
             Ok(Ok(c)) => c,
         };
         let sql = render(self.server_version_num().unwrap_or(ASSUMED_SERVER_VERSION_NUM)).map_err(FetchError::Query)?;
-        match timeout_at(deadline, client.prepare(&sql)).await {
+        let prepared = if self.database.pooler.is_some() {
+            timeout_at(deadline, pooler::prepare(&client, &sql)).await
+        } else {
+            timeout_at(deadline, async { client.prepare(&sql).await.map(|s| pooler::Shape::of(&s)) }).await
+        };
+        match prepared {
             Err(_) => {
-                drop(deadpool_postgres::Object::take(client));
+                drop(deadpool::managed::Object::take(client));
                 Err(FetchError::Timeout(timeout))
             }
             Ok(Err(e)) => {
@@ -202,15 +232,15 @@ impl PgSource {
                 Err(FetchError::Query(self.scrub(&msg)))
             }
             Ok(Ok(stmt)) => Ok(Prepared {
-                params: stmt.params().len(),
+                params: stmt.params.len(),
                 unbindable_params: stmt
-                    .params()
+                    .params
                     .iter()
                     .enumerate()
                     .filter(|(_, ty)| !<Vec<String> as ToSql>::accepts(ty))
                     .map(|(i, ty)| (i + 1, ty.name().to_string()))
                     .collect(),
-                columns: stmt.columns().iter().map(|c| (c.name().to_string(), column_type(c.type_()))).collect(),
+                columns: stmt.columns.iter().map(|(name, ty)| (name.clone(), column_type(ty))).collect(),
                 sql,
             }),
         }
@@ -228,6 +258,19 @@ impl Source for PgSource {
 
     fn prepare<'a>(&'a self, render: Render<'a>, timeout: Duration) -> BoxFuture<'a, Result<Prepared, FetchError>> {
         self.prepare_rendered(render, timeout).boxed()
+    }
+
+    fn transport(&self, timeout: Duration) -> BoxFuture<'_, Option<String>> {
+        async move {
+            let client = tokio::time::timeout(timeout, self.pool.get()).await.ok()?.ok()?;
+            let sql = "SELECT CASE WHEN ssl THEN 'TLS ' || version || ' (' || cipher || ')' ELSE 'plaintext (no TLS)' END FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+            let messages = tokio::time::timeout(timeout, client.simple_query(sql)).await.ok()?.ok()?;
+            messages.iter().find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+                _ => None,
+            })
+        }
+        .boxed()
     }
 
     fn connections(&self) -> (usize, usize) {
@@ -258,7 +301,7 @@ fn column_type(ty: &Type) -> ColumnType {
 
 /// Runs `sql` with the rule's target columns bound as text arrays `$1, $2, …`, pushing each row.
 async fn run(
-    client: &deadpool_postgres::Client,
+    client: &connect::Client,
     sql: &str,
     bindings: Bindings<'_>,
     sink: &mut dyn RowSink,
