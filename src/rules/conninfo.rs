@@ -11,6 +11,8 @@
 
 use std::collections::BTreeMap;
 
+use super::schema_errors::edit_distance;
+
 /// The libpq keywords this exporter understands. Others are refused at load, so a typo such as
 /// `sslmod=require` is an error instead of a silent plaintext connection.
 pub const KNOWN_KEYS: &[&str] = &[
@@ -94,22 +96,6 @@ fn describe_key(key: &str) -> String {
         Some(_) => format!("'{key}'"),
         None => "an unknown parameter".to_string(),
     }
-}
-
-/// Levenshtein distance, for near misses of short keywords.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let next = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(row[j + 1] + 1);
-            prev = row[j + 1];
-            row[j + 1] = next;
-        }
-    }
-    row[b.len()]
 }
 
 const HELP: &str = "see https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-CONNSTRING";

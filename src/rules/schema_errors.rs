@@ -285,7 +285,8 @@ fn closest<'a>(key: &str, allowed: &'a [String]) -> Option<&'a str> {
         .map(|(_, a)| a.as_str())
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
+/// Levenshtein distance, for "did you mean" suggestions.
+pub(super) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

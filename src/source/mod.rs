@@ -32,6 +32,7 @@ use crate::rules::model::{Bindings, Database, Endpoint, RuleSet};
 
 pub mod http;
 pub mod postgres;
+pub mod tls;
 
 /// Renders a rule's SQL from what the source knows about itself: the server's
 /// `server_version_num` for PostgreSQL ([`crate::rules::template::ASSUMED_SERVER_VERSION_NUM`] when

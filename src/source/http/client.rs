@@ -6,16 +6,13 @@
 //! `Accept`/`User-Agent`/`Content-Type`): otherwise the 3xx itself is the answer and the request
 //! fails, so a token never travels to a host it was not written for.
 
-use std::sync::Arc;
-
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, Error as TlsError, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::RootCertStore;
 
 use crate::rules::model::{Endpoint, Proxy};
+use crate::source::tls::{self, provider, Check};
 
 pub const MAX_REDIRECTS: usize = 5;
 
@@ -63,10 +60,6 @@ pub fn build(e: &Endpoint) -> Result<reqwest::Client, String> {
     builder.build().map_err(|e| format!("cannot build the HTTP client: {}", e.without_url()))
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
 fn tls_config(e: &Endpoint) -> Result<rustls::ClientConfig, String> {
     let mut roots = RootCertStore::empty();
     match &e.tls.ca_file {
@@ -85,14 +78,12 @@ fn tls_config(e: &Endpoint) -> Result<rustls::ClientConfig, String> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|err| format!("TLS: {err}"))?;
-    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
-        .build()
-        .map_err(|err| format!("TLS: {err}"))?;
-    let server_name = match &e.tls.server_name {
+    let name = match &e.tls.server_name {
         Some(n) => Some(ServerName::try_from(n.clone()).map_err(|_| format!("server_name '{n}' is not a valid name"))?),
         None => None,
     };
-    let verifier = Arc::new(Verifier { inner: webpki, server_name, skip: e.tls.insecure_skip_verify });
+    let verifier =
+        if e.tls.insecure_skip_verify { tls::no_verification() } else { tls::verifier(roots, Check::Full { name })? };
     let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
     let mut config = match &e.tls.client {
         None => builder.with_no_client_auth(),
@@ -108,51 +99,4 @@ fn tls_config(e: &Endpoint) -> Result<rustls::ClientConfig, String> {
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
-}
-
-/// WebPKI verification, against `server_name` when set; or none at all with `insecure_skip_verify`.
-#[derive(Debug)]
-struct Verifier {
-    inner: Arc<WebPkiServerVerifier>,
-    server_name: Option<ServerName<'static>>,
-    skip: bool,
-}
-
-impl ServerCertVerifier for Verifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, TlsError> {
-        if self.skip {
-            return Ok(ServerCertVerified::assertion());
-        }
-        let name = self.server_name.as_ref().unwrap_or(server_name);
-        self.inner.verify_server_cert(end_entity, intermediates, name, ocsp, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
 }

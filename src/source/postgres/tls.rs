@@ -17,23 +17,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, Error as TlsError, RootCertStore, SignatureScheme,
-};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, Error as TlsError, RootCertStore};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 
 use crate::rules::conninfo::ConnInfo;
 use crate::rules::tls_files::{certificates, effective_sslmode, private_key};
-
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
+use crate::source::tls::{self, provider, Check};
 
 /// The driver's mode and the connector for a DSN. Files are read here, once per pool.
 pub(super) fn plan(c: &ConnInfo) -> Result<(SslMode, MakeRustls), String> {
@@ -65,18 +57,11 @@ pub(super) fn plan(c: &ConnInfo) -> Result<(SslMode, MakeRustls), String> {
             Some(store)
         }
     };
-    let verifier: Arc<dyn ServerCertVerifier> = match roots {
-        None => Arc::new(NoVerification(provider())),
-        Some(store) => {
-            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider())
-                .build()
-                .map_err(|e| format!("sslrootcert: {e}"))?;
-            if mode == "verify-full" {
-                webpki
-            } else {
-                Arc::new(ChainOnly(webpki))
-            }
-        }
+    // Without a root certificate, encryption without authentication, as in libpq's `require`.
+    let verifier = match roots {
+        None => tls::no_verification(),
+        Some(store) if mode == "verify-full" => tls::verifier(store, Check::Full { name: None })?,
+        Some(store) => tls::verifier(store, Check::ChainOnly)?,
     };
     let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
     let config = match (c.get("sslcert"), c.get("sslkey")) {
@@ -88,85 +73,6 @@ pub(super) fn plan(c: &ConnInfo) -> Result<(SslMode, MakeRustls), String> {
         _ => builder.with_no_client_auth(),
     };
     Ok((driver_mode, MakeRustls { config: Arc::new(config) }))
-}
-
-/// `require` without a root certificate: encryption without authentication, as in libpq.
-/// Handshake signatures are still checked, so the session is bound to the certificate it shows.
-#[derive(Debug)]
-struct NoVerification(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, TlsError> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// `verify-ca`: webpki's verification, with a wrong name forgiven. webpki checks the chain (and
-/// expiry) before the name, so a name error means everything else passed.
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, TlsError> {
-        match self.0.verify_server_cert(end_entity, intermediates, name, ocsp, now) {
-            Err(TlsError::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        self.0.verify_tls12_signature(m, c, d)
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        self.0.verify_tls13_signature(m, c, d)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
 }
 
 /// The driver's TLS connector: one rustls configuration, a fresh handshake per connection.
