@@ -1,0 +1,307 @@
+//! What the status page and `/api/v1/status` show: each rule's last evaluation, its recent history
+//! and, for a signal, every target's state and why.
+//!
+//! The scheduler records each evaluation here as it finishes; the page only reads. Like
+//! [`crate::serve::snapshot`], readers load an `Arc` (no lock, no query) and writers publish a new
+//! snapshot, so a page view costs the scrape path nothing and shares no lock with `/metrics`. A
+//! rule's status is its own `Arc`: recording one rule copies the list of pointers, not the others'
+//! targets. Targets are kept as the evaluation judged them (details only for targets in error),
+//! errors first.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+
+use crate::eval::signal::{TargetResult, TargetState};
+use crate::rules::model::{Failure, Rule, RuleKind, RuleSet};
+use crate::serve::evaluate::{Outcome, Status};
+
+/// How many evaluations, and separately how many failures, each rule keeps.
+pub const HISTORY: usize = 10;
+
+/// One finished evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub at: DateTime<Utc>,
+    pub duration: Duration,
+    pub rows: usize,
+    pub series: usize,
+    /// `success`, `error` or `timeout`, as in `sql_signal_exporter_rule_evaluations_total`.
+    pub result: &'static str,
+    pub error: Option<String>,
+}
+
+/// Targets per state; `failed` is indexed like [`Failure::ALL`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counts {
+    pub up: usize,
+    pub down: usize,
+    pub failed: [usize; Failure::ALL.len()],
+}
+
+impl Counts {
+    pub fn errors(&self) -> usize {
+        self.failed.iter().sum()
+    }
+}
+
+/// Everything shown about one rule.
+#[derive(Debug, Clone)]
+pub struct RuleStatus {
+    pub name: String,
+    /// `signal` or `metric`.
+    pub kind: &'static str,
+    /// The names of its databases (never a DSN).
+    pub sources: Vec<String>,
+    pub interval: Duration,
+    /// A signal's label names, in target order.
+    pub labels: Vec<String>,
+    /// A signal's error series as `name{label="value"}` per failure (indexed like [`Failure::ALL`]),
+    /// so the page ties a state to the series an alert fired on.
+    pub error_series: Vec<String>,
+    pub last: Option<Evaluation>,
+    pub next_run: Option<DateTime<Utc>>,
+    pub sql: Option<String>,
+    /// A signal's targets: in error first, then down, then up; otherwise in evaluation order.
+    pub targets: Vec<TargetResult>,
+    pub counts: Counts,
+    /// Newest first.
+    pub history: VecDeque<Evaluation>,
+    /// The last failures however old, newest first.
+    pub failures: VecDeque<Evaluation>,
+}
+
+impl RuleStatus {
+    fn new(rule: &Rule) -> RuleStatus {
+        let (kind, labels, error_series) = match &rule.kind {
+            RuleKind::Signal(s) => (
+                "signal",
+                s.labels.clone(),
+                Failure::ALL
+                    .iter()
+                    .map(|f| format!("{}{{{}=\"{}\"}}", s.error.name, s.reason_label, s.reasons.of(*f)))
+                    .collect(),
+            ),
+            RuleKind::Metric(_) => ("metric", Vec::new(), Vec::new()),
+        };
+        RuleStatus {
+            name: rule.name.clone(),
+            kind,
+            sources: rule.databases().into_iter().map(str::to_string).collect(),
+            interval: rule.interval,
+            labels,
+            error_series,
+            last: None,
+            next_run: None,
+            sql: None,
+            targets: Vec::new(),
+            counts: Counts::default(),
+            history: VecDeque::new(),
+            failures: VecDeque::new(),
+        }
+    }
+
+    fn same_shape(&self, other: &RuleStatus) -> bool {
+        (self.kind, &self.sources, self.interval, &self.labels, &self.error_series)
+            == (other.kind, &other.sources, other.interval, &other.labels, &other.error_series)
+    }
+
+    /// Whether the last evaluation failed or any target is in error.
+    pub fn in_error(&self) -> bool {
+        self.last.as_ref().is_some_and(|l| l.result != "success") || self.counts.errors() > 0
+    }
+}
+
+/// The state of a target as the API names it: `up`, `down` or the failure's key.
+pub fn state_name(state: &TargetState) -> &'static str {
+    match state {
+        TargetState::Up => "up",
+        TargetState::Down => "down",
+        TargetState::Failed { failure, .. } => failure.key(),
+    }
+}
+
+/// What a page view reads.
+#[derive(Debug, Default)]
+pub struct StatusSnapshot {
+    /// In rule order.
+    pub rules: Vec<Arc<RuleStatus>>,
+}
+
+#[derive(Default)]
+struct Rules {
+    order: Vec<String>,
+    by_name: HashMap<String, Arc<RuleStatus>>,
+}
+
+/// Holds the current [`StatusSnapshot`]; written by rule tasks, read by the page.
+#[derive(Default)]
+pub struct StatusStore {
+    current: ArcSwap<StatusSnapshot>,
+    /// Serialises writers only; readers never take it.
+    rules: Mutex<Rules>,
+}
+
+impl StatusStore {
+    pub fn new() -> StatusStore {
+        StatusStore::default()
+    }
+
+    /// The snapshot to show. Never blocks.
+    pub fn load(&self) -> Arc<StatusSnapshot> {
+        self.current.load_full()
+    }
+
+    /// Sets which rules exist. A rule kept with the same kind, sources, interval and labels keeps
+    /// everything; a changed one keeps its history only.
+    pub fn set_rules(&self, rules: &RuleSet) {
+        let mut state = self.lock();
+        let mut by_name = HashMap::with_capacity(rules.rules.len());
+        for rule in &rules.rules {
+            let fresh = RuleStatus::new(rule);
+            let status = match state.by_name.remove(&rule.name) {
+                Some(old) if old.same_shape(&fresh) => old,
+                Some(old) => {
+                    Arc::new(RuleStatus { history: old.history.clone(), failures: old.failures.clone(), ..fresh })
+                }
+                None => Arc::new(fresh),
+            };
+            by_name.insert(rule.name.clone(), status);
+        }
+        state.order = rules.rules.iter().map(|r| r.name.clone()).collect();
+        state.by_name = by_name;
+        self.publish(&state);
+    }
+
+    /// Records a finished evaluation of `rule`, whose next run is `next_in` from now.
+    pub fn record(&self, rule: &Rule, outcome: Outcome, next_in: Duration) {
+        let now = Utc::now();
+        let evaluation = Evaluation {
+            at: now - chrono::Duration::from_std(outcome.duration).unwrap_or_default(),
+            duration: outcome.duration,
+            rows: outcome.rows,
+            series: outcome.series(),
+            result: outcome.status.label(),
+            error: match &outcome.status {
+                Status::Success => None,
+                Status::Error(m) => Some(m.clone()),
+                Status::Timeout => Some(format!("timed out after {}", humantime::format_duration(rule.timeout))),
+            },
+        };
+        let mut targets = outcome.targets;
+        targets.sort_by_key(|t| match t.state {
+            TargetState::Failed { .. } => 0,
+            TargetState::Down => 1,
+            TargetState::Up => 2,
+        });
+        let mut counts = Counts::default();
+        for t in &targets {
+            match &t.state {
+                TargetState::Up => counts.up += 1,
+                TargetState::Down => counts.down += 1,
+                TargetState::Failed { failure, .. } => counts.failed[*failure as usize] += 1,
+            }
+        }
+
+        let mut state = self.lock();
+        let Some(old) = state.by_name.get(&rule.name) else { return }; // removed while evaluating
+        let mut history = old.history.clone();
+        let mut failures = old.failures.clone();
+        if evaluation.result != "success" {
+            failures.push_front(evaluation.clone());
+            failures.truncate(HISTORY);
+        }
+        history.push_front(evaluation.clone());
+        history.truncate(HISTORY);
+        let status = RuleStatus {
+            last: Some(evaluation),
+            next_run: Some(now + chrono::Duration::from_std(next_in).unwrap_or_default()),
+            sql: outcome.sql.or_else(|| old.sql.clone()),
+            targets,
+            counts,
+            history,
+            failures,
+            ..RuleStatus::new(rule)
+        };
+        state.by_name.insert(rule.name.clone(), Arc::new(status));
+        self.publish(&state);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Rules> {
+        // A panic while holding the lock leaves consistent data (we only insert and replace).
+        self.rules.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn publish(&self, state: &Rules) {
+        let rules = state.order.iter().filter_map(|n| state.by_name.get(n).cloned()).collect();
+        self.current.store(Arc::new(StatusSnapshot { rules }));
+    }
+}
+
+fn evaluation_json(e: &Evaluation) -> Value {
+    json!({
+        "at": e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "duration_seconds": e.duration.as_secs_f64(),
+        "rows": e.rows,
+        "series": e.series,
+        "result": e.result,
+        "error": e.error,
+    })
+}
+
+/// A target as the API shows it: `labels`, `state` and, unless up or down, `detail`.
+pub fn target_json(labels: &[String], t: &TargetResult) -> Value {
+    let names: Map<String, Value> =
+        labels.iter().cloned().zip(t.labels.iter().map(|v| Value::from(v.as_str()))).collect();
+    let mut out = Map::new();
+    out.insert("labels".into(), Value::Object(names));
+    out.insert("state".into(), state_name(&t.state).into());
+    if let TargetState::Failed { detail, .. } = &t.state {
+        out.insert("detail".into(), detail.as_str().into());
+    }
+    Value::Object(out)
+}
+
+/// The body of `/api/v1/status` (documented in the README; keep it stable).
+pub fn to_json(snapshot: &StatusSnapshot, now: DateTime<Utc>) -> Value {
+    let rules: Vec<Value> = snapshot
+        .rules
+        .iter()
+        .map(|r| {
+            let mut rule = json!({
+                "name": r.name,
+                "kind": r.kind,
+                "sources": r.sources,
+                "interval_seconds": r.interval.as_secs_f64(),
+                "last_evaluation": r.last.as_ref().map(evaluation_json),
+                "next_run": r.next_run.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                "sql": r.sql,
+                "history": r.history.iter().map(evaluation_json).collect::<Vec<_>>(),
+                "failures": r.failures.iter().map(evaluation_json).collect::<Vec<_>>(),
+            });
+            if r.kind == "signal" {
+                let mut counts = Map::new();
+                counts.insert("up".into(), r.counts.up.into());
+                counts.insert("down".into(), r.counts.down.into());
+                for (f, n) in Failure::ALL.iter().zip(r.counts.failed) {
+                    counts.insert(f.key().into(), n.into());
+                }
+                rule["target_counts"] = Value::Object(counts);
+                rule["targets"] = r.targets.iter().map(|t| target_json(&r.labels, t)).collect();
+            }
+            rule
+        })
+        .collect();
+    json!({
+        "version": crate::VERSION,
+        "generated_at": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "rules": rules,
+    })
+}
+
+#[cfg(test)]
+mod tests;
