@@ -190,17 +190,17 @@ pub async fn run_once(rules: &RuleSet) -> (Vec<u8>, bool) {
 }
 
 /// For `--once`: why each signal target is not up, a line each (the status page's details).
-fn log_targets(rule: &crate::rules::model::Rule, targets: &[crate::eval::signal::TargetResult]) {
-    use crate::eval::signal::TargetState;
+fn log_targets(rule: &crate::rules::model::Rule, targets: &crate::serve::status::Targets) {
+    use crate::serve::status::TargetView;
     let crate::rules::model::RuleKind::Signal(s) = &rule.kind else { return };
-    for t in targets {
+    for t in targets.errors_first() {
         let target = || s.labels.iter().zip(&t.labels).map(|(l, v)| format!("{l}={v}")).collect::<Vec<_>>().join(",");
-        match &t.state {
-            TargetState::Failed { failure, detail } => {
+        match t.state {
+            TargetView::Failed(failure, detail) => {
                 tracing::warn!(rule = %rule.name, target = %target(), state = failure.key(), detail = %detail, "target in error")
             }
-            TargetState::Down => tracing::info!(rule = %rule.name, target = %target(), state = "down", "target down"),
-            TargetState::Up => {}
+            TargetView::Down => tracing::info!(rule = %rule.name, target = %target(), state = "down", "target down"),
+            TargetView::Up => break, // up comes last
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::eval::exposition::Family;
 use crate::eval::{metric, signal};
 use crate::rules::model::{Failure, MetricRule, Rule, RuleKind, SignalRule};
 use crate::rules::template;
+use crate::serve::status::Targets;
 use crate::source::{Collect, Fetch, FetchError, Source};
 
 /// How an evaluation ended, for the exporter's own metrics and logs.
@@ -53,7 +54,7 @@ pub struct Outcome {
     /// The SQL as last rendered for a source (the first database's, for a rule on several).
     pub sql: Option<String>,
     /// A signal's judgement of each target, for the status page; empty for a metric rule.
-    pub targets: Vec<signal::TargetResult>,
+    pub targets: Targets,
 }
 
 impl Outcome {
@@ -134,7 +135,7 @@ async fn evaluate_signal(
         connect_failed,
         connect_failures,
         sql,
-        targets: results,
+        targets: Targets::pack(s.labels.len(), &results),
     }
 }
 
@@ -145,9 +146,9 @@ pub fn panicked(rule: &Rule, message: &str) -> Outcome {
     let (families, targets) = match &rule.kind {
         RuleKind::Signal(s) => {
             let targets = signal::evaluate(s, &rule.vars, Err(&reason), Utc::now(), &[]);
-            (signal::families(s, &targets), targets)
+            (signal::families(s, &targets), Targets::pack(s.labels.len(), &targets))
         }
-        RuleKind::Metric(_) => (Vec::new(), Vec::new()),
+        RuleKind::Metric(_) => (Vec::new(), Targets::default()),
     };
     Outcome {
         families,
@@ -227,7 +228,7 @@ async fn evaluate_metric(rule: &Rule, m: &MetricRule, sources: &Sources<'_>, sta
         connect_failed: !connect_failures.is_empty(),
         connect_failures,
         sql,
-        targets: Vec::new(),
+        targets: Targets::default(),
     }
 }
 

@@ -5,8 +5,7 @@
 //! [`crate::serve::snapshot`], readers load an `Arc` (no lock, no query) and writers publish a new
 //! snapshot, so a page view costs the scrape path nothing and shares no lock with `/metrics`. A
 //! rule's status is its own `Arc`: recording one rule copies the list of pointers, not the others'
-//! targets. Targets are kept as the evaluation judged them (details only for targets in error),
-//! errors first.
+//! targets. Targets are kept packed ([`Targets`]), details only for targets in error.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -16,9 +15,11 @@ use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-use crate::eval::signal::{TargetResult, TargetState};
 use crate::rules::model::{Failure, Rule, RuleKind, RuleSet};
 use crate::serve::evaluate::{Outcome, Status};
+
+mod targets;
+pub use targets::{Counts, Target, TargetView, Targets};
 
 /// How many evaluations, and separately how many failures, each rule keeps.
 pub const HISTORY: usize = 10;
@@ -33,20 +34,6 @@ pub struct Evaluation {
     /// `success`, `error` or `timeout`, as in `sql_signal_exporter_rule_evaluations_total`.
     pub result: &'static str,
     pub error: Option<String>,
-}
-
-/// Targets per state; `failed` is indexed like [`Failure::ALL`].
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Counts {
-    pub up: usize,
-    pub down: usize,
-    pub failed: [usize; Failure::ALL.len()],
-}
-
-impl Counts {
-    pub fn errors(&self) -> usize {
-        self.failed.iter().sum()
-    }
 }
 
 /// Everything shown about one rule.
@@ -66,9 +53,8 @@ pub struct RuleStatus {
     pub last: Option<Evaluation>,
     pub next_run: Option<DateTime<Utc>>,
     pub sql: Option<String>,
-    /// A signal's targets: in error first, then down, then up; otherwise in evaluation order.
-    pub targets: Vec<TargetResult>,
-    pub counts: Counts,
+    /// A signal's targets as last judged (read them with [`Targets::errors_first`]).
+    pub targets: Targets,
     /// Newest first.
     pub history: VecDeque<Evaluation>,
     /// The last failures however old, newest first.
@@ -98,8 +84,7 @@ impl RuleStatus {
             last: None,
             next_run: None,
             sql: None,
-            targets: Vec::new(),
-            counts: Counts::default(),
+            targets: Targets::default(),
             history: VecDeque::new(),
             failures: VecDeque::new(),
         }
@@ -112,16 +97,7 @@ impl RuleStatus {
 
     /// Whether the last evaluation failed or any target is in error.
     pub fn in_error(&self) -> bool {
-        self.last.as_ref().is_some_and(|l| l.result != "success") || self.counts.errors() > 0
-    }
-}
-
-/// The state of a target as the API names it: `up`, `down` or the failure's key.
-pub fn state_name(state: &TargetState) -> &'static str {
-    match state {
-        TargetState::Up => "up",
-        TargetState::Down => "down",
-        TargetState::Failed { failure, .. } => failure.key(),
+        self.last.as_ref().is_some_and(|l| l.result != "success") || self.targets.counts.errors() > 0
     }
 }
 
@@ -192,21 +168,6 @@ impl StatusStore {
                 Status::Timeout => Some(format!("timed out after {}", humantime::format_duration(rule.timeout))),
             },
         };
-        let mut targets = outcome.targets;
-        targets.sort_by_key(|t| match t.state {
-            TargetState::Failed { .. } => 0,
-            TargetState::Down => 1,
-            TargetState::Up => 2,
-        });
-        let mut counts = Counts::default();
-        for t in &targets {
-            match &t.state {
-                TargetState::Up => counts.up += 1,
-                TargetState::Down => counts.down += 1,
-                TargetState::Failed { failure, .. } => counts.failed[*failure as usize] += 1,
-            }
-        }
-
         let mut state = self.lock();
         let Some(old) = state.by_name.get(&rule.name) else { return }; // removed while evaluating
         let mut history = old.history.clone();
@@ -221,8 +182,7 @@ impl StatusStore {
             last: Some(evaluation),
             next_run: Some(now + chrono::Duration::from_std(next_in).unwrap_or_default()),
             sql: outcome.sql.or_else(|| old.sql.clone()),
-            targets,
-            counts,
+            targets: outcome.targets,
             history,
             failures,
             ..RuleStatus::new(rule)
@@ -254,14 +214,13 @@ fn evaluation_json(e: &Evaluation) -> Value {
 }
 
 /// A target as the API shows it: `labels`, `state` and, unless up or down, `detail`.
-pub fn target_json(labels: &[String], t: &TargetResult) -> Value {
-    let names: Map<String, Value> =
-        labels.iter().cloned().zip(t.labels.iter().map(|v| Value::from(v.as_str()))).collect();
+pub fn target_json(labels: &[String], t: &Target<'_>) -> Value {
+    let names: Map<String, Value> = labels.iter().cloned().zip(t.labels.iter().map(|v| Value::from(*v))).collect();
     let mut out = Map::new();
     out.insert("labels".into(), Value::Object(names));
-    out.insert("state".into(), state_name(&t.state).into());
-    if let TargetState::Failed { detail, .. } = &t.state {
-        out.insert("detail".into(), detail.as_str().into());
+    out.insert("state".into(), t.state.name().into());
+    if let TargetView::Failed(_, detail) = t.state {
+        out.insert("detail".into(), detail.into());
     }
     Value::Object(out)
 }
@@ -285,13 +244,14 @@ pub fn to_json(snapshot: &StatusSnapshot, now: DateTime<Utc>) -> Value {
             });
             if r.kind == "signal" {
                 let mut counts = Map::new();
-                counts.insert("up".into(), r.counts.up.into());
-                counts.insert("down".into(), r.counts.down.into());
-                for (f, n) in Failure::ALL.iter().zip(r.counts.failed) {
+                let c = &r.targets.counts;
+                counts.insert("up".into(), c.up.into());
+                counts.insert("down".into(), c.down.into());
+                for (f, n) in Failure::ALL.iter().zip(c.failed) {
                     counts.insert(f.key().into(), n.into());
                 }
                 rule["target_counts"] = Value::Object(counts);
-                rule["targets"] = r.targets.iter().map(|t| target_json(&r.labels, t)).collect();
+                rule["targets"] = r.targets.errors_first().map(|t| target_json(&r.labels, &t)).collect();
             }
             rule
         })

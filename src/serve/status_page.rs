@@ -12,8 +12,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use warp::Filter;
 
-use crate::eval::signal::{span, TargetState};
-use crate::serve::status::{state_name, Evaluation, RuleStatus, StatusSnapshot, StatusStore};
+use crate::eval::signal::span;
+use crate::serve::status::{Evaluation, RuleStatus, StatusSnapshot, StatusStore, TargetView};
 
 /// Above this many targets a rule shows only those in error, and a count of the rest.
 pub const MAX_TARGETS_SHOWN: usize = 500;
@@ -85,12 +85,12 @@ fn millis(d: Duration) -> String {
 }
 
 /// The state in words, as a badge: "too few rows" for `too_few_rows`.
-fn state_badge(state: &TargetState) -> String {
-    let name = state_name(state);
+fn state_badge(state: TargetView<'_>) -> String {
+    let name = state.name();
     let class = match state {
-        TargetState::Up => "up",
-        TargetState::Down => "down",
-        TargetState::Failed { .. } => "fail",
+        TargetView::Up => "up",
+        TargetView::Down => "down",
+        TargetView::Failed(..) => "fail",
     };
     format!("<span class=\"b {class}\" title=\"{name}\">{}</span>", name.replace('_', " "))
 }
@@ -101,8 +101,10 @@ fn headline(r: &RuleStatus) -> String {
         None => "<span class=\"b none\">not yet run</span>".into(),
         Some(l) if l.result == "timeout" => "<span class=\"b fail\">query timed out</span>".into(),
         Some(l) if l.result != "success" => "<span class=\"b fail\">query failed</span>".into(),
-        Some(_) if r.counts.errors() > 0 => format!("<span class=\"b fail\">{} in error</span>", r.counts.errors()),
-        Some(_) if r.counts.down > 0 => format!("<span class=\"b down\">{} down</span>", r.counts.down),
+        Some(_) if r.targets.counts.errors() > 0 => {
+            format!("<span class=\"b fail\">{} in error</span>", r.targets.counts.errors())
+        }
+        Some(_) if r.targets.counts.down > 0 => format!("<span class=\"b down\">{} down</span>", r.targets.counts.down),
         Some(_) => "<span class=\"b up\">ok</span>".into(),
     }
 }
@@ -133,7 +135,7 @@ pub fn render(snapshot: &StatusSnapshot, telemetry_path: &str, now: DateTime<Utc
     };
     let bad_rules = rules.iter().filter(|r| r.in_error()).count();
     let (errors, down, up) =
-        rules.iter().fold((0, 0, 0), |(e, d, u), r| (e + r.counts.errors(), d + r.counts.down, u + r.counts.up));
+        rules.iter().map(|r| &r.targets.counts).fold((0, 0, 0), |(e, d, u), c| (e + c.errors(), d + c.down, u + c.up));
     let _ = write!(
         h,
         "<p class=\"summary\"><strong>{} of {} rules</strong> in error. Targets: <strong>{errors} in error</strong>, \
@@ -210,7 +212,7 @@ fn rule_section(h: &mut String, r: &RuleStatus, now: DateTime<Utc>) {
 }
 
 fn targets_table(h: &mut String, r: &RuleStatus) {
-    let c = &r.counts;
+    let c = &r.targets.counts;
     let _ = write!(
         h,
         "<h3>Targets: {} in error, {} down, {} up</h3><div class=\"scroll\"><table class=\"targets\"><thead><tr>",
@@ -223,8 +225,8 @@ fn targets_table(h: &mut String, r: &RuleStatus) {
     }
     h.push_str("<th>State</th><th>Why</th></tr></thead><tbody>");
     let many = r.targets.len() > MAX_TARGETS_SHOWN;
-    for t in &r.targets {
-        let failed = matches!(t.state, TargetState::Failed { .. });
+    for t in r.targets.errors_first() {
+        let failed = matches!(t.state, TargetView::Failed(..));
         if many && !failed {
             break; // errors come first
         }
@@ -232,15 +234,15 @@ fn targets_table(h: &mut String, r: &RuleStatus) {
         for (name, v) in r.labels.iter().zip(&t.labels) {
             let _ = write!(h, "<td data-label=\"{}\">{}</td>", esc(name), esc(v));
         }
-        let why = match &t.state {
-            TargetState::Failed { failure, detail } => {
-                let series = r.error_series.get(*failure as usize).map(|s| esc(s)).unwrap_or_default();
+        let why = match t.state {
+            TargetView::Failed(failure, detail) => {
+                let series = r.error_series.get(failure as usize).map(|s| esc(s)).unwrap_or_default();
                 format!("{}<br><small><code>{series}</code> = 1</small>", esc(detail))
             }
-            TargetState::Down => "no result judged was a success".into(),
-            TargetState::Up => String::new(),
+            TargetView::Down => "no result judged was a success".into(),
+            TargetView::Up => String::new(),
         };
-        let _ = write!(h, "<td>{}</td><td class=\"why\">{why}</td></tr>", state_badge(&t.state));
+        let _ = write!(h, "<td>{}</td><td class=\"why\">{why}</td></tr>", state_badge(t.state));
     }
     h.push_str("</tbody></table></div>");
     if many {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use super::*;
+use crate::eval::signal::{TargetResult, TargetState};
 use crate::rules::{load_sources, LoadOptions};
 
 const RULES: &str = r#"version: 1
@@ -46,7 +47,7 @@ fn outcome(status: Status, targets: Vec<TargetResult>) -> Outcome {
         connect_failed: false,
         connect_failures: Vec::new(),
         sql: Some("SELECT 1".into()),
-        targets,
+        targets: Targets::pack(1, &targets),
     }
 }
 
@@ -65,10 +66,11 @@ fn targets_in_error_come_first_and_are_counted() {
     store.record(&rules.rules[0], outcome(Status::Success, targets), Duration::from_secs(30));
     let snap = store.load();
     let r = &snap.rules[0];
-    let order: Vec<&str> = r.targets.iter().map(|t| t.labels[0].as_str()).collect();
+    let order: Vec<&str> = r.targets.errors_first().map(|t| t.labels[0]).collect();
     assert_eq!(order, ["s", "f", "d", "u"]);
-    assert_eq!((r.counts.up, r.counts.down, r.counts.errors()), (1, 1, 2));
-    assert_eq!(r.counts.failed[Failure::Stale as usize], 1);
+    let c = &r.targets.counts;
+    assert_eq!((c.up, c.down, c.errors()), (1, 1, 2));
+    assert_eq!(c.failed[Failure::Stale as usize], 1);
     assert!(r.in_error());
     assert_eq!(r.sources, ["main"]);
     assert_eq!(r.error_series[Failure::Stale as usize], "s_error{reason=\"old\"}");

@@ -3,9 +3,9 @@
 use std::collections::VecDeque;
 
 use super::*;
-use crate::eval::signal::TargetResult;
+use crate::eval::signal::{TargetResult, TargetState};
 use crate::rules::model::Failure;
-use crate::serve::status::Counts;
+use crate::serve::status::Targets;
 
 fn evaluation(result: &'static str, error: Option<&str>) -> Evaluation {
     Evaluation {
@@ -19,14 +19,6 @@ fn evaluation(result: &'static str, error: Option<&str>) -> Evaluation {
 }
 
 fn status(targets: Vec<TargetResult>, last: Evaluation) -> RuleStatus {
-    let mut counts = Counts::default();
-    for t in &targets {
-        match &t.state {
-            TargetState::Up => counts.up += 1,
-            TargetState::Down => counts.down += 1,
-            TargetState::Failed { failure, .. } => counts.failed[*failure as usize] += 1,
-        }
-    }
     RuleStatus {
         name: "r<i>".into(),
         kind: "signal",
@@ -39,8 +31,7 @@ fn status(targets: Vec<TargetResult>, last: Evaluation) -> RuleStatus {
         last: Some(last),
         next_run: Some(Utc::now()),
         sql: Some("SELECT '<x>' AS target".into()),
-        targets,
-        counts,
+        targets: Targets::pack(1, &targets),
     }
 }
 
