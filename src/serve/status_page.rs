@@ -284,21 +284,40 @@ fn history_table(h: &mut String, title: &str, note: &str, rows: &std::collection
     h.push_str("</tbody></table></div></details>");
 }
 
-/// `GET /` (the page) and `GET /api/v1/status` (the JSON).
+/// `GET /` (the page) and `GET /api/v1/status` (the JSON). Both are rendered on the blocking pool:
+/// a rule of 100k targets takes a while to write out, and the runtime's threads serve `/metrics`.
 pub fn routes(
     status: Arc<StatusStore>,
     telemetry_path: String,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    use warp::http::{header, HeaderValue, StatusCode};
     use warp::Reply;
     let telemetry_path: Arc<str> = telemetry_path.into();
     let page_status = status.clone();
-    let page = warp::path::end()
-        .and(warp::get())
-        .map(move || warp::reply::html(render(&page_status.load(), &telemetry_path, Utc::now())).into_response());
-    let api = warp::path!("api" / "v1" / "status").and(warp::get()).map(move || {
-        let body = crate::serve::status::to_json(&status.load(), Utc::now());
-        warp::reply::json(&body).into_response()
+    let page = warp::path::end().and(warp::get()).and_then(move || {
+        let (status, telemetry_path) = (page_status.clone(), telemetry_path.clone());
+        blocking(move || (render(&status.load(), &telemetry_path, Utc::now()), "text/html; charset=utf-8"))
     });
+    let api = warp::path!("api" / "v1" / "status").and(warp::get()).and_then(move || {
+        let status = status.clone();
+        blocking(move || {
+            let body = crate::serve::status::to_json(&status.load(), Utc::now());
+            (body.to_string(), "application/json")
+        })
+    });
+    async fn blocking(
+        f: impl FnOnce() -> (String, &'static str) + Send + 'static,
+    ) -> Result<warp::reply::Response, warp::Rejection> {
+        Ok(match tokio::task::spawn_blocking(f).await {
+            Ok((body, content_type)) => {
+                let mut response = body.into_response();
+                response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+                response
+            }
+            Err(_) => warp::reply::with_status("the status could not be rendered\n", StatusCode::INTERNAL_SERVER_ERROR)
+                .into_response(),
+        })
+    }
     page.or(api).unify()
 }
 
