@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{json, Map, Value};
 
 use crate::rules::model::{Failure, Rule, RuleKind, RuleSet};
@@ -213,54 +214,94 @@ fn evaluation_json(e: &Evaluation) -> Value {
     })
 }
 
-/// A target as the API shows it: `labels`, `state` and, unless up or down, `detail`.
-pub fn target_json(labels: &[String], t: &Target<'_>) -> Value {
-    let names: Map<String, Value> = labels.iter().cloned().zip(t.labels.iter().map(|v| Value::from(*v))).collect();
-    let mut out = Map::new();
-    out.insert("labels".into(), Value::Object(names));
-    out.insert("state".into(), t.state.name().into());
-    if let TargetView::Failed(_, detail) = t.state {
-        out.insert("detail".into(), detail.into());
+/// Everything about a rule but its targets, which may be many: those are streamed by [`Rule`].
+fn rule_head(r: &RuleStatus) -> Map<String, Value> {
+    let mut head = Map::new();
+    head.insert("name".into(), r.name.as_str().into());
+    head.insert("kind".into(), r.kind.into());
+    head.insert("sources".into(), r.sources.clone().into());
+    head.insert("interval_seconds".into(), r.interval.as_secs_f64().into());
+    head.insert("last_evaluation".into(), r.last.as_ref().map(evaluation_json).into());
+    let next_run = r.next_run.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    head.insert("next_run".into(), next_run.into());
+    head.insert("sql".into(), r.sql.clone().into());
+    head.insert("history".into(), r.history.iter().map(evaluation_json).collect());
+    head.insert("failures".into(), r.failures.iter().map(evaluation_json).collect());
+    if r.kind == "signal" {
+        let c = &r.targets.counts;
+        let mut counts = Map::new();
+        counts.insert("up".into(), c.up.into());
+        counts.insert("down".into(), c.down.into());
+        for (f, n) in Failure::ALL.iter().zip(c.failed) {
+            counts.insert(f.key().into(), n.into());
+        }
+        head.insert("target_counts".into(), Value::Object(counts));
     }
-    Value::Object(out)
+    head
 }
 
-/// The body of `/api/v1/status` (documented in the README; keep it stable).
-pub fn to_json(snapshot: &StatusSnapshot, now: DateTime<Utc>) -> Value {
-    let rules: Vec<Value> = snapshot
-        .rules
-        .iter()
-        .map(|r| {
-            let mut rule = json!({
-                "name": r.name,
-                "kind": r.kind,
-                "sources": r.sources,
-                "interval_seconds": r.interval.as_secs_f64(),
-                "last_evaluation": r.last.as_ref().map(evaluation_json),
-                "next_run": r.next_run.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-                "sql": r.sql,
-                "history": r.history.iter().map(evaluation_json).collect::<Vec<_>>(),
-                "failures": r.failures.iter().map(evaluation_json).collect::<Vec<_>>(),
-            });
-            if r.kind == "signal" {
-                let mut counts = Map::new();
-                let c = &r.targets.counts;
-                counts.insert("up".into(), c.up.into());
-                counts.insert("down".into(), c.down.into());
-                for (f, n) in Failure::ALL.iter().zip(c.failed) {
-                    counts.insert(f.key().into(), n.into());
-                }
-                rule["target_counts"] = Value::Object(counts);
-                rule["targets"] = r.targets.errors_first().map(|t| target_json(&r.labels, &t)).collect();
+/// A rule as the API shows it: its head, then for a signal `targets`, written straight out.
+struct RuleJson<'a>(&'a RuleStatus);
+
+impl Serialize for RuleJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in &rule_head(r) {
+            map.serialize_entry(k, v)?;
+        }
+        if r.kind == "signal" {
+            map.serialize_entry("targets", &TargetsJson(r))?;
+        }
+        map.end()
+    }
+}
+
+struct TargetsJson<'a>(&'a RuleStatus);
+
+impl Serialize for TargetsJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.targets.errors_first().map(|t| TargetJson(&self.0.labels, t)))
+    }
+}
+
+/// A target: `labels`, `state` and, unless up or down, `detail`.
+struct TargetJson<'a>(&'a [String], Target<'a>);
+
+impl Serialize for TargetJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        struct Labels<'a>(&'a [String], &'a [&'a str]);
+        impl Serialize for Labels<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_map(self.0.iter().zip(self.1))
             }
-            rule
-        })
-        .collect();
-    json!({
-        "version": crate::VERSION,
-        "generated_at": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "rules": rules,
-    })
+        }
+        let t = &self.1;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("labels", &Labels(self.0, &t.labels))?;
+        map.serialize_entry("state", t.state.name())?;
+        if let TargetView::Failed(_, detail) = t.state {
+            map.serialize_entry("detail", detail)?;
+        }
+        map.end()
+    }
+}
+
+/// The body of `/api/v1/status` (documented in the README; keep it stable). Written out without
+/// building a tree of the targets first: a rule of 100k targets costs the text only.
+pub fn to_json(snapshot: &StatusSnapshot, now: DateTime<Utc>) -> String {
+    struct Body<'a>(&'a StatusSnapshot, DateTime<Utc>);
+    impl Serialize for Body<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut map = s.serialize_map(Some(3))?;
+            map.serialize_entry("version", crate::VERSION)?;
+            map.serialize_entry("generated_at", &self.1.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))?;
+            map.serialize_entry("rules", &self.0.rules.iter().map(|r| RuleJson(r)).collect::<Vec<_>>())?;
+            map.end()
+        }
+    }
+    // Serialising into memory fails only on a non-string map key, which these have none of.
+    serde_json::to_string(&Body(snapshot, now)).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
 
 #[cfg(test)]

@@ -225,10 +225,12 @@ fn targets_table(h: &mut String, r: &RuleStatus) {
     }
     h.push_str("<th>State</th><th>Why</th></tr></thead><tbody>");
     let many = r.targets.len() > MAX_TARGETS_SHOWN;
-    for t in r.targets.errors_first() {
+    // Errors come first; with many targets only they are listed, and at most that many of them (a
+    // database that is down fails every target with the same detail).
+    for (n, t) in r.targets.errors_first().enumerate() {
         let failed = matches!(t.state, TargetView::Failed(..));
-        if many && !failed {
-            break; // errors come first
+        if many && (!failed || n == MAX_TARGETS_SHOWN) {
+            break;
         }
         h.push_str(if failed { "<tr class=\"fail\">" } else { "<tr>" });
         for (name, v) in r.labels.iter().zip(&t.labels) {
@@ -246,12 +248,16 @@ fn targets_table(h: &mut String, r: &RuleStatus) {
     }
     h.push_str("</tbody></table></div>");
     if many {
+        let listed = if c.errors() > MAX_TARGETS_SHOWN {
+            format!("the first {MAX_TARGETS_SHOWN} of the {} in error are listed", c.errors())
+        } else {
+            format!("only the {} in error are listed", c.errors())
+        };
         let _ = write!(
             h,
-            "<p>{} targets: only the {} in error are listed; {} down and {} up are not \
+            "<p>{} targets: {listed}; {} down and {} up are not \
              (all of them are in <a href=\"/api/v1/status\">the JSON</a>).</p>",
             r.targets.len(),
-            c.errors(),
             c.down,
             c.up
         );
@@ -300,10 +306,7 @@ pub fn routes(
     });
     let api = warp::path!("api" / "v1" / "status").and(warp::get()).and_then(move || {
         let status = status.clone();
-        blocking(move || {
-            let body = crate::serve::status::to_json(&status.load(), Utc::now());
-            (body.to_string(), "application/json")
-        })
+        blocking(move || (crate::serve::status::to_json(&status.load(), Utc::now()), "application/json"))
     });
     async fn blocking(
         f: impl FnOnce() -> (String, &'static str) + Send + 'static,

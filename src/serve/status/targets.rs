@@ -2,7 +2,7 @@
 //!
 //! The page must list every target, but keeping each evaluation's `TargetResult`s (a `Vec` and a
 //! `String` per label value, a state per target) would cost about 100 bytes a target for as long as
-//! the rule runs: 3 MiB at 100k series, against a 64 MiB budget. Packed, a target costs its label
+//! the rule runs: about 5 MiB at 100k series, against a 64 MiB budget. Packed, a target costs its label
 //! bytes, 4 bytes per label value and 1 byte of state; the detail is kept for targets in error only.
 
 use crate::eval::signal::{TargetResult, TargetState};
@@ -110,6 +110,15 @@ impl Targets {
         self.states.is_empty()
     }
 
+    /// The heap this holds, in bytes (details' own bytes included).
+    pub fn heap_bytes(&self) -> usize {
+        self.text.capacity()
+            + self.ends.capacity() * 4
+            + self.states.capacity()
+            + self.errors.capacity() * std::mem::size_of::<(u32, Failure, Box<str>)>()
+            + self.errors.iter().map(|e| e.2.len()).sum::<usize>()
+    }
+
     fn labels(&self, i: usize) -> Vec<&str> {
         (i * self.width..(i + 1) * self.width)
             .map(|k| {
@@ -139,6 +148,31 @@ impl Targets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_benchmarks_100k_series_cost_about_1_6_mib() {
+        // The bench's rule: 33,333 targets of two labels, 100k series; a tenth of them in error.
+        let results: Vec<TargetResult> = (0..33_333)
+            .map(|i| TargetResult {
+                labels: vec![format!("cluster-{i:06}"), "container-single-arch".into()],
+                state: if i % 10 == 0 {
+                    TargetState::Failed {
+                        failure: Failure::Stale,
+                        detail: "newest ended 4h 40m ago, more than 3h".into(),
+                    }
+                } else {
+                    TargetState::Up
+                },
+            })
+            .collect();
+        let packed = Targets::pack(2, &results);
+        let bytes = packed.heap_bytes();
+        assert!(bytes < 1_800_000, "{bytes} bytes");
+        assert_eq!(
+            packed.errors_first().next().map(|t| t.labels),
+            Some(vec!["cluster-000000", "container-single-arch"])
+        );
+    }
 
     #[test]
     fn packed_targets_read_back_errors_first() {

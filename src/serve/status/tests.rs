@@ -121,7 +121,9 @@ fn json_has_a_detail_for_every_state_but_up_and_down() {
         target("<b>", failed(Failure::BadValue, "ok = 'x' in the newest result is not an integer")),
     ];
     store.record(&rules.rules[0], outcome(Status::Success, targets), Duration::from_secs(30));
-    let json = to_json(&store.load(), Utc::now());
+    let text = to_json(&store.load(), Utc::now());
+    let json: Value = serde_json::from_str(&text).expect("valid JSON");
+    assert!(text.contains("{\"labels\":{\"target\":\"d\"},\"state\":\"down\"}"), "{text}");
     let rule = &json["rules"][0];
     assert_eq!(rule["name"], "s");
     assert_eq!(rule["kind"], "signal");

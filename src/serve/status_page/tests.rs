@@ -70,6 +70,14 @@ fn above_500_targets_only_errors_are_listed_with_a_count_of_the_rest() {
     assert!(!html.contains(">up0<") && !html.contains(">down0<"), "only errors are listed");
     assert!(html.contains("601 targets: only the 3 in error are listed; 1 down and 597 up are not"), "{html}");
 
+    // However many are in error, at most 500 rows are written.
+    let targets: Vec<TargetResult> = (0..20_000)
+        .map(|i| t(&format!("bad{i}"), TargetState::Failed { failure: Failure::QueryFailed, detail: "refused".into() }))
+        .collect();
+    let html = page(vec![status(targets, evaluation("error", Some("refused")))]);
+    assert_eq!(html.matches("<tr class=\"fail\">").count(), 500);
+    assert!(html.contains("20000 targets: the first 500 of the 20000 in error are listed; 0 down and 0 up"), "{html}");
+
     // At 500 and below every target is listed.
     let targets: Vec<TargetResult> = (0..500).map(|i| t(&format!("up{i}"), TargetState::Up)).collect();
     let html = page(vec![status(targets, evaluation("success", None))]);
