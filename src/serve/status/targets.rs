@@ -1,9 +1,9 @@
 //! A signal's judged targets, packed for the status page.
 //!
 //! The page must list every target, but keeping each evaluation's `TargetResult`s (a `Vec` and a
-//! `String` per label value, a state per target) would cost about 100 bytes a target for as long as
-//! the rule runs: about 5 MiB at 100k series, against a 64 MiB budget. Packed, a target costs its label
-//! bytes, 4 bytes per label value and 1 byte of state; the detail is kept for targets in error only.
+//! `String` per label value, a state per target) would cost over 100 bytes a target for as long as
+//! the rule runs: several MiB at 100k series, against a 64 MiB budget. Packed, a target costs its
+//! label bytes, 4 bytes per label value and 1 byte of state; a detail is kept for targets in error only.
 
 use crate::eval::signal::{TargetResult, TargetState};
 use crate::rules::model::Failure;
