@@ -162,7 +162,7 @@ fn judge(
 ) -> TargetState {
     // 1. Enough results to judge at all.
     if rows.len() < rule.min_rows {
-        return TargetState::failed(Failure::TooFewRows, format!("{} result(s), {} needed", rows.len(), rule.min_rows));
+        return TargetState::failed(Failure::TooFewRows, format!("{}, {} needed", results(rows.len()), rule.min_rows));
     }
     if let Some(i) = cols.order_by {
         // Newest first; values that are not comparable (NULL) sort last.
@@ -175,14 +175,19 @@ fn judge(
         let Some(at) = cell.as_timestamp() else {
             return TargetState::failed(
                 Failure::BadTimestamp,
-                format!("newest result's {} is {}, not a time", f.column, cell.describe()),
+                format!("{} in the newest result is not a time", is(&f.column, cell)),
             );
         };
         let age = now.signed_duration_since(at);
         if age.num_milliseconds() > f.max_age.as_millis() as i64 {
             return TargetState::failed(
                 Failure::Stale,
-                format!("newest result ended {}s ago, more than {}s", age.num_seconds(), f.max_age.as_secs()),
+                format!(
+                    "newest {} {} ago, more than {}",
+                    f.column,
+                    span(age.num_seconds().unsigned_abs()),
+                    span(f.max_age.as_secs())
+                ),
             );
         }
     }
@@ -190,7 +195,7 @@ fn judge(
     // 3. Every value in the window is readable; 4. any success means up.
     let window = &rows[..rule.window.min(rows.len())];
     let mut readings = Vec::with_capacity(window.len());
-    for row in window {
+    for (n, row) in window.iter().enumerate() {
         let mut ctx = serde_json::Map::new();
         ctx.insert("vars".into(), vars.clone());
         for (label, value) in rule.labels.iter().zip(labels) {
@@ -204,7 +209,13 @@ fn judge(
                 None => {
                     return TargetState::failed(
                         Failure::BadValue,
-                        format!("{name} is {}, not {} {}", row[*i].describe(), article(*ty), ty.as_str()),
+                        format!(
+                            "{} in the {} result is not {} {}",
+                            is(name, &row[*i]),
+                            nth_newest(n),
+                            article(*ty),
+                            ty.as_str()
+                        ),
                     )
                 }
             }
@@ -212,13 +223,13 @@ fn judge(
         readings.push(ctx);
     }
     let mut any_success = false;
-    for ctx in readings {
+    for (n, ctx) in readings.into_iter().enumerate() {
         match expr.eval(Value::from_serialize(serde_json::Value::Object(ctx))) {
             Ok(v) => any_success |= v.is_true(),
             Err(e) => {
                 return TargetState::failed(
                     Failure::BadValue,
-                    format!("success expression failed: {}", template::describe(&e)),
+                    format!("the success expression fails on the {} result: {}", nth_newest(n), template::describe(&e)),
                 )
             }
         }
@@ -228,6 +239,59 @@ fn judge(
     } else {
         TargetState::Down
     }
+}
+
+/// "no results", "1 result", "2 results".
+fn results(n: usize) -> String {
+    match n {
+        0 => "no results".into(),
+        1 => "1 result".into(),
+        n => format!("{n} results"),
+    }
+}
+
+/// `errors = 'N/A'`, or `errors is NULL`.
+fn is(column: &str, cell: &Cell) -> String {
+    match cell {
+        Cell::Null => format!("{column} is NULL"),
+        other => format!("{column} = {}", other.describe()),
+    }
+}
+
+/// "newest", "2nd newest", "3rd newest", "11th newest", for the row at `i` (0 = newest).
+fn nth_newest(i: usize) -> String {
+    let n = i + 1;
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    if n == 1 {
+        "newest".into()
+    } else {
+        format!("{n}{suffix} newest")
+    }
+}
+
+/// A duration in the two largest units an operator reads: "5h 12m", "3h", "2d 1h", "45s".
+pub fn span(secs: u64) -> String {
+    let units = [(86_400, "d"), (3600, "h"), (60, "m"), (1, "s")];
+    let Some(first) = units.iter().position(|(u, _)| secs >= *u) else { return "0s".into() };
+    let mut out = String::new();
+    let mut rest = secs;
+    for (u, name) in &units[first..(first + 2).min(units.len())] {
+        let v = rest / u;
+        rest %= u;
+        if v > 0 {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(&format!("{v}{name}"));
+        }
+    }
+    out
 }
 
 fn article(ty: ValueType) -> &'static str {

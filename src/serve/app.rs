@@ -11,6 +11,7 @@ use crate::serve::http::{self, AppState, ReloadFn};
 use crate::serve::scheduler::Scheduler;
 use crate::serve::self_metrics::{unix_now, SelfMetrics};
 use crate::serve::snapshot::SnapshotStore;
+use crate::serve::status::StatusStore;
 use crate::serve::web::Web;
 
 /// How the exporter runs.
@@ -44,6 +45,7 @@ pub struct Exporter {
     pub scheduler: Scheduler,
     pub store: Arc<SnapshotStore>,
     pub metrics: Arc<SelfMetrics>,
+    pub status: Arc<StatusStore>,
     rules: Vec<PathBuf>,
 }
 
@@ -52,11 +54,12 @@ impl Exporter {
     pub async fn start(rule_files: Vec<PathBuf>, rules: &RuleSet) -> Arc<Exporter> {
         let store = Arc::new(SnapshotStore::new());
         let metrics = Arc::new(SelfMetrics::new());
-        let scheduler = Scheduler::new(store.clone(), metrics.clone());
+        let status = Arc::new(StatusStore::new());
+        let scheduler = Scheduler::new(store.clone(), metrics.clone(), status.clone());
         scheduler.apply(rules).await;
         metrics.reload_successful.set(1);
         metrics.reload_success_timestamp.set(unix_now());
-        Arc::new(Exporter { scheduler, store, metrics, rules: rule_files })
+        Arc::new(Exporter { scheduler, store, metrics, status, rules: rule_files })
     }
 
     /// Re-reads the rules files; applies them only if every file is valid.
@@ -120,6 +123,7 @@ pub async fn run(opts: Options, shutdown: impl Future<Output = ()> + Send + 'sta
     let state = AppState {
         store: exporter.store.clone(),
         metrics: exporter.metrics.clone(),
+        status: exporter.status.clone(),
         reload,
         telemetry_path: opts.telemetry_path.clone(),
     };
@@ -191,6 +195,7 @@ pub async fn run_once(rules: &RuleSet) -> (Vec<u8>, bool) {
                 Status::Timeout => tracing::error!(rule = %rule.name, reason = "timeout", "rule evaluation timed out"),
                 Status::Success => {}
             }
+            log_targets(&rule, &outcome.targets);
             outcome
         }));
     }
@@ -210,6 +215,22 @@ pub async fn run_once(rules: &RuleSet) -> (Vec<u8>, bool) {
     }
     sources.shut_down(Duration::from_secs(1)).await;
     (out, all_ok)
+}
+
+/// For `--once`: why each signal target is not up, a line each (the status page's details).
+fn log_targets(rule: &crate::rules::model::Rule, targets: &crate::serve::status::Targets) {
+    use crate::serve::status::TargetView;
+    let crate::rules::model::RuleKind::Signal(s) = &rule.kind else { return };
+    for t in targets.errors_first() {
+        let target = || s.labels.iter().zip(&t.labels).map(|(l, v)| format!("{l}={v}")).collect::<Vec<_>>().join(",");
+        match t.state {
+            TargetView::Failed(failure, detail) => {
+                tracing::warn!(rule = %rule.name, target = %target(), state = failure.key(), detail = %detail, "target in error")
+            }
+            TargetView::Down => tracing::info!(rule = %rule.name, target = %target(), state = "down", "target down"),
+            TargetView::Up => break, // up comes last
+        }
+    }
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).

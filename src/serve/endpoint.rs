@@ -59,9 +59,12 @@ pub async fn evaluate_metric(
     started: Instant,
 ) -> Outcome {
     let mut sink = ByQuery { results: Vec::new(), max_rows: rule.max_rows, rows: 0 };
+    let mut sql = None;
     let fetched: Result<(), (Option<FetchError>, String)> = async {
         let source = source.map_err(|m| (None, m.to_string()))?;
         let work = http::work(rule).map_err(|m| (None, m))?;
+        // What the status page shows as the rule's SQL: each named query as rendered.
+        sql = Some(work.queries.iter().map(|(name, q)| format!("-- {name}\n{q}")).collect::<Vec<_>>().join("\n\n"));
         let no_render = |_: i64| Err::<String, String>("an endpoint rule renders its own queries".into());
         let fetch = Fetch { render: &no_render, bindings: rule.bindings(), timeout: rule.timeout, http: Some(&work) };
         source.fetch(fetch, &mut sink).await.map_err(|e| {
@@ -94,6 +97,8 @@ pub async fn evaluate_metric(
         duration: started.elapsed(),
         connect_failed,
         connect_failures: if connect_failed { vec![endpoint.to_string()] } else { Vec::new() },
+        sql,
+        targets: Default::default(),
     }
 }
 

@@ -17,6 +17,7 @@ use crate::eval::exposition::Family;
 use crate::eval::{metric, signal};
 use crate::rules::model::{Failure, MetricRule, Rule, RuleKind, SignalRule};
 use crate::rules::template;
+use crate::serve::status::Targets;
 use crate::source::{Collect, Fetch, FetchError, Source};
 
 /// How an evaluation ended, for the exporter's own metrics and logs.
@@ -50,6 +51,10 @@ pub struct Outcome {
     pub connect_failed: bool,
     /// The databases on which no connection could be had (for a rule on several databases).
     pub connect_failures: Vec<String>,
+    /// The SQL as last rendered for a source (the first database's, for a rule on several).
+    pub sql: Option<String>,
+    /// A signal's judgement of each target, for the status page; empty for a metric rule.
+    pub targets: Targets,
 }
 
 impl Outcome {
@@ -110,7 +115,7 @@ async fn evaluate_signal(
     started: Instant,
     memory: &mut Memory,
 ) -> Outcome {
-    let fetched = fetch(rule, source).await;
+    let (fetched, sql) = fetch(rule, source).await;
     let connect_failed = matches!(fetched, Err((Some(FetchError::Connect(_)), _)));
     let rows = fetched.as_ref().map(|rs| rs.rows.len()).unwrap_or(0);
     let results =
@@ -128,16 +133,28 @@ async fn evaluate_signal(
     };
     let families = signal::families(s, &results);
     let connect_failures = if connect_failed { vec![rule.database.clone()] } else { Vec::new() };
-    Outcome { families, status, rows, duration: started.elapsed(), connect_failed, connect_failures }
+    Outcome {
+        families,
+        status,
+        rows,
+        duration: started.elapsed(),
+        connect_failed,
+        connect_failures,
+        sql,
+        targets: Targets::pack(s.labels.len(), &results),
+    }
 }
 
 /// What a rule serves when its evaluation panicked (a bug): a signal's fail-safe series, a metric
 /// rule's none, and the panic as the rule's error.
 pub fn panicked(rule: &Rule, message: &str) -> Outcome {
     let reason = format!("internal error, please report it: evaluation panicked: {message}");
-    let families = match &rule.kind {
-        RuleKind::Signal(s) => signal::families(s, &signal::evaluate(s, &rule.vars, Err(&reason), Utc::now(), &[])),
-        RuleKind::Metric(_) => Vec::new(),
+    let (families, targets) = match &rule.kind {
+        RuleKind::Signal(s) => {
+            let targets = signal::evaluate(s, &rule.vars, Err(&reason), Utc::now(), &[]);
+            (signal::families(s, &targets), Targets::pack(s.labels.len(), &targets))
+        }
+        RuleKind::Metric(_) => (Vec::new(), Targets::default()),
     };
     let mut outcome = Outcome {
         families,
@@ -146,6 +163,8 @@ pub fn panicked(rule: &Rule, message: &str) -> Outcome {
         duration: Duration::ZERO,
         connect_failed: false,
         connect_failures: Vec::new(),
+        sql: None,
+        targets,
     };
     if let Some(e) = &rule.endpoint {
         super::endpoint::own_metrics(e, &mut outcome);
@@ -175,7 +194,9 @@ async fn evaluate_metric(rule: &Rule, m: &MetricRule, sources: &Sources<'_>, sta
     let several = databases.len() > 1;
     let on = |db: &str, msg: String| if several { format!("database '{db}': {msg}") } else { msg };
     let (mut rows, mut errors, mut timed_out, mut connect_failures) = (0, Vec::new(), false, Vec::new());
-    for (db, fetched) in runs {
+    let mut sql = None;
+    for (db, (fetched, rendered)) in runs {
+        sql = sql.or(rendered);
         match fetched {
             Ok(rs) => {
                 rows += rs.rows.len();
@@ -216,30 +237,45 @@ async fn evaluate_metric(rule: &Rule, m: &MetricRule, sources: &Sources<'_>, sta
         duration: started.elapsed(),
         connect_failed: !connect_failures.is_empty(),
         connect_failures,
+        sql,
+        targets: Targets::default(),
     }
 }
 
-/// Runs the rule's query; on failure, the fetch error (if it got that far) and a message.
-async fn fetch(rule: &Rule, source: Result<&dyn Source, &str>) -> Result<ResultSet, (Option<FetchError>, String)> {
-    let source = source.map_err(|m| (None, m.to_string()))?;
+type Fetched = Result<ResultSet, (Option<FetchError>, String)>;
+
+/// Runs the rule's query; on failure, the fetch error (if it got that far) and a message. Also the
+/// SQL as rendered for the source, if it got that far.
+async fn fetch(rule: &Rule, source: Result<&dyn Source, &str>) -> (Fetched, Option<String>) {
+    let source = match source {
+        Ok(s) => s,
+        Err(m) => return (Err((None, m.to_string())), None),
+    };
+    let rendered = std::sync::Mutex::new(None);
     // The template is rendered for the source's own version, learnt with the connection.
     let render = |version: i64| {
-        template::render_query_described(rule, version)
-            .map_err(|m| format!("the query template does not render for server_version_num {version}: {m}"))
+        let sql = template::render_query_described(rule, version)
+            .map_err(|m| format!("the query template does not render for server_version_num {version}: {m}"))?;
+        *rendered.lock().unwrap_or_else(|p| p.into_inner()) = Some(sql.clone());
+        Ok(sql)
     };
     let mut rows = Collect::new(rule.max_rows);
     let work = match &rule.endpoint {
-        Some(_) => Some(crate::source::http::work(rule).map_err(|m| (None, m))?),
+        Some(_) => match crate::source::http::work(rule) {
+            Ok(w) => Some(w),
+            Err(m) => return (Err((None, m)), None),
+        },
         None => None,
     };
     let fetched = Fetch { render: &render, bindings: rule.bindings(), timeout: rule.timeout, http: work.as_ref() };
-    match source.fetch(fetched, &mut rows).await {
+    let result = match source.fetch(fetched, &mut rows).await {
         Ok(()) => Ok(rows.result),
         Err(e) => {
             let m = e.to_string();
             Err((Some(e), m))
         }
-    }
+    };
+    (result, rendered.into_inner().unwrap_or_else(|p| p.into_inner()))
 }
 
 /// A missing column fails every target with the same query-level detail: that is a rule error.

@@ -1,4 +1,5 @@
-//! The HTTP edge: `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload` and a landing page.
+//! The HTTP edge: `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, and the status page `/` with its
+//! JSON `/api/v1/status` (see [`crate::serve::status_page`]).
 //!
 //! Handlers only read the current [`Snapshot`](crate::serve::snapshot::Snapshot): they never touch the
 //! database and never wait for an evaluation, so scrapes stay fast while a query hangs.
@@ -39,6 +40,7 @@ pub type ReloadFn = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), Strin
 pub struct AppState {
     pub store: Arc<SnapshotStore>,
     pub metrics: Arc<SelfMetrics>,
+    pub status: Arc<crate::serve::status::StatusStore>,
     /// Set when `--web.enable-lifecycle` allows `POST /-/reload`.
     pub reload: Option<ReloadFn>,
     pub telemetry_path: String,
@@ -164,6 +166,7 @@ fn routes(
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
     let wanted: Arc<[String]> = state.telemetry_path.split('/').filter(|s| !s.is_empty()).map(str::to_string).collect();
     let exposition = Arc::new(Exposition::new(state.store.clone(), state.metrics.clone()));
+    let status = crate::serve::status_page::routes(state.status.clone(), state.telemetry_path.clone());
     let state = Arc::new(state);
     let with_state = warp::any().map(move || state.clone());
     let with_exposition = {
@@ -225,15 +228,6 @@ fn routes(
             })
         });
 
-    let landing = warp::path::end().and(warp::get()).and(with_state).map(|state: Arc<AppState>| {
-        let body = format!(
-            "<!doctype html><html><head><title>sql-signal-exporter</title></head><body><h1>sql-signal-exporter {}</h1><p><a href=\"{}\">Metrics</a></p></body></html>\n",
-            crate::VERSION, state.telemetry_path
-        );
-        warp::reply::html(body).into_response()
-    });
-
-    use warp::Reply;
     metrics
         .or(healthy)
         .unify()
@@ -241,7 +235,7 @@ fn routes(
         .unify()
         .or(reload)
         .unify()
-        .or(landing)
+        .or(status)
         .unify()
         .recover(|_rej: warp::Rejection| async move {
             Ok::<_, std::convert::Infallible>(plain(StatusCode::NOT_FOUND, "Not found\n".into()))
@@ -382,6 +376,7 @@ mod tests {
         let state = AppState {
             store: exposition().store,
             metrics: Arc::new(SelfMetrics::new()),
+            status: Default::default(),
             reload: None,
             telemetry_path: "/metrics".into(),
         };

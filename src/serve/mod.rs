@@ -6,6 +6,8 @@
 //!   families to serve.
 //! - [`snapshot`]: the rendered bytes `/metrics` serves, replaced per rule after each evaluation.
 //! - [`http`]: the routes. They read the snapshot only and never wait on a source.
+//! - [`status`], [`status_page`]: each rule's last evaluations and each target's state and why, for
+//!   `/` and `/api/v1/status`; fed by the scheduler, never by a query of their own.
 //! - [`self_metrics`]: the exporter's own metrics, `sql_signal_exporter_*`.
 //! - [`app`]: start, reload, `--once`, shutdown; [`auto_reload`]: reload when the files change.
 //! - [`web`]: `--web.config.file` (TLS, basic auth) around the routes.
@@ -20,4 +22,6 @@ pub mod http;
 pub mod scheduler;
 pub mod self_metrics;
 pub mod snapshot;
+pub mod status;
+pub mod status_page;
 pub mod web;

@@ -21,6 +21,7 @@ use crate::rules::model::{Rule, RuleSet};
 use crate::serve::evaluate::{self as evaluation, Status};
 use crate::serve::self_metrics::SelfMetrics;
 use crate::serve::snapshot::SnapshotStore;
+use crate::serve::status::StatusStore;
 use crate::source::{as_source, SourceSlot, Sources};
 
 struct RuleTask {
@@ -51,12 +52,13 @@ struct State {
 pub struct Scheduler {
     store: Arc<SnapshotStore>,
     metrics: Arc<SelfMetrics>,
+    status: Arc<StatusStore>,
     state: Mutex<State>,
 }
 
 impl Scheduler {
-    pub fn new(store: Arc<SnapshotStore>, metrics: Arc<SelfMetrics>) -> Scheduler {
-        Scheduler { store, metrics, state: Mutex::new(State::default()) }
+    pub fn new(store: Arc<SnapshotStore>, metrics: Arc<SelfMetrics>, status: Arc<StatusStore>) -> Scheduler {
+        Scheduler { store, metrics, status, state: Mutex::new(State::default()) }
     }
 
     /// Makes `rules` the running set. Must be called within a tokio runtime.
@@ -67,6 +69,7 @@ impl Scheduler {
         state.sources = Sources::build(rules, std::mem::take(&mut state.sources));
 
         self.store.set_rules(rules.rules.iter().map(|r| r.name.clone()).collect());
+        self.status.set_rules(rules);
 
         let mut old_tasks = std::mem::take(&mut state.tasks);
         for rule in &rules.rules {
@@ -96,6 +99,7 @@ impl Scheduler {
             sources.clone(),
             self.store.clone(),
             self.metrics.clone(),
+            self.status.clone(),
             cancel.clone(),
         ));
         RuleTask { rule, sources, cancel, handle }
@@ -131,6 +135,7 @@ async fn rule_loop(
     sources: Vec<SourceSlot>,
     store: Arc<SnapshotStore>,
     metrics: Arc<SelfMetrics>,
+    status: Arc<StatusStore>,
     cancel: CancellationToken,
 ) {
     let mut next = Instant::now();
@@ -182,6 +187,7 @@ async fn rule_loop(
         if next <= now {
             next = now + rule.interval;
         }
+        status.record(&rule, outcome, next - now);
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
             _ = cancel.cancelled() => return,

@@ -10,6 +10,7 @@
 //! - [`deploy_role`]: `examples/postgres/role.sql` is enough for the shipped rules, and no more;
 //! - [`prometheus`]: a real Prometheus scrapes us and evaluates the shipped alerts and dashboard;
 //! - [`postgres_tls`]: TLS to PostgreSQL (every sslmode, failures named), rotating passwords, PgBouncer;
+//! - [`status`]: the status page and `/api/v1/status` say why each target is in error (with Chromium);
 //! - [`web_config`]: `--web.config.file`: TLS, client certificates, basic auth, rotation;
 //! - [`architecture`]: the invariants of `src/`'s layout, read from the source text.
 
@@ -24,4 +25,5 @@ mod kanary;
 mod metric_rules;
 mod postgres_tls;
 mod prometheus;
+mod status;
 mod web_config;

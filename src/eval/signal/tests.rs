@@ -58,6 +58,14 @@ fn state_of(rule: &SignalRule, rows: Vec<Vec<Cell>>, cluster: &str) -> TargetSta
         .expect("target present")
 }
 
+/// The failure and its plain-words detail.
+fn why(state: &TargetState) -> (Failure, &str) {
+    match state {
+        TargetState::Failed { failure, detail } => (*failure, detail.as_str()),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
 fn failure(state: &TargetState) -> Option<Failure> {
     match state {
         TargetState::Failed { failure, .. } => Some(*failure),
@@ -91,22 +99,23 @@ fn fewer_rows_than_the_window_is_too_few_rows_even_if_stale() {
     let rule = kanary_like(targets(&["a", "b"]));
     let mut rows = three("a", [0, 0, 0]);
     rows.pop();
-    assert_eq!(failure(&state_of(&rule, rows, "a")), Some(Failure::TooFewRows));
+    assert_eq!(why(&state_of(&rule, rows, "a")), (Failure::TooFewRows, "2 results, 3 needed"));
     // No rows at all for an expected target is an error, not a silence.
-    assert_eq!(failure(&state_of(&rule, three("a", [0, 0, 0]), "b")), Some(Failure::TooFewRows));
-    let stale_two = vec![row("a", 500, ended(500), Cell::Int(0)), row("a", 600, ended(600), Cell::Int(0))];
-    assert_eq!(failure(&state_of(&rule, stale_two, "a")), Some(Failure::TooFewRows));
+    assert_eq!(why(&state_of(&rule, three("a", [0, 0, 0]), "b")), (Failure::TooFewRows, "no results, 3 needed"));
+    let stale_one = vec![row("a", 500, ended(500), Cell::Int(0))];
+    assert_eq!(why(&state_of(&rule, stale_one, "a")), (Failure::TooFewRows, "1 result, 3 needed"));
 }
 
 #[test]
 fn newest_result_older_than_freshness_is_stale() {
     let rule = kanary_like(targets(&["a"]));
     let rows = vec![
-        row("a", 200, ended(181), Cell::Int(0)),
-        row("a", 300, ended(290), Cell::Int(0)),
+        row("a", 330, ended(313), Cell::Int(0)),
         row("a", 400, ended(390), Cell::Int(0)),
+        row("a", 500, ended(490), Cell::Int(0)),
     ];
-    assert_eq!(failure(&state_of(&rule, rows, "a")), Some(Failure::Stale));
+    // The ended times carry 0.123 s, so 313 minutes before now is 5h 12m 59.877s ago.
+    assert_eq!(why(&state_of(&rule, rows, "a")), (Failure::Stale, "newest ended 5h 12m ago, more than 3h"));
     // Exactly at the limit is still fresh (the Go exporter compares strictly).
     let rows = vec![
         row("a", 200, ended(180), Cell::Int(0)),
@@ -124,7 +133,7 @@ fn stale_wins_over_a_bad_value() {
         row("a", 300, ended(290), Cell::Int(0)),
         row("a", 400, ended(390), Cell::Int(0)),
     ];
-    assert_eq!(failure(&state_of(&rule, rows, "a")), Some(Failure::Stale));
+    assert_eq!(why(&state_of(&rule, rows, "a")), (Failure::Stale, "newest ended 3h 9m ago, more than 3h"));
 }
 
 #[test]
@@ -132,10 +141,16 @@ fn missing_or_unreadable_newest_timestamp_is_bad_timestamp() {
     let rule = kanary_like(targets(&["a"]));
     let mut rows = three("a", [0, 0, 0]);
     rows[0][2] = Cell::Null;
-    assert_eq!(failure(&state_of(&rule, rows, "a")), Some(Failure::BadTimestamp));
+    assert_eq!(
+        why(&state_of(&rule, rows, "a")),
+        (Failure::BadTimestamp, "ended is NULL in the newest result is not a time")
+    );
     let mut rows = three("a", [0, 0, 0]);
     rows[0][2] = Cell::Text("not a time".into());
-    assert_eq!(failure(&state_of(&rule, rows, "a")), Some(Failure::BadTimestamp));
+    assert_eq!(
+        why(&state_of(&rule, rows, "a")),
+        (Failure::BadTimestamp, "ended = 'not a time' in the newest result is not a time")
+    );
     // Only the newest result's time is read.
     let mut rows = three("a", [0, 0, 0]);
     rows[2][2] = Cell::Null;
@@ -146,15 +161,21 @@ fn missing_or_unreadable_newest_timestamp_is_bad_timestamp() {
 fn a_bad_value_in_the_window_fails_only_its_target() {
     let rule = kanary_like(targets(&["a", "b"]));
     let mut rows = three("a", [0, 0, 0]);
-    rows[1][3] = Cell::Text("1.5".into());
+    rows[1][3] = Cell::Text("N/A".into());
     rows.extend(three("b", [1, 1, 0]));
     let results = evaluate(&rule, &serde_json::Value::Null, Ok(&rs(rows)), now(), &[]);
-    assert_eq!(failure(&results[0].state), Some(Failure::BadValue));
+    assert_eq!(
+        why(&results[0].state),
+        (Failure::BadValue, "errors = 'N/A' in the 2nd newest result is not an integer")
+    );
     assert_eq!(results[1].state, TargetState::Up);
 
     let mut rows = three("a", [0, 0, 0]);
     rows[2][3] = Cell::Null;
-    assert_eq!(failure(&state_of(&rule, rows, "a")), Some(Failure::BadValue));
+    assert_eq!(
+        why(&state_of(&rule, rows, "a")),
+        (Failure::BadValue, "errors is NULL in the 3rd newest result is not an integer")
+    );
 }
 
 #[test]
@@ -189,7 +210,7 @@ fn a_failed_query_fails_every_target() {
     let rule = kanary_like(targets(&["a", "b"]));
     let results = evaluate(&rule, &serde_json::Value::Null, Err("connection refused"), now(), &[]);
     assert_eq!(results.len(), 2);
-    assert!(results.iter().all(|t| failure(&t.state) == Some(Failure::QueryFailed)));
+    assert!(results.iter().all(|t| why(&t.state) == (Failure::QueryFailed, "connection refused")));
 }
 
 #[test]
@@ -199,7 +220,10 @@ fn a_missing_column_fails_every_target_as_query_failed() {
     set.columns[3] = "errs".into();
     let results = evaluate(&rule, &serde_json::Value::Null, Ok(&set), now(), &[]);
     match &results[0].state {
-        TargetState::Failed { failure: Failure::QueryFailed, detail } => assert!(detail.contains("errors"), "{detail}"),
+        TargetState::Failed { failure: Failure::QueryFailed, detail } => assert_eq!(
+            detail,
+            "the query returns no column 'errors' (a value); it returns: cluster, start, ended, errs"
+        ),
         other => panic!("{other:?}"),
     }
 }
@@ -280,4 +304,42 @@ fn a_failed_query_keeps_remembered_discovered_targets_fail_safe() {
     let rule = kanary_like(targets(&["a"]));
     let results = evaluate(&rule, &serde_json::Value::Null, Err("x"), now(), &remembered);
     assert_eq!(results.len(), 1);
+}
+
+#[test]
+fn a_failing_success_expression_names_the_result() {
+    let mut rule = kanary_like(targets(&["a"]));
+    rule.success = "errors + 'x' == 1".into();
+    let state = state_of(&rule, three("a", [1, 1, 1]), "a");
+    let (failure, detail) = why(&state);
+    assert_eq!(failure, Failure::BadValue);
+    assert!(detail.starts_with("the success expression fails on the newest result: "), "{detail}");
+}
+
+#[test]
+fn spans_read_in_two_units() {
+    assert_eq!(span(0), "0s");
+    assert_eq!(span(45), "45s");
+    assert_eq!(span(3 * 3600), "3h");
+    assert_eq!(span(5 * 3600 + 12 * 60 + 7), "5h 12m");
+    assert_eq!(span(2 * 86_400 + 3600 + 5), "2d 1h");
+    assert_eq!(span(61), "1m 1s");
+}
+
+#[test]
+fn positions_read_as_ordinals() {
+    let got: Vec<String> = [0, 1, 2, 3, 10, 11, 20, 21].iter().map(|&i| nth_newest(i)).collect();
+    assert_eq!(
+        got,
+        [
+            "newest",
+            "2nd newest",
+            "3rd newest",
+            "4th newest",
+            "11th newest",
+            "12th newest",
+            "21st newest",
+            "22nd newest"
+        ]
+    );
 }
