@@ -20,6 +20,7 @@ pub mod columns;
 pub mod conninfo;
 mod database;
 pub mod diagnostic;
+pub mod input;
 pub mod limits;
 mod loader;
 pub mod metric_rule;
@@ -70,9 +71,9 @@ pub fn load_files(paths: &[PathBuf], opts: &LoadOptions) -> Result<Loaded, Diagn
     let mut sources = Vec::new();
     let mut diags = Vec::new();
     for path in paths {
-        match std::fs::read_to_string(path) {
+        match input::read_rules_file(path) {
             Ok(text) => sources.push((path.clone(), text)),
-            Err(e) => diags.push(Diagnostic::error(path, "", format!("cannot read the rules file: {e}"))),
+            Err(refused) => diags.push(refused.into_diagnostic()),
         }
     }
     let result = load_sources(&sources, opts);
@@ -129,7 +130,12 @@ pub fn check_sources(sources: &[(PathBuf, String)], opts: &LoadOptions) -> Check
             if ctx.set.databases.contains_key(*database) {
                 continue;
             }
-            let declared: Vec<&str> = ctx.set.databases.keys().map(String::as_str).collect();
+            // At most a few names: a file with thousands of databases must not get thousands of
+            // messages each listing them all.
+            let mut declared: Vec<&str> = ctx.set.databases.keys().take(10).map(String::as_str).collect();
+            if ctx.set.databases.len() > declared.len() {
+                declared.push("…");
+            }
             let file = rule.file.clone();
             let msg = format!(
                 "rule '{}' uses database '{}', which no rules file declares under `databases` (declared: {})",

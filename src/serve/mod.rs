@@ -17,3 +17,4 @@ pub mod http;
 pub mod scheduler;
 pub mod self_metrics;
 pub mod snapshot;
+pub mod watchdog;

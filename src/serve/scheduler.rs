@@ -21,6 +21,7 @@ use crate::rules::model::{Rule, RuleSet};
 use crate::serve::evaluate::{self as evaluation, Status};
 use crate::serve::self_metrics::SelfMetrics;
 use crate::serve::snapshot::SnapshotStore;
+use crate::serve::watchdog::{self, Heartbeat};
 use crate::source::{as_source, SourceSlot, Sources};
 
 struct RuleTask {
@@ -29,6 +30,7 @@ struct RuleTask {
     sources: Vec<SourceSlot>,
     cancel: CancellationToken,
     handle: JoinHandle<()>,
+    watchdog: JoinHandle<()>,
 }
 
 impl RuleTask {
@@ -37,7 +39,9 @@ impl RuleTask {
     async fn stop(self) {
         self.cancel.cancel();
         self.handle.abort();
+        self.watchdog.abort();
         let _ = self.handle.await;
+        let _ = self.watchdog.await;
     }
 }
 
@@ -91,14 +95,17 @@ impl Scheduler {
 
     fn spawn(&self, rule: Arc<Rule>, sources: Vec<SourceSlot>) -> RuleTask {
         let cancel = CancellationToken::new();
+        let heartbeat = Heartbeat::new();
         let handle = tokio::spawn(rule_loop(
             rule.clone(),
             sources.clone(),
             self.store.clone(),
             self.metrics.clone(),
             cancel.clone(),
+            heartbeat.clone(),
         ));
-        RuleTask { rule, sources, cancel, handle }
+        let watchdog = tokio::spawn(watchdog::watch(rule.clone(), heartbeat, self.store.clone(), self.metrics.clone()));
+        RuleTask { rule, sources, cancel, handle, watchdog }
     }
 
     /// Stops every rule task (waiting at most `grace`) and closes the pools.
@@ -107,6 +114,7 @@ impl Scheduler {
         let tasks = std::mem::take(&mut state.tasks);
         for task in tasks.values() {
             task.cancel.cancel();
+            task.watchdog.abort();
         }
         let _ = tokio::time::timeout(grace, async {
             for (_, task) in tasks {
@@ -132,6 +140,7 @@ async fn rule_loop(
     store: Arc<SnapshotStore>,
     metrics: Arc<SelfMetrics>,
     cancel: CancellationToken,
+    heartbeat: Arc<Heartbeat>,
 ) {
     let mut next = Instant::now();
     let mut failing = false;
@@ -172,7 +181,10 @@ async fn rule_loop(
             metrics.db_connections.with_label_values(&[db, "open"]).set(open as i64);
             metrics.db_connections.with_label_values(&[db, "in_use"]).set(in_use as i64);
         }
-        store.update(&rule.name, exposition::render(&outcome.families));
+        let rendered = exposition::render(&outcome.families);
+        if heartbeat.finished(|| store.update(&rule.name, rendered)) {
+            tracing::info!(rule = %rule.name, "rule finished an evaluation again; the watchdog stands down");
+        }
 
         // Next run one interval after the previous start; if we overran, start a full interval
         // from now rather than bunching runs.

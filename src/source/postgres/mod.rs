@@ -42,6 +42,9 @@ use error::describe_pool_error;
 /// The `application_name` of every session, so a DBA sees who is querying.
 pub const APPLICATION_NAME: &str = "sql-signal-exporter";
 
+/// How long a pooled session has to answer before reuse.
+const RECYCLE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// A pool of sessions to one database.
 pub struct PgSource {
     pub database: Arc<Database>,
@@ -77,13 +80,16 @@ impl PgSource {
         }
         let config = config::session_config(&database, statement_timeout)
             .map_err(|msg| format!("database '{}': {msg}", database.name))?;
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        // Verified: a pooled session answers an empty query before reuse (within a second, else it is
+        // dropped), so after a network failure a half-open session costs a second, not a timeout.
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Verified });
         let server_version_num = Arc::new(AtomicI64::new(0));
         let version_slot = server_version_num.clone();
         let pool = Pool::builder(manager)
             .max_size(database.max_connections)
             .runtime(Runtime::Tokio1)
             .create_timeout(Some(database.connect_timeout))
+            .recycle_timeout(Some(RECYCLE_TIMEOUT))
             .post_create(Hook::async_fn(move |client, _| {
                 let slot = version_slot.clone();
                 Box::pin(async move {
