@@ -85,7 +85,7 @@ mod tests {
         let path = Path::new("r.yaml");
         let err = check_text(path, b"version: 1\nname: \xc3\xa9t\xff\n".to_vec()).unwrap_err().into_diagnostic();
         assert_eq!(err.position, Some((2, 9)));
-        assert!(err.message.contains("0xff at offset 19"), "{}", err.message);
+        assert!(err.message.contains("0xff at offset 20"), "{}", err.message);
         let err = check_text(path, b"\xfe".to_vec()).unwrap_err().into_diagnostic();
         assert_eq!(err.position, Some((1, 1)));
     }

@@ -85,6 +85,9 @@ impl Ctx<'_> {
                         "a rules file holds one YAML document; this '---' starts a second one",
                     )
                     .at(line, 1);
+                } else {
+                    // serde_yaml said nowhere; the top of the file is better than no place at all.
+                    d = d.at(1, 1);
                 }
                 self.diags.push(d);
                 return;
@@ -106,7 +109,8 @@ impl Ctx<'_> {
         // finding at a place the schema already reported is dropped, so each mistake has one message.
         // (Unknown keys do not count: building a rule ignores them.)
         let mut reported = BTreeSet::new();
-        for err in schema::validator().iter_errors(&doc) {
+        // Past the cap nothing is shown (see `cap_per_file`); a few more keep the order right.
+        for err in schema::validator().iter_errors(&doc).take(super::MAX_DIAGNOSTICS_PER_FILE + 1) {
             let unknown_key = matches!(err.kind(), jsonschema::error::ValidationErrorKind::AdditionalProperties { .. });
             for problem in schema_errors::describe(schema::value(), &err) {
                 if !unknown_key && !problem.pointer.is_empty() {

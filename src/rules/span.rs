@@ -94,10 +94,15 @@ pub fn parse(text: &str) -> Result<(SpanTree, Vec<DuplicateKey>), SyntaxError> {
     let mut parser = Parser::new_from_str(text);
     let mut documents = 0;
     while let Some(event) = parser.next_event() {
-        let (event, span) = event.map_err(|e| SyntaxError {
-            position: (e.marker().line(), e.marker().col() + 1),
-            message: e.info().to_string(),
-            limit: false,
+        let (event, span) = event.map_err(|e| {
+            // The scanner's own bound on flow nesting ([[[…): serde_yaml's parser takes quadratic
+            // time on such nesting, so it is a limit, reported without asking serde_yaml.
+            let limit = e.info() == "recursion limit exceeded";
+            SyntaxError {
+                position: (e.marker().line(), e.marker().col() + 1),
+                message: if limit { too_deep() } else { e.info().to_string() },
+                limit,
+            }
         })?;
         builder.check_limits(&event, start(span))?;
         match event {
@@ -141,6 +146,10 @@ pub fn parse(text: &str) -> Result<(SpanTree, Vec<DuplicateKey>), SyntaxError> {
     Ok((SpanTree { root: builder.root }, builder.duplicates))
 }
 
+fn too_deep() -> String {
+    format!("nested more than {MAX_DEPTH} levels deep, deeper than any rules file needs")
+}
+
 fn start(span: Span) -> Position {
     // saphyr-parser's lines are 1-based and its columns 0-based.
     (span.start.line(), span.start.col() + 1)
@@ -178,9 +187,7 @@ impl Builder {
         let size = match event {
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
                 if self.sizes.len() >= MAX_DEPTH {
-                    return Err(limit(format!(
-                        "nested more than {MAX_DEPTH} levels deep, deeper than any rules file needs"
-                    )));
+                    return Err(limit(too_deep()));
                 }
                 self.sizes.push((*anchor, 0));
                 1
