@@ -68,8 +68,28 @@ enum Mutation {
 }
 
 const VALUES: &[&str] = &[
-    "[1, 2]", "{a: 1}", "true", "null", "~", "-1", "1e999", "\"\"", "&a x", "*a", "!!binary aGk=", "|\n  x", "[",
-    "'", "{", "0x10", "\"${UNSET}\"", "\"{{ x\"", "1d", "- a", "? k", "&b [*b]",
+    "[1, 2]",
+    "{a: 1}",
+    "true",
+    "null",
+    "~",
+    "-1",
+    "1e999",
+    "\"\"",
+    "&a x",
+    "*a",
+    "!!binary aGk=",
+    "|\n  x",
+    "[",
+    "'",
+    "{",
+    "0x10",
+    "\"${UNSET}\"",
+    "\"{{ x\"",
+    "1d",
+    "- a",
+    "? k",
+    "&b [*b]",
 ];
 
 fn mutation() -> impl Strategy<Value = Mutation> {

@@ -182,7 +182,8 @@ fn cap_per_file(diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
         }
     };
     for d in diags {
-        if out.last().is_some_and(|last| last.file != d.file) || hidden.as_ref().is_some_and(|(h, _)| h.file != d.file) {
+        if out.last().is_some_and(|last| last.file != d.file) || hidden.as_ref().is_some_and(|(h, _)| h.file != d.file)
+        {
             flush(&mut out, &mut hidden);
             run = 0;
         }

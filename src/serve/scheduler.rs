@@ -72,7 +72,11 @@ impl Scheduler {
 
         self.store.set_rules(rules.rules.iter().map(|r| r.name.clone()).collect());
 
+        // Every changed rule is stopped and its block emptied before any new task runs: a family that
+        // moves from one rule to another must never be served twice (the old rule's last block
+        // beside the new rule's first).
         let mut old_tasks = std::mem::take(&mut state.tasks);
+        let mut to_spawn = Vec::new();
         for rule in &rules.rules {
             let slots: Vec<SourceSlot> = rule.databases().into_iter().map(|db| state.sources.slot(db)).collect();
             if let Some(task) = old_tasks.remove(&rule.name) {
@@ -83,13 +87,17 @@ impl Scheduler {
                     continue;
                 }
                 task.stop().await;
+                self.store.update(&rule.name, Vec::new());
             }
-            let task = self.spawn(rule.clone(), slots);
-            state.tasks.insert(rule.name.clone(), task);
+            to_spawn.push((rule.clone(), slots));
         }
         for (name, task) in old_tasks {
             task.stop().await;
             self.metrics.forget_rule(&name);
+        }
+        for (rule, slots) in to_spawn {
+            let task = self.spawn(rule.clone(), slots);
+            state.tasks.insert(rule.name.clone(), task);
         }
     }
 

@@ -38,11 +38,17 @@ pub fn all(size: usize) -> Vec<(&'static str, String)> {
         ("deep-flow-maps", fill(size, "version: 1\nx: ", "", |_| "{a: ".to_string())),
         ("deep-block", fill(size, "version: 1\nx:\n", "", |i| format!("{}- \n", " ".repeat(i % 5000 + 1)))),
         ("long-string", format!("{signals}  - name: \"{}\"\n", "a".repeat(size - signals.len() - 20))),
-        ("long-block-string", fill(size, &format!("{signals}  - name: x\n    query: |\n"), "", |_| "      SELECT 1\n".into())),
+        (
+            "long-block-string",
+            fill(size, &format!("{signals}  - name: x\n    query: |\n"), "", |_| "      SELECT 1\n".into()),
+        ),
         ("many-keys", fill(size, &format!("{signals}  - name: x\n"), "", |i| format!("    k{i}: {i}\n"))),
         ("duplicate-keys", fill(size, &format!("{signals}  - name: x\n"), "", |i| format!("    k: {i}\n"))),
         ("many-top-level-keys", fill(size, "version: 1\n", "", |i| format!("k{i}: {i}\n"))),
-        ("chained-anchors", fill(size, "version: 1\na: [&x0 1]\n", "", |i| format!("k{}: &x{} [*x{i}, *x{i}]\n", i + 1, i + 1))),
+        (
+            "chained-anchors",
+            fill(size, "version: 1\na: [&x0 1]\n", "", |i| format!("k{}: &x{} [*x{i}, *x{i}]\n", i + 1, i + 1)),
+        ),
         ("many-aliases", fill(size, "version: 1\na: &a x\nb: [", "]\n", |_| "*a, ".into())),
         ("laughs", {
             let mut t = "version: 1\na0: &a0 [x,x,x,x,x,x,x,x,x]\n".to_string();
@@ -52,13 +58,19 @@ pub fn all(size: usize) -> Vec<(&'static str, String)> {
             t
         }),
         ("many-items", fill(size, &signals, "", |_| "  - 1\n".into())),
-        ("many-databases", fill(size, "version: 1\ndatabases:\n", "", |i| format!("  d{i}: {{dsn: \"x\", bogus: 1}}\n"))),
+        (
+            "many-databases",
+            fill(size, "version: 1\ndatabases:\n", "", |i| format!("  d{i}: {{dsn: \"x\", bogus: 1}}\n")),
+        ),
         ("many-targets", {
             let s = signal(0, false);
             let (a, b) = s.split_once("      - cluster: [east, west]\n").unwrap_or((&s, ""));
             fill(size - b.len(), &format!("{signals}{a}"), b, |i| format!("      - cluster: c{i}\n"))
         }),
-        ("many-undeclared-databases", fill(size, &format!("{HEAD}databases:\n"), "", |i| format!("  d{i}: {{dsn: \"host=h\"}}\n"))),
+        (
+            "many-undeclared-databases",
+            fill(size, &format!("{HEAD}databases:\n"), "", |i| format!("  d{i}: {{dsn: \"host=h\"}}\n")),
+        ),
         ("many-documents", fill(size, "version: 1\n", "", |_| "---\nversion: 1\n".into())),
         ("many-comments", fill(size, &signals, "", |i| format!("# comment {i}\n"))),
     ]

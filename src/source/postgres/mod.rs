@@ -82,7 +82,8 @@ impl PgSource {
             .map_err(|msg| format!("database '{}': {msg}", database.name))?;
         // Verified: a pooled session answers an empty query before reuse (within a second, else it is
         // dropped), so after a network failure a half-open session costs a second, not a timeout.
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Verified });
+        let manager =
+            Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Verified });
         let server_version_num = Arc::new(AtomicI64::new(0));
         let version_slot = server_version_num.clone();
         let pool = Pool::builder(manager)
