@@ -139,7 +139,7 @@ fn apply(text: &str, mutations: &[Mutation]) -> Vec<u8> {
             Mutation::LongString(i, len) => {
                 let line = &mut lines[i % n];
                 line.extend_from_slice(b" \"");
-                line.extend(std::iter::repeat_n(b'a', *len));
+                line.resize(line.len() + *len, b'a');
                 line.push(b'"');
             }
             Mutation::Anchors(i, count) => {
