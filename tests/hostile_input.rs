@@ -36,7 +36,9 @@ fn shipped() -> Vec<String> {
 /// Loads `bytes` as one rules file and checks every diagnostic is placed inside it.
 fn assert_positioned(bytes: Vec<u8>) -> Result<(), TestCaseError> {
     let path = Path::new("mutated.yaml");
-    let lines = bytes.split(|&b| b == b'\n').count();
+    // Lines as YAML counts them: `\n`, `\r\n` or a lone `\r` ends one.
+    let lone_cr = bytes.iter().enumerate().filter(|&(i, &b)| b == b'\r' && bytes.get(i + 1) != Some(&b'\n')).count();
+    let lines = bytes.split(|&b| b == b'\n').count() + lone_cr;
     let diags = match check_text(path, bytes.clone()) {
         Ok(text) => {
             let env = |_: &str| Some("postgresql://u@localhost/db".to_string());

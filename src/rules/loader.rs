@@ -101,7 +101,8 @@ impl Ctx<'_> {
             self.spans.insert(path.to_path_buf(), tree);
         }
         if doc.is_null() {
-            self.error(path, "", "the rules file is empty; it must start with `version: 1`");
+            let msg = "the rules file is empty; it must start with `version: 1`";
+            self.diags.push(Diagnostic::error(path, "", msg).at(1, 1));
             return;
         }
         // Schema errors are reported for the whole file. Every rule and database that still
