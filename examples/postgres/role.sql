@@ -1,6 +1,7 @@
 -- A least-privilege role for sql-signal-exporter serving the shipped rules files:
 --   rules/postgres.yaml  reads statistics views and functions only        -> pg_monitor
---   rules/kanary.yaml    reads public.data (horreum_testid, start, label_values) -> SELECT on those columns
+--   rules/kanary.yaml    reads public.data (horreum_testid, start, label_values, and the system column ctid,
+--                        which its two-pass query uses to find a row again) -> SELECT on those columns
 -- and nothing else: no write, no DDL, no other table, no other column.
 --
 -- Run as a superuser (or a role with CREATEROLE and the grant options) in the database the rules read
@@ -44,7 +45,7 @@ BEGIN
 END
 $$;
 GRANT USAGE ON SCHEMA public TO sql_signal_exporter;
-GRANT SELECT (horreum_testid, start, label_values) ON TABLE public.data TO sql_signal_exporter;
+GRANT SELECT (ctid, horreum_testid, start, label_values) ON TABLE public.data TO sql_signal_exporter;
 
 -- Not done here because it changes every role's rights, but worth doing on a dedicated server:
 --   REVOKE TEMPORARY ON DATABASE horreum FROM PUBLIC;  -- temporary tables are writable even read-only

@@ -12,6 +12,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use crate::rules::input::{self, Refused};
 use crate::rules::span;
 use crate::rules::{check_sources, sort_diagnostics, Checked, Diagnostic, LoadOptions, Severity};
 
@@ -109,12 +110,13 @@ pub fn check(files: &[PathBuf], opts: &Options) -> Report {
     let mut sources = Vec::new();
     let mut unreadable = false;
     for path in files {
-        match std::fs::read_to_string(path) {
+        match input::read_rules_file(path) {
             Ok(text) => sources.push((path.clone(), text)),
-            Err(e) => {
+            Err(Refused::Unreadable(d)) => {
                 unreadable = true;
-                diagnostics.push(Diagnostic::error(path, "", format!("cannot read the rules file: {e}")));
+                diagnostics.push(d);
             }
+            Err(Refused::Invalid(d)) => diagnostics.push(d),
         }
     }
     // Without --db an unset ${VAR} only warns: CI rarely has production's environment. With --db the

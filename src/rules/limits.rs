@@ -16,8 +16,25 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 4;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The longest duration a rules file may give: PostgreSQL's timeouts are milliseconds in an i32.
-pub const MAX_DURATION: Duration = Duration::from_secs(24 * 24 * 3600);
+/// The longest timeout (`timeout`, `lock_timeout`, `connect_timeout`): PostgreSQL takes its
+/// timeouts as milliseconds in an i32, about 24.8 days.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 24 * 3600);
+
+/// The longest interval: a rule is evaluated at least once a week, so that a result is never older
+/// than that; a week is also far inside what tokio's timers (about 2 years) and `Instant` can hold.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The longest `freshness.max_age`: a year (a yearly job's result may be judged by its age).
+pub const MAX_AGE: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The bound of the duration named `key`, and why, for the message when a file exceeds it.
+fn max_duration(key: &str) -> (Duration, &'static str, &'static str) {
+    match key {
+        "interval" => (MAX_INTERVAL, "7d", "the longest interval; a rule is evaluated at least once a week"),
+        "max_age" => (MAX_AGE, "365d", "the longest max_age"),
+        _ => (MAX_TIMEOUT, "24d", "the longest timeout PostgreSQL accepts"),
+    }
+}
 
 /// The most targets a signal may declare (after lists expand).
 pub const MAX_TARGETS: usize = 100_000;
@@ -77,13 +94,10 @@ impl Ctx<'_> {
         match text {
             None => default,
             Some(t) => match parse_duration(t) {
-                Ok(d) if d > MAX_DURATION => {
+                Ok(d) if d > max_duration(pointer.rsplit('/').next().unwrap_or_default()).0 => {
                     let key = pointer.rsplit('/').next().unwrap_or_default().to_string();
-                    self.error(
-                        path,
-                        pointer,
-                        format!("{key}: {t} is longer than 24d, the longest timeout PostgreSQL accepts; durations are at most 24d"),
-                    );
+                    let (_, max, why) = max_duration(&key);
+                    self.error(path, pointer, format!("{key}: {t} is longer than {max}, {why}"));
                     default
                 }
                 Ok(d) if !d.is_zero() => d,
@@ -110,5 +124,38 @@ mod tests {
         assert_eq!(default_timeout(Duration::from_secs(60)), Duration::from_secs(30));
         assert_eq!(default_timeout(Duration::from_secs(20)), Duration::from_secs(15));
         assert!(default_timeout(Duration::from_millis(1)) < Duration::from_millis(1));
+    }
+
+    /// The errors of a file whose database and signal take the given durations.
+    fn errors(connect_timeout: &str, interval: &str, max_age: &str) -> Vec<String> {
+        let text = format!(
+            "version: 1\ndatabases:\n  main:\n    dsn: \"host=localhost\"\n    connect_timeout: {connect_timeout}\n    \
+             lock_timeout: {connect_timeout}\nsignals:\n  - name: s\n    database: main\n    interval: {interval}\n    \
+             timeout: 1s\n    labels: [c]\n    targets: [{{c: x}}]\n    window: 1\n    freshness: {{column: t, max_age: {max_age}}}\n    \
+             values: {{v: integer}}\n    success: \"v == 0\"\n    metrics:\n      up: {{name: a_up, help: h}}\n      \
+             error: {{name: a_error, help: h}}\n    query: \"SELECT c, t, v FROM x\"\n"
+        );
+        let sources = [(std::path::PathBuf::from("r.yaml"), text)];
+        match crate::rules::load_sources(&sources, &crate::rules::LoadOptions::default()) {
+            Ok(_) => Vec::new(),
+            Err(d) => d.0.into_iter().map(|d| d.message).collect(),
+        }
+    }
+
+    #[test]
+    fn each_kind_of_duration_has_its_own_cap() {
+        assert_eq!(errors("24d", "7d", "365d"), Vec::<String>::new());
+        assert_eq!(errors("1s", "1m", "1s"), Vec::<String>::new());
+        assert_eq!(
+            errors("24d 1s", "7d 1s", "365d 1s"),
+            vec![
+                "connect_timeout: 24d 1s is longer than 24d, the longest timeout PostgreSQL accepts",
+                "lock_timeout: 24d 1s is longer than 24d, the longest timeout PostgreSQL accepts",
+                "interval: 7d 1s is longer than 7d, the longest interval; a rule is evaluated at least once a week",
+                "max_age: 365d 1s is longer than 365d, the longest max_age",
+            ]
+        );
+        // A freshness of 30 days, refused before the caps were split, is fine.
+        assert_eq!(errors("5s", "1h", "30d"), Vec::<String>::new());
     }
 }

@@ -5,13 +5,13 @@
 //! are reported for the whole file; a semantic finding at a place the schema already reported is
 //! dropped, so each mistake has one message.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::diagnostic::Diagnostic;
 use super::model::RuleSet;
 use super::span::{self, SpanTree};
-use super::{schema, schema_errors, spec, LoadOptions};
+use super::{input, schema, schema_errors, spec, LoadOptions};
 
 /// What a load has found and built so far, across files.
 pub(super) struct Ctx<'a> {
@@ -26,8 +26,9 @@ pub(super) struct Ctx<'a> {
     pub(super) spans: BTreeMap<PathBuf, SpanTree>,
     /// The pointer of each rule in `set.rules`, in the same order.
     pub(super) rule_pointers: Vec<String>,
-    /// Per file, the places the schema reported a problem at (unknown keys aside).
-    pub(super) schema_pointers: BTreeMap<PathBuf, Vec<String>>,
+    /// Per file, the places the schema reported a problem at (unknown keys aside). A set, so that
+    /// asking about one place costs a few lookups however many problems a file has.
+    pub(super) schema_pointers: BTreeMap<PathBuf, BTreeSet<String>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -55,6 +56,22 @@ impl Ctx<'_> {
     }
 
     pub(super) fn file(&mut self, path: &Path, text: &str) {
+        if text.len() > input::MAX_FILE_BYTES {
+            self.error(path, "", input::too_large());
+            return;
+        }
+        // A position-keeping parse first: it also refuses nesting and alias expansion past their
+        // limits before serde_yaml builds the document, and finds duplicate keys, which serde_yaml
+        // resolves silently (last one wins). Its syntax errors are left to serde_yaml's wording; a
+        // text serde_yaml accepts and this parser does not merely has no positions.
+        let spans = match span::parse(text) {
+            Ok(parsed) => Some(parsed),
+            Err(e) if e.limit => {
+                self.diags.push(Diagnostic::error(path, "", e.message).at(e.position.0, e.position.1));
+                return;
+            }
+            Err(_) => None,
+        };
         let doc: serde_json::Value = match serde_yaml::from_str(text) {
             Ok(v) => v,
             Err(e) => {
@@ -68,15 +85,15 @@ impl Ctx<'_> {
                         "a rules file holds one YAML document; this '---' starts a second one",
                     )
                     .at(line, 1);
+                } else {
+                    // serde_yaml said nowhere; the top of the file is better than no place at all.
+                    d = d.at(1, 1);
                 }
                 self.diags.push(d);
                 return;
             }
         };
-        // A second parse keeps positions for messages, and finds duplicate keys, which serde_yaml
-        // resolves silently (last one wins). A text serde_yaml accepts and this parser does not
-        // merely has no positions.
-        if let Ok((tree, duplicates)) = span::parse(text) {
+        if let Some((tree, duplicates)) = spans {
             for dup in duplicates {
                 let msg = format!("duplicate key '{}' (first at line {}); give each key once", dup.key, dup.first.0);
                 self.diags.push(Diagnostic::error(path, dup.pointer, msg).at(dup.position.0, dup.position.1));
@@ -84,19 +101,21 @@ impl Ctx<'_> {
             self.spans.insert(path.to_path_buf(), tree);
         }
         if doc.is_null() {
-            self.error(path, "", "the rules file is empty; it must start with `version: 1`");
+            let msg = "the rules file is empty; it must start with `version: 1`";
+            self.diags.push(Diagnostic::error(path, "", msg).at(1, 1));
             return;
         }
         // Schema errors are reported for the whole file. Every rule and database that still
         // deserializes then gets the semantic checks as well, so one run reports everything; a semantic
         // finding at a place the schema already reported is dropped, so each mistake has one message.
         // (Unknown keys do not count: building a rule ignores them.)
-        let mut reported: Vec<String> = Vec::new();
-        for err in schema::validator().iter_errors(&doc) {
+        let mut reported = BTreeSet::new();
+        // Past the cap nothing is shown (see `cap_per_file`); a few more keep the order right.
+        for err in schema::validator().iter_errors(&doc).take(super::MAX_DIAGNOSTICS_PER_FILE + 1) {
             let unknown_key = matches!(err.kind(), jsonschema::error::ValidationErrorKind::AdditionalProperties { .. });
             for problem in schema_errors::describe(schema::value(), &err) {
                 if !unknown_key && !problem.pointer.is_empty() {
-                    reported.push(problem.pointer.clone());
+                    reported.insert(problem.pointer.clone());
                 }
                 self.error(path, problem.pointer, problem.message);
             }
@@ -148,10 +167,10 @@ impl Ctx<'_> {
 
     /// Whether the schema reported a problem at `pointer` of `path` or inside it.
     pub(super) fn schema_reported(&self, path: &Path, pointer: &str) -> bool {
+        // `pointer` itself or one of its parents: one lookup per segment.
         self.schema_pointers.get(path).is_some_and(|reported| {
-            reported
-                .iter()
-                .any(|r| r == pointer || pointer.strip_prefix(r.as_str()).is_some_and(|rest| rest.starts_with('/')))
+            pointer.char_indices().filter(|&(i, c)| c == '/' && i > 0).any(|(i, _)| reported.contains(&pointer[..i]))
+                || reported.contains(pointer)
         })
     }
 
@@ -176,9 +195,13 @@ impl Ctx<'_> {
         match T::deserialize(value) {
             Ok(spec) => Some(spec),
             Err(e) => {
-                let within =
-                    |r: &String| r == pointer || r.strip_prefix(pointer).is_some_and(|rest| rest.starts_with('/'));
-                if !self.schema_pointers.get(path).is_some_and(|reported| reported.iter().any(within)) {
+                // `pointer` itself or a place inside it: those sort right after `pointer/`.
+                let inside = format!("{pointer}/");
+                let within = |reported: &BTreeSet<String>| {
+                    reported.contains(pointer)
+                        || reported.range(inside.clone()..).next().is_some_and(|r| r.starts_with(&inside))
+                };
+                if !self.schema_pointers.get(path).is_some_and(within) {
                     self.error(path, pointer, format!("unexpected structure: {e}"));
                 }
                 None

@@ -22,6 +22,7 @@ mod database;
 pub mod diagnostic;
 mod endpoint;
 mod endpoint_model;
+pub mod input;
 pub mod limits;
 mod loader;
 pub mod metric_rule;
@@ -74,9 +75,9 @@ pub fn load_files(paths: &[PathBuf], opts: &LoadOptions) -> Result<Loaded, Diagn
     let mut sources = Vec::new();
     let mut diags = Vec::new();
     for path in paths {
-        match std::fs::read_to_string(path) {
+        match input::read_rules_file(path) {
             Ok(text) => sources.push((path.clone(), text)),
-            Err(e) => diags.push(Diagnostic::error(path, "", format!("cannot read the rules file: {e}"))),
+            Err(refused) => diags.push(refused.into_diagnostic()),
         }
     }
     let result = load_sources(&sources, opts);
@@ -149,7 +150,12 @@ pub fn check_sources(sources: &[(PathBuf, String)], opts: &LoadOptions) -> Check
             if ctx.set.databases.contains_key(*database) {
                 continue;
             }
-            let declared: Vec<&str> = ctx.set.databases.keys().map(String::as_str).collect();
+            // At most a few names: a file with thousands of databases must not get thousands of
+            // messages each listing them all.
+            let mut declared: Vec<&str> = ctx.set.databases.keys().take(10).map(String::as_str).collect();
+            if ctx.set.databases.len() > declared.len() {
+                declared.push("…");
+            }
             let file = rule.file.clone();
             let msg = format!(
                 "rule '{}' uses database '{}', which no rules file declares under `databases` (declared: {})",
@@ -172,13 +178,56 @@ pub fn check_sources(sources: &[(PathBuf, String)], opts: &LoadOptions) -> Check
     span::fill_positions(&mut diags, &spans);
     let files: Vec<PathBuf> = sources.iter().map(|(p, _)| p.clone()).collect();
     sort_diagnostics(&mut diags, &files);
+    let diags = cap_per_file(diags);
     Checked { rules: set, rule_pointers, diagnostics: diags, spans }
+}
+
+/// The most diagnostics reported for one file; a generated file gone wrong can have one per line,
+/// and nobody reads past the first screens.
+pub const MAX_DIAGNOSTICS_PER_FILE: usize = 1000;
+
+/// Keeps the first [`MAX_DIAGNOSTICS_PER_FILE`] diagnostics of each file (sorted, grouped by file)
+/// and says how many more there were.
+fn cap_per_file(diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let mut out: Vec<Diagnostic> = Vec::with_capacity(diags.len().min(4 * MAX_DIAGNOSTICS_PER_FILE));
+    let mut run = 0;
+    let mut hidden: Option<(Diagnostic, usize)> = None;
+    let flush = |out: &mut Vec<Diagnostic>, hidden: &mut Option<(Diagnostic, usize)>| {
+        if let Some((mut note, n)) = hidden.take() {
+            // At the first one not shown, so that it sorts after those shown.
+            note.message = format!(
+                "{n} more problem(s) from here on are not shown (at most {MAX_DIAGNOSTICS_PER_FILE} per file are)"
+            );
+            out.push(note);
+        }
+    };
+    for d in diags {
+        if out.last().is_some_and(|last| last.file != d.file) || hidden.as_ref().is_some_and(|(h, _)| h.file != d.file)
+        {
+            flush(&mut out, &mut hidden);
+            run = 0;
+        }
+        run += 1;
+        if run <= MAX_DIAGNOSTICS_PER_FILE {
+            out.push(d);
+        } else {
+            let error = d.severity == Severity::Error;
+            let (note, n) = hidden.get_or_insert((d, 0));
+            *n += 1;
+            if error {
+                note.severity = Severity::Error;
+            }
+        }
+    }
+    flush(&mut out, &mut hidden);
+    out
 }
 
 /// Orders diagnostics by file (in the order the files were given), then by position. The sort is
 /// stable, so diagnostics at one place keep the order in which the checks found them.
 pub fn sort_diagnostics(diags: &mut [Diagnostic], files: &[PathBuf]) {
-    diags.sort_by_key(|d| {
+    // Cached: comparing paths is slow, and a large file may have many thousands of diagnostics.
+    diags.sort_by_cached_key(|d| {
         let file = files.iter().position(|f| *f == d.file).unwrap_or(usize::MAX);
         (file, d.position.unwrap_or((0, 0)))
     });

@@ -9,6 +9,11 @@
 //! The same pass finds duplicate keys, which serde_yaml resolves silently, last one wins: a rules file
 //! with `window:` twice is almost always a merge mistake, and it must be an error, not a guess.
 //!
+//! The same pass bounds what the text may become before serde_yaml builds it: nesting deeper than
+//! [`MAX_DEPTH`], and aliases that expand the document past [`MAX_EXPANDED`] (the "billion laughs":
+//! nine aliases of nine aliases of … are a few hundred bytes that expand to gigabytes). Each anchor's
+//! expanded size is counted once, when it is defined, so the count costs one pass whatever the aliases.
+//!
 //! Why the event API and not saphyr's marked tree: that tree stores a mapping in a map, where a second
 //! equal key replaces the first, so the duplicate is gone before it could be reported.
 
@@ -33,7 +38,8 @@ enum Node {
     /// A scalar, an alias or anything else a pointer cannot descend into.
     Leaf(Position),
     Sequence(Position, Vec<Node>),
-    Mapping(Position, Vec<Entry>),
+    /// The entries in file order, and each key's last entry (the one serde_yaml keeps).
+    Mapping(Position, Vec<Entry>, HashMap<String, usize>),
 }
 
 #[derive(Debug, Clone)]
@@ -47,7 +53,7 @@ struct Entry {
 impl Node {
     fn position(&self) -> Position {
         match self {
-            Node::Leaf(p) | Node::Sequence(p, _) | Node::Mapping(p, _) => *p,
+            Node::Leaf(p) | Node::Sequence(p, _) | Node::Mapping(p, ..) => *p,
         }
     }
 }
@@ -63,12 +69,21 @@ pub struct DuplicateKey {
     pub first: Position,
 }
 
-/// The YAML does not parse (only reported when serde_yaml disagrees, see [`parse`]).
+/// The YAML does not parse (only reported when serde_yaml disagrees, see [`parse`]), or it exceeds
+/// a limit (`limit`), which the loader reports before serde_yaml sees the text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyntaxError {
     pub position: Position,
     pub message: String,
+    pub limit: bool,
 }
+
+/// The deepest nesting of sequences and mappings accepted (serde_yaml's own limit is 128).
+pub const MAX_DEPTH: usize = 100;
+
+/// The largest document that aliases may expand a file to, counting one per node plus the length of
+/// each scalar: four times the largest file, which a file without aliases cannot come near.
+pub const MAX_EXPANDED: u64 = 4 * super::input::MAX_FILE_BYTES as u64;
 
 /// Parses the first document of `text` into a [`SpanTree`], with every duplicate key found.
 ///
@@ -79,10 +94,17 @@ pub fn parse(text: &str) -> Result<(SpanTree, Vec<DuplicateKey>), SyntaxError> {
     let mut parser = Parser::new_from_str(text);
     let mut documents = 0;
     while let Some(event) = parser.next_event() {
-        let (event, span) = event.map_err(|e| SyntaxError {
-            position: (e.marker().line(), e.marker().col() + 1),
-            message: e.info().to_string(),
+        let (event, span) = event.map_err(|e| {
+            // The scanner's own bound on flow nesting ([[[…): serde_yaml's parser takes quadratic
+            // time on such nesting, so it is a limit, reported without asking serde_yaml.
+            let limit = e.info() == "recursion limit exceeded";
+            SyntaxError {
+                position: (e.marker().line(), e.marker().col() + 1),
+                message: if limit { too_deep() } else { e.info().to_string() },
+                limit,
+            }
         })?;
+        builder.check_limits(&event, start(span))?;
         match event {
             Event::DocumentStart(_) => {
                 documents += 1;
@@ -110,14 +132,22 @@ pub fn parse(text: &str) -> Result<(SpanTree, Vec<DuplicateKey>), SyntaxError> {
                 }
             }
             Event::MappingEnd => {
-                if let Some(Frame::Mapping { position, entries, .. }) = builder.stack.pop() {
-                    builder.complete(Node::Mapping(position, entries), None);
+                if let Some(Frame::Mapping { position, entries, seen, .. }) = builder.stack.pop() {
+                    let mut last: HashMap<String, usize> = HashMap::with_capacity(seen.len());
+                    for (i, e) in entries.iter().enumerate() {
+                        last.insert(e.key.clone(), i);
+                    }
+                    builder.complete(Node::Mapping(position, entries, last), None);
                 }
             }
             Event::Nothing | Event::StreamStart => {}
         }
     }
     Ok((SpanTree { root: builder.root }, builder.duplicates))
+}
+
+fn too_deep() -> String {
+    format!("nested more than {MAX_DEPTH} levels deep, deeper than any rules file needs")
 }
 
 fn start(span: Span) -> Position {
@@ -130,6 +160,12 @@ struct Builder {
     stack: Vec<Frame>,
     root: Option<Node>,
     duplicates: Vec<DuplicateKey>,
+    /// The expanded size of each open container, for the anchor it may carry.
+    sizes: Vec<(usize, u64)>,
+    /// Anchor id → expanded size of its node.
+    anchors: HashMap<usize, u64>,
+    /// The expanded size of the document so far.
+    expanded: u64,
 }
 
 enum Frame {
@@ -145,6 +181,51 @@ enum Frame {
 }
 
 impl Builder {
+    /// Refuses nesting past [`MAX_DEPTH`] and expansion past [`MAX_EXPANDED`], counting `event`.
+    fn check_limits(&mut self, event: &Event, position: Position) -> Result<(), SyntaxError> {
+        let limit = |message: String| SyntaxError { position, message, limit: true };
+        let size = match event {
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if self.sizes.len() >= MAX_DEPTH {
+                    return Err(limit(too_deep()));
+                }
+                self.sizes.push((*anchor, 0));
+                1
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                if let Some((anchor, size)) = self.sizes.pop() {
+                    if anchor != 0 {
+                        self.anchors.insert(anchor, size);
+                    }
+                }
+                0
+            }
+            Event::Scalar(text, _, anchor, _) => {
+                let size = 1 + text.len() as u64;
+                if *anchor != 0 {
+                    self.anchors.insert(*anchor, size);
+                }
+                size
+            }
+            Event::Alias(anchor) => self.anchors.get(anchor).copied().unwrap_or(1),
+            _ => 0,
+        };
+        if size == 0 {
+            return Ok(());
+        }
+        for (_, open) in &mut self.sizes {
+            *open = open.saturating_add(size);
+        }
+        self.expanded = self.expanded.saturating_add(size);
+        if self.expanded > MAX_EXPANDED {
+            return Err(limit(format!(
+                "aliases expand the document past {MAX_EXPANDED} nodes and characters, the most a rules \
+                 file may expand to; use fewer aliases of large anchors"
+            )));
+        }
+        Ok(())
+    }
+
     /// Hangs a finished node on its parent: an item, a key, or a key's value.
     fn complete(&mut self, node: Node, text: Option<String>) {
         let depth = self.stack.len();
@@ -229,7 +310,7 @@ impl SpanTree {
         for segment in pointer.strip_prefix('/').unwrap_or(pointer).split('/') {
             let segment = unescape(segment);
             match node {
-                Node::Mapping(_, entries) => match entries.iter().rev().find(|e| e.key == segment) {
+                Node::Mapping(_, entries, last) => match last.get(&segment).and_then(|&i| entries.get(i)) {
                     Some(entry) => {
                         position = entry.key_position;
                         node = &entry.value;
@@ -258,7 +339,7 @@ impl SpanTree {
         for segment in pointer.strip_prefix('/').unwrap_or(pointer).split('/') {
             let segment = unescape(segment);
             node = match node {
-                Node::Mapping(_, entries) => &entries.iter().rev().find(|e| e.key == segment)?.value,
+                Node::Mapping(_, entries, last) => &entries.get(*last.get(&segment)?)?.value,
                 Node::Sequence(_, items) => items.get(segment.parse::<usize>().ok()?)?,
                 Node::Leaf(_) => return None,
             };

@@ -148,7 +148,12 @@ async fn evaluate_signal(
 /// What a rule serves when its evaluation panicked (a bug): a signal's fail-safe series, a metric
 /// rule's none, and the panic as the rule's error.
 pub fn panicked(rule: &Rule, message: &str) -> Outcome {
-    let reason = format!("internal error, please report it: evaluation panicked: {message}");
+    failed(rule, format!("internal error, please report it: evaluation panicked: {message}"))
+}
+
+/// What a rule serves when it cannot be evaluated for `reason`: a signal's fail-safe series, a
+/// metric rule's none.
+pub fn failed(rule: &Rule, reason: String) -> Outcome {
     let (families, targets) = match &rule.kind {
         RuleKind::Signal(s) => {
             let targets = signal::evaluate(s, &rule.vars, Err(&reason), Utc::now(), &[]);

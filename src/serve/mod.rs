@@ -24,4 +24,5 @@ pub mod self_metrics;
 pub mod snapshot;
 pub mod status;
 pub mod status_page;
+pub mod watchdog;
 pub mod web;

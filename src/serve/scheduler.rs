@@ -22,6 +22,7 @@ use crate::serve::evaluate::{self as evaluation, Status};
 use crate::serve::self_metrics::SelfMetrics;
 use crate::serve::snapshot::SnapshotStore;
 use crate::serve::status::StatusStore;
+use crate::serve::watchdog::{self, Heartbeat};
 use crate::source::{as_source, SourceSlot, Sources};
 
 struct RuleTask {
@@ -30,6 +31,7 @@ struct RuleTask {
     sources: Vec<SourceSlot>,
     cancel: CancellationToken,
     handle: JoinHandle<()>,
+    watchdog: JoinHandle<()>,
 }
 
 impl RuleTask {
@@ -38,7 +40,9 @@ impl RuleTask {
     async fn stop(self) {
         self.cancel.cancel();
         self.handle.abort();
+        self.watchdog.abort();
         let _ = self.handle.await;
+        let _ = self.watchdog.await;
     }
 }
 
@@ -71,7 +75,11 @@ impl Scheduler {
         self.store.set_rules(rules.rules.iter().map(|r| r.name.clone()).collect());
         self.status.set_rules(rules);
 
+        // Every changed rule is stopped and its block emptied before any new task runs: a family that
+        // moves from one rule to another must never be served twice (the old rule's last block
+        // beside the new rule's first).
         let mut old_tasks = std::mem::take(&mut state.tasks);
+        let mut to_spawn = Vec::new();
         for rule in &rules.rules {
             let slots: Vec<SourceSlot> = rule.databases().into_iter().map(|db| state.sources.slot(db)).collect();
             if let Some(task) = old_tasks.remove(&rule.name) {
@@ -82,18 +90,23 @@ impl Scheduler {
                     continue;
                 }
                 task.stop().await;
+                self.store.update(&rule.name, Vec::new());
             }
-            let task = self.spawn(rule.clone(), slots);
-            state.tasks.insert(rule.name.clone(), task);
+            to_spawn.push((rule.clone(), slots));
         }
         for (name, task) in old_tasks {
             task.stop().await;
             self.metrics.forget_rule(&name);
         }
+        for (rule, slots) in to_spawn {
+            let task = self.spawn(rule.clone(), slots);
+            state.tasks.insert(rule.name.clone(), task);
+        }
     }
 
     fn spawn(&self, rule: Arc<Rule>, sources: Vec<SourceSlot>) -> RuleTask {
         let cancel = CancellationToken::new();
+        let heartbeat = Heartbeat::new();
         let handle = tokio::spawn(rule_loop(
             rule.clone(),
             sources.clone(),
@@ -101,8 +114,10 @@ impl Scheduler {
             self.metrics.clone(),
             self.status.clone(),
             cancel.clone(),
+            heartbeat.clone(),
         ));
-        RuleTask { rule, sources, cancel, handle }
+        let watchdog = tokio::spawn(watchdog::watch(rule.clone(), heartbeat, self.store.clone(), self.metrics.clone()));
+        RuleTask { rule, sources, cancel, handle, watchdog }
     }
 
     /// Stops every rule task (waiting at most `grace`) and closes the pools.
@@ -111,6 +126,7 @@ impl Scheduler {
         let tasks = std::mem::take(&mut state.tasks);
         for task in tasks.values() {
             task.cancel.cancel();
+            task.watchdog.abort();
         }
         let _ = tokio::time::timeout(grace, async {
             for (_, task) in tasks {
@@ -137,6 +153,7 @@ async fn rule_loop(
     metrics: Arc<SelfMetrics>,
     status: Arc<StatusStore>,
     cancel: CancellationToken,
+    heartbeat: Arc<Heartbeat>,
 ) {
     let mut next = Instant::now();
     let mut failing = false;
@@ -178,7 +195,10 @@ async fn rule_loop(
             metrics.db_connections.with_label_values(&[db, "open"]).set(open as i64);
             metrics.db_connections.with_label_values(&[db, "in_use"]).set(in_use as i64);
         }
-        store.update(&rule.name, exposition::render(&outcome.families));
+        let rendered = exposition::render(&outcome.families);
+        if heartbeat.finished(|| store.update(&rule.name, rendered)) {
+            tracing::info!(rule = %rule.name, "rule finished an evaluation again; the watchdog stands down");
+        }
 
         // Next run one interval after the previous start; if we overran, start a full interval
         // from now rather than bunching runs.

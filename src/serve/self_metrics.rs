@@ -18,6 +18,7 @@ pub struct SelfMetrics {
     pub rule_evaluations: IntCounterVec,
     pub rule_rows: IntGaugeVec,
     pub rule_series: IntGaugeVec,
+    pub rule_watchdog_expirations: IntCounterVec,
     pub db_connections: IntGaugeVec,
     pub db_connection_errors: IntCounterVec,
     pub reload_successful: IntGauge,
@@ -89,6 +90,13 @@ impl SelfMetrics {
                 Opts::new(name("rule_series"), "Series the rule's last evaluation produced."),
                 &["rule"],
             )?,
+            rule_watchdog_expirations: IntCounterVec::new(
+                Opts::new(
+                    name("rule_watchdog_expirations_total"),
+                    "Times the rule went longer than interval + timeout + 5s without finishing an evaluation, and was served fail-safe.",
+                ),
+                &["rule"],
+            )?,
             db_connections: IntGaugeVec::new(
                 Opts::new(name("database_connections"), "Connections to the database by state (open, in_use)."),
                 &["database", "state"],
@@ -117,6 +125,7 @@ impl SelfMetrics {
         m.registry.register(Box::new(m.rule_evaluations.clone()))?;
         m.registry.register(Box::new(m.rule_rows.clone()))?;
         m.registry.register(Box::new(m.rule_series.clone()))?;
+        m.registry.register(Box::new(m.rule_watchdog_expirations.clone()))?;
         m.registry.register(Box::new(m.db_connections.clone()))?;
         m.registry.register(Box::new(m.db_connection_errors.clone()))?;
         m.registry.register(Box::new(m.reload_successful.clone()))?;
@@ -151,6 +160,7 @@ impl SelfMetrics {
         let _ = self.rule_last_status.remove_label_values(&[rule]);
         let _ = self.rule_rows.remove_label_values(&[rule]);
         let _ = self.rule_series.remove_label_values(&[rule]);
+        let _ = self.rule_watchdog_expirations.remove_label_values(&[rule]);
         for result in ["success", "error", "timeout"] {
             let _ = self.rule_evaluations.remove_label_values(&[rule, result]);
         }

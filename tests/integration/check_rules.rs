@@ -230,7 +230,10 @@ fn every_file_is_checked_and_unreadable_files_exit_2() {
         "{lines:?}"
     );
     assert!(lines[1].starts_with("no/such/file.yaml: error: cannot read the rules file"), "{lines:?}");
-    assert!(lines[2].starts_with("tests/check_rules/04-empty-file.yaml: error: the rules file is empty"), "{lines:?}");
+    assert!(
+        lines[2].starts_with("tests/check_rules/04-empty-file.yaml:1:1: error: the rules file is empty"),
+        "{lines:?}"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("checked 3 file(s)"), "{stderr}");
 }

@@ -12,6 +12,8 @@
 //! - [`postgres_tls`]: TLS to PostgreSQL (every sslmode, failures named), rotating passwords, PgBouncer;
 //! - [`status`]: the status page and `/api/v1/status` say why each target is in error (with Chromium);
 //! - [`web_config`]: `--web.config.file`: TLS, client certificates, basic auth, rotation;
+//! - [`hostile_input`]: property tests of the loader, and its time bound on the release binary;
+//! - [`stall`]: a stalling network, a silent server, reload consistency;
 //! - [`architecture`]: the invariants of `src/`'s layout, read from the source text.
 
 mod harness;
@@ -21,9 +23,11 @@ mod check_rules;
 mod deploy_role;
 mod endpoints;
 mod faults;
+mod hostile_input;
 mod kanary;
 mod metric_rules;
 mod postgres_tls;
 mod prometheus;
+mod stall;
 mod status;
 mod web_config;

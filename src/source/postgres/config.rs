@@ -17,6 +17,10 @@ use crate::rules::model::Database;
 pub(super) fn session_config(database: &Database, statement_timeout: Duration, ssl: SslMode) -> Result<Config, String> {
     let mut config = Config::new();
     config.ssl_mode(ssl);
+    // A peer that vanished (a half-open connection) is found in about 30 s, idle or not, rather than
+    // after the kernel's 2 h; the DSN's keepalives_* still win.
+    config.keepalives_idle(Duration::from_secs(15)).keepalives_interval(Duration::from_secs(5));
+    config.keepalives_retries(3).tcp_user_timeout(Duration::from_secs(30));
     let mut options = String::new();
     for (key, value) in database.conninfo.iter() {
         let bad = || format!("the DSN's {key} is not valid");

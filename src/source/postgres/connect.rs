@@ -152,7 +152,12 @@ impl managed::Manager for PgManager {
         if client.is_closed() {
             return Err(RecycleError::message("connection closed"));
         }
-        Ok(())
+        // Verified before reuse: a half-open session (the peer gone without a word) fails here within
+        // the pool's recycle timeout instead of costing a rule its whole timeout.
+        match client.simple_query("").await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(RecycleError::message("the session failed its check before reuse")),
+        }
     }
 }
 

@@ -51,6 +51,9 @@ use tls::MakeRustls;
 /// The `application_name` of every session, so a DBA sees who is querying.
 pub const APPLICATION_NAME: &str = "sql-signal-exporter";
 
+/// How long a pooled session has to answer before reuse.
+const RECYCLE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// A pool of sessions to one database.
 pub struct PgSource {
     pub database: Arc<Database>,
@@ -91,6 +94,8 @@ impl PgSource {
             tls::plan(&database.conninfo).map_err(|msg| format!("database '{}': {msg}", database.name))?;
         let config = config::session_config(&database, statement_timeout, ssl_mode)
             .map_err(|msg| format!("database '{}': {msg}", database.name))?;
+        // Verified: a pooled session answers an empty query before reuse (within a second, else it is
+        // dropped), so after a network failure a half-open session costs a second, not a timeout.
         let manager = PgManager::new(config, tls.clone(), database.password.clone(), secrets.clone());
         let server_version_num = Arc::new(AtomicI64::new(0));
         let version_slot = server_version_num.clone();
@@ -98,6 +103,7 @@ impl PgSource {
             .max_size(database.max_connections)
             .runtime(Runtime::Tokio1)
             .create_timeout(Some(database.connect_timeout))
+            .recycle_timeout(Some(RECYCLE_TIMEOUT))
             .post_create(Hook::async_fn(move |client: &mut deadpool_postgres::ClientWrapper, _| {
                 let slot = version_slot.clone();
                 Box::pin(async move {

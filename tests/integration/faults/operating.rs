@@ -88,7 +88,7 @@ fn secrets_never_appear_in_logs_or_responses() {
     ex.wait_ready();
     let mut responses = Vec::new();
     let scrape = |ex: &Exporter, responses: &mut Vec<String>| {
-        for path in ["/metrics", "/-/ready", "/-/healthy", "/", "/nope"] {
+        for path in ["/metrics", "/-/ready", "/-/healthy", "/", "/api/v1/status", "/nope"] {
             responses.push(ex.get(path).1);
         }
     };

@@ -9,6 +9,7 @@
 //!   label set.
 //! - [`golden`]: byte-for-byte expectations kept as files in `tests/integration/golden/`.
 //! - [`api`]: every library path the tests use, in one place.
+//! - [`proxy`]: a TCP proxy that stalls or drops connections on command, and a silent server.
 //!
 //! # PostgreSQL servers: one shared, a few private
 //!
@@ -38,6 +39,7 @@ pub mod exporter;
 pub mod exposition;
 pub mod golden;
 pub mod pg;
+pub mod proxy;
 pub mod wait;
 
 use std::path::{Path, PathBuf};
