@@ -182,3 +182,42 @@ fn scrapes_answer_while_a_query_hangs() {
     assert!(started.elapsed() < Duration::from_secs(15), "50 scrapes took {:?}", started.elapsed());
     assert_eq!(ex.get("/-/ready").0, 503, "not ready before the hanging rule's first evaluation");
 }
+
+/// `--rules.auto-reload-interval`: a ConfigMap-style update (a new directory, the symlink swapped)
+/// is picked up without SIGHUP; a broken version is reported once and the old rules keep running.
+#[test]
+fn rules_changed_on_disk_reload_by_themselves() {
+    let db = Db::shared();
+    let dir = tempfile::tempdir().unwrap();
+    // Kubernetes' layout: rules.yaml -> ..data/rules.yaml, ..data -> ..v1 (a directory).
+    let version = |n: u32, signals: &[String]| {
+        let v = dir.path().join(format!("..v{n}"));
+        std::fs::create_dir(&v).unwrap();
+        write_rules(&v.join("rules.yaml"), DSN_FROM_ENV, signals);
+        let link = dir.path().join("..data_tmp");
+        std::os::unix::fs::symlink(&v, &link).unwrap();
+        std::fs::rename(&link, dir.path().join("..data")).unwrap();
+    };
+    version(1, &[probe("first", "1s", "900ms", "", "")]);
+    let rules = dir.path().join("rules.yaml");
+    std::os::unix::fs::symlink(dir.path().join("..data/rules.yaml"), &rules).unwrap();
+    let ex = spawn(&db, &rules, &["--rules.auto-reload-interval", "200ms"]);
+    assert!(healthy(&ex.metrics(), "first"));
+
+    version(2, &[probe("second", "1s", "900ms", "", "")]);
+    ex.wait_until(Duration::from_secs(10), "the swapped rules", |e| healthy(&e.metrics(), "second"));
+    assert!(!ex.metrics().text.contains("first_up"), "the old rule's series remain");
+
+    // A broken version: one failed reload, the running rules stay.
+    let broken = dir.path().join("..v3");
+    std::fs::create_dir(&broken).unwrap();
+    std::fs::write(broken.join("rules.yaml"), "version: 1\nsignals:\n  - name: x\n    windw: 3\n").unwrap();
+    let link = dir.path().join("..data_tmp");
+    std::os::unix::fs::symlink(&broken, &link).unwrap();
+    std::fs::rename(&link, dir.path().join("..data")).unwrap();
+    let reload_ok = "sql_signal_exporter_config_last_reload_successful";
+    ex.wait_until(Duration::from_secs(10), "the failed reload", |e| e.metrics().value(reload_ok) == Some(0.0));
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(ex.logs().matches("windw").count(), 1, "a broken file is reported once per change:\n{}", ex.logs());
+    assert!(healthy(&ex.metrics(), "second"));
+}
