@@ -59,6 +59,20 @@ struct Cli {
     #[arg(long, requires = "check_rules")]
     db: bool,
 
+    /// With --check-rules --db: also EXPLAIN (never run) every query and warn about a sequential
+    /// scan over a big table or a costly plan.
+    #[arg(long, requires = "db")]
+    explain: bool,
+
+    /// With --explain: a sequential scan over a table with more rows than this (the server's
+    /// estimate) warns.
+    #[arg(long = "explain.min-rows", value_name = "ROWS", default_value_t = 100_000.0)]
+    explain_min_rows: f64,
+
+    /// With --explain: a plan whose estimated total cost (planner units) is above this warns.
+    #[arg(long = "explain.max-cost", value_name = "COST", default_value_t = 100_000.0)]
+    explain_max_cost: f64,
+
     /// With --check-rules: warnings (such as an unset ${VAR}) are errors.
     #[arg(long, requires = "check_rules")]
     strict: bool,
@@ -135,7 +149,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if let Some(files) = &cli.check_rules {
-        let opts = check::Options { db: cli.db, strict: cli.strict, format: cli.format };
+        let explain = cli
+            .explain
+            .then_some(check::explain::Limits { min_rows: cli.explain_min_rows, max_cost: cli.explain_max_cost });
+        let opts = check::Options { db: cli.db, explain, strict: cli.strict, format: cli.format };
         return ExitCode::from(check::run(files, &opts));
     }
     init_logging(cli.log_level, cli.log_format);

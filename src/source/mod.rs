@@ -136,6 +136,25 @@ pub struct Prepared {
     pub columns: Vec<(String, ColumnType)>,
 }
 
+/// A statement's plan, not run: what `--check-rules --db --explain` judges.
+#[derive(Debug, Clone)]
+pub struct Explained {
+    /// The rendered SQL that was planned.
+    pub sql: String,
+    /// The plan in PostgreSQL's `EXPLAIN (FORMAT JSON, VERBOSE)` shape.
+    pub plan: serde_json::Value,
+    /// The estimated size of every table the plan reads.
+    pub tables: Vec<TableSize>,
+}
+
+/// A table's estimated row count (PostgreSQL: `pg_class.reltuples`, -1 when never analyzed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableSize {
+    pub schema: String,
+    pub table: String,
+    pub rows: f64,
+}
+
 /// One fetch: the statement, what it binds, and how long it may take (waiting for a connection
 /// included).
 pub struct Fetch<'a> {
@@ -152,6 +171,8 @@ pub trait Source: Send + Sync + fmt::Debug {
     fn fetch<'a>(&'a self, fetch: Fetch<'a>, sink: &'a mut dyn RowSink) -> BoxFuture<'a, Result<(), FetchError>>;
     /// Prepares (never runs) the statement `render` makes: what `--check-rules --db` asks.
     fn prepare<'a>(&'a self, render: Render<'a>, timeout: Duration) -> BoxFuture<'a, Result<Prepared, FetchError>>;
+    /// Plans (never runs) the statement with the rule's bindings: `--check-rules --db --explain`.
+    fn explain<'a>(&'a self, fetch: Fetch<'a>) -> BoxFuture<'a, Result<Explained, FetchError>>;
     /// Connections open now, and those of them lent to a running statement.
     fn connections(&self) -> (usize, usize);
     /// Closes idle connections; in-use ones close when returned.

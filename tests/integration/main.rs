@@ -6,6 +6,7 @@
 //! - [`metric_rules`]: metric rules on a real server, and `rules/postgres.yaml`;
 //! - [`faults`]: faults, reload, secrets, shutdown and logs of the running binary;
 //! - [`check_rules`]: `--check-rules` with the corpus in `tests/check_rules/`;
+//! - [`explain`]: `--check-rules --db --explain`: costly plans warn, nothing runs;
 //! - [`deploy_role`]: `examples/postgres/role.sql` is enough for the shipped rules, and no more;
 //! - [`prometheus`]: a real Prometheus scrapes us and evaluates the shipped alerts and dashboard;
 //! - [`web_config`]: `--web.config.file`: TLS, client certificates, basic auth, rotation;
@@ -16,6 +17,7 @@ mod harness;
 mod architecture;
 mod check_rules;
 mod deploy_role;
+mod explain;
 mod faults;
 mod kanary;
 mod metric_rules;

@@ -22,7 +22,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::NoTls;
 use tokio_util::task::TaskTracker;
 
-use super::{ColumnType, Fetch, FetchError, Prepared, Render, RowSink, Source};
+use super::{ColumnType, Explained, Fetch, FetchError, Prepared, Render, RowSink, Source};
 use crate::rules::model::{Bindings, Database};
 use crate::rules::template::ASSUMED_SERVER_VERSION_NUM;
 use crate::secret::redact;
@@ -32,6 +32,7 @@ mod cancel;
 mod config;
 mod decode;
 mod error;
+mod explain;
 
 use backoff::Backoff;
 use cancel::InFlight;
@@ -228,6 +229,10 @@ impl Source for PgSource {
 
     fn prepare<'a>(&'a self, render: Render<'a>, timeout: Duration) -> BoxFuture<'a, Result<Prepared, FetchError>> {
         self.prepare_rendered(render, timeout).boxed()
+    }
+
+    fn explain<'a>(&'a self, fetch: Fetch<'a>) -> BoxFuture<'a, Result<Explained, FetchError>> {
+        self.explain_rendered(fetch).boxed()
     }
 
     fn connections(&self) -> (usize, usize) {
