@@ -9,6 +9,7 @@
 //! - [`explain`]: `--check-rules --db --explain`: costly plans warn, nothing runs;
 //! - [`deploy_role`]: `examples/postgres/role.sql` is enough for the shipped rules, and no more;
 //! - [`prometheus`]: a real Prometheus scrapes us and evaluates the shipped alerts and dashboard;
+//! - [`schedule`]: rules sharing an interval run at their own offsets after the first run;
 //! - [`web_config`]: `--web.config.file`: TLS, client certificates, basic auth, rotation;
 //! - [`architecture`]: the invariants of `src/`'s layout, read from the source text.
 
@@ -22,4 +23,5 @@ mod faults;
 mod kanary;
 mod metric_rules;
 mod prometheus;
+mod schedule;
 mod web_config;
