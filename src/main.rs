@@ -125,16 +125,21 @@ fn init_logging(level: LogLevel, format: LogFormat) {
 
 /// One glibc malloc arena instead of one per thread: each runtime thread that ran an evaluation
 /// would otherwise keep its own high-water mark (measured: 126 MiB peak at 100k series over four
-/// evaluations, 78 MiB with one arena, no throughput cost).
+/// evaluations, 78 MiB with one arena, no throughput cost). And a fixed mmap threshold: glibc
+/// raises it after each large free, so every rendered body (9 MB at 100k series) would then come
+/// from the heap and leave it fragmented; mapped, it goes back to the system when freed (measured:
+/// 72.6 MiB and growing over ten evaluations, 61.3 MiB peak with the fixed threshold).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn limit_malloc_arenas() {
     extern "C" {
         fn mallopt(param: i32, value: i32) -> i32;
     }
     const M_ARENA_MAX: i32 = -8;
-    // SAFETY: mallopt only sets an allocator tunable; called before any other thread exists.
+    const M_MMAP_THRESHOLD: i32 = -3;
+    // SAFETY: mallopt only sets allocator tunables; called before any other thread exists.
     unsafe {
         mallopt(M_ARENA_MAX, 1);
+        mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     }
 }
 

@@ -17,7 +17,8 @@ use crate::eval::exposition::Family;
 use crate::eval::{metric, signal};
 use crate::rules::model::{Failure, MetricRule, Rule, RuleKind, SignalRule};
 use crate::rules::template;
-use crate::source::{Collect, Fetch, FetchError, Source};
+use crate::serve::signal_sink::WindowSink;
+use crate::source::{Collect, Fetch, FetchError, RowSink, Source};
 
 /// How an evaluation ended, for the exporter's own metrics and logs.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,9 +105,11 @@ async fn evaluate_signal(
     started: Instant,
     memory: &mut Memory,
 ) -> Outcome {
-    let fetched = fetch(rule, source).await;
+    // Only the rows the windows can use are kept (see `signal_sink`), however many the query returns.
+    let mut sink = WindowSink::new(s, rule.max_rows);
+    let fetched = fetch_into(rule, source, &mut sink).await.map(|()| sink.finish());
     let connect_failed = matches!(fetched, Err((Some(FetchError::Connect(_)), _)));
-    let rows = fetched.as_ref().map(|rs| rs.rows.len()).unwrap_or(0);
+    let rows = if fetched.is_ok() { sink.rows_seen() } else { 0 };
     let results =
         signal::evaluate(s, &rule.vars, fetched.as_ref().map_err(|(_, m)| m.as_str()), Utc::now(), &memory.targets);
     if s.targets.is_none() && fetched.is_ok() {
@@ -120,6 +123,8 @@ async fn evaluate_signal(
             None => Status::Success,
         },
     };
+    // The rows are judged: free them before the families are built.
+    drop(fetched);
     let families = signal::families(s, &results);
     let connect_failures = if connect_failed { vec![rule.database.clone()] } else { Vec::new() };
     Outcome { families, status, rows, duration: started.elapsed(), connect_failed, connect_failures }
@@ -209,18 +214,28 @@ async fn evaluate_metric(rule: &Rule, m: &MetricRule, sources: &Sources<'_>, sta
     }
 }
 
-/// Runs the rule's query; on failure, the fetch error (if it got that far) and a message.
+/// Runs the rule's query, keeping every row; on failure, the fetch error (if it got that far) and a
+/// message.
 async fn fetch(rule: &Rule, source: Result<&dyn Source, &str>) -> Result<ResultSet, (Option<FetchError>, String)> {
+    let mut rows = Collect::new(rule.max_rows);
+    fetch_into(rule, source, &mut rows).await.map(|()| rows.result)
+}
+
+/// Runs the rule's query into `sink`.
+async fn fetch_into(
+    rule: &Rule,
+    source: Result<&dyn Source, &str>,
+    sink: &mut dyn RowSink,
+) -> Result<(), (Option<FetchError>, String)> {
     let source = source.map_err(|m| (None, m.to_string()))?;
     // The template is rendered for the source's own version, learnt with the connection.
     let render = |version: i64| {
         template::render_query_described(rule, version)
             .map_err(|m| format!("the query template does not render for server_version_num {version}: {m}"))
     };
-    let mut rows = Collect::new(rule.max_rows);
     let fetched = Fetch { render: &render, bindings: rule.bindings(), timeout: rule.timeout };
-    match source.fetch(fetched, &mut rows).await {
-        Ok(()) => Ok(rows.result),
+    match source.fetch(fetched, sink).await {
+        Ok(()) => Ok(()),
         Err(e) => {
             let m = e.to_string();
             Err((Some(e), m))

@@ -6,6 +6,7 @@
 //!   families to serve.
 //! - [`snapshot`]: the rendered bytes `/metrics` serves, replaced per rule after each evaluation.
 //! - [`http`]: the routes. They read the snapshot only and never wait on a source.
+//! - [`signal_sink`]: a signal's rows folded as they stream in, only what its windows can use.
 //! - [`self_metrics`]: the exporter's own metrics, `sql_signal_exporter_*`.
 //! - [`app`]: start, reload, `--once`, shutdown; [`auto_reload`]: reload when the files change.
 //! - [`web`]: `--web.config.file` (TLS, basic auth) around the routes.
@@ -18,5 +19,6 @@ pub mod evaluate;
 pub mod http;
 pub mod scheduler;
 pub mod self_metrics;
+pub mod signal_sink;
 pub mod snapshot;
 pub mod web;
