@@ -11,11 +11,15 @@ use crate::rules::model::{Rule, RuleSet, ValueType};
 use crate::rules::span::{self, SpanTree};
 use crate::rules::{template, Diagnostic, Severity};
 use crate::source::postgres::parameter_mismatch;
-use crate::source::{as_source, ColumnType, Decoded, FetchError, Prepared, Sources};
+use crate::source::{as_source, ColumnType, Decoded, Fetch, FetchError, Prepared, Sources};
 
-/// Prepares every rule's query on its databases; returns how many were prepared.
+use super::explain::{plan_warnings, Limits};
+
+/// Prepares every rule's query on its databases, and plans it with `explain`; returns how many
+/// were prepared.
 pub(super) async fn check_queries(
     set: &RuleSet,
+    explain: Option<&Limits>,
     rule_pointers: &[String],
     trees: &BTreeMap<PathBuf, SpanTree>,
     static_diags: &[Diagnostic],
@@ -71,7 +75,23 @@ pub(super) async fn check_queries(
             match source.prepare(&render, db.connect_timeout + rule.timeout).await {
                 Ok(p) => {
                     prepared += 1;
-                    out.extend(statement_problems(rule, &p).into_iter().map(|msg| error(format!("{msg}{on}"))));
+                    let problems = statement_problems(rule, &p);
+                    let fine = problems.is_empty();
+                    out.extend(problems.into_iter().map(|msg| error(format!("{msg}{on}"))));
+                    if let (true, Some(limits)) = (fine, explain) {
+                        let fetch = Fetch {
+                            render: &render,
+                            bindings: rule.bindings(),
+                            timeout: db.connect_timeout + rule.timeout,
+                            http: None,
+                        };
+                        match source.explain(fetch).await {
+                            Ok(x) => out.extend(plan_warnings(&x.plan, &x.tables, limits).into_iter().map(|msg| {
+                                Diagnostic::warning(&rule.file, query_pointer.clone(), format!("{msg}{on}"))
+                            })),
+                            Err(e) => out.push(error(format!("EXPLAIN of the query{on} failed: {e}"))),
+                        }
+                    }
                 }
                 Err(FetchError::Connect(m)) => {
                     out.push(error(format!("cannot connect to database '{db_name}' to prepare the query: {m}")));

@@ -18,6 +18,7 @@ use crate::rules::{check_sources, sort_diagnostics, Checked, Diagnostic, LoadOpt
 
 mod db;
 mod endpoint;
+pub mod explain;
 
 /// How diagnostics are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -37,6 +38,8 @@ pub enum Format {
 pub struct Options {
     /// Connect to each database and prepare every query.
     pub db: bool,
+    /// With `db`: plan every query (never run it) and warn about costly plans.
+    pub explain: Option<explain::Limits>,
     /// Warnings are errors.
     pub strict: bool,
     pub format: Format,
@@ -133,7 +136,14 @@ pub fn check(files: &[PathBuf], opts: &Options) -> Report {
         let mut db_diags = Vec::new();
         match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => {
-                prepared = rt.block_on(db::check_queries(&rules, &rule_pointers, &spans, &diagnostics, &mut db_diags));
+                prepared = rt.block_on(db::check_queries(
+                    &rules,
+                    opts.explain.as_ref(),
+                    &rule_pointers,
+                    &spans,
+                    &diagnostics,
+                    &mut db_diags,
+                ));
             }
             Err(e) => db_diags.push(Diagnostic::error(
                 files.first().map(PathBuf::as_path).unwrap_or(std::path::Path::new("-")),

@@ -23,11 +23,23 @@ impl MetricType {
     }
 }
 
+/// A label name or value, shared: every series of a family holds its label names once, and the
+/// series of one target (a signal's `up` and each `error{reason}`) its label values once. At 100,000
+/// series that is most of an evaluation's memory.
+pub type Text = std::sync::Arc<str>;
+
 /// One series: label pairs (any order) and a value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
-    pub labels: Vec<(String, String)>,
+    pub labels: Vec<(Text, Text)>,
     pub value: f64,
+}
+
+impl Sample {
+    /// A series from owned label pairs.
+    pub fn owned(labels: Vec<(String, String)>, value: f64) -> Sample {
+        Sample { labels: labels.into_iter().map(|(k, v)| (k.into(), v.into())).collect(), value }
+    }
 }
 
 /// A metric family: every series of one name.
@@ -63,17 +75,17 @@ pub fn render(families: &[Family]) -> Vec<u8> {
 /// The label order of one series: positions into its `labels`, sorted by (name, value).
 type Perm = Vec<u16>;
 
-fn label_perm(labels: &[(String, String)]) -> Perm {
+fn label_perm(labels: &[(Text, Text)]) -> Perm {
     let mut p: Perm = (0..labels.len() as u16).collect();
     p.sort_unstable_by(|&a, &b| {
         let (x, y) = (&labels[a as usize], &labels[b as usize]);
-        (x.0.as_str(), x.1.as_str()).cmp(&(y.0.as_str(), y.1.as_str()))
+        (&*x.0, &*x.1).cmp(&(&*y.0, &*y.1))
     });
     p
 }
 
 /// Whether `a`'s labels have the same names as `b`'s, in the same positions.
-fn same_names(a: &[(String, String)], b: &[(String, String)]) -> bool {
+fn same_names(a: &[(Text, Text)], b: &[(Text, Text)]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0)
 }
 
@@ -97,8 +109,8 @@ fn series_order(samples: &[Sample]) -> (Vec<(u32, u32)>, Vec<Perm>) {
     }
     order.sort_unstable_by(|&(a, pa), &(b, pb)| {
         let (la, lb) = (&samples[a as usize].labels, &samples[b as usize].labels);
-        let ka = perms[pa as usize].iter().map(|&i| (la[i as usize].0.as_str(), la[i as usize].1.as_str()));
-        let kb = perms[pb as usize].iter().map(|&i| (lb[i as usize].0.as_str(), lb[i as usize].1.as_str()));
+        let ka = perms[pa as usize].iter().map(|&i| (&*la[i as usize].0, &*la[i as usize].1));
+        let kb = perms[pb as usize].iter().map(|&i| (&*lb[i as usize].0, &*lb[i as usize].1));
         // Ties (duplicate series) keep their input order.
         ka.cmp(kb).then(a.cmp(&b))
     });
@@ -286,7 +298,7 @@ mod tests {
                 .samples
                 .iter()
                 .map(|s| {
-                    let mut l: Vec<(&str, &str)> = s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    let mut l: Vec<(&str, &str)> = s.labels.iter().map(|(k, v)| (&**k, &**v)).collect();
                     l.sort_unstable();
                     (l, s.value)
                 })
@@ -337,7 +349,7 @@ mod tests {
                     labels.reverse();
                 }
                 let value = [0.0, 1.0, -3.0, 0.25, 1e20, f64::NAN, f64::INFINITY, 1.0 / 3.0][next(8) as usize];
-                fam.samples.push(Sample { labels, value });
+                fam.samples.push(Sample::owned(labels, value));
             }
             families.push(fam);
         }

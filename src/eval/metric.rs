@@ -91,10 +91,10 @@ fn zero_samples(rule: &MetricRule, f: &MetricFamily, database: &str) -> Vec<Samp
             .map(|c| {
                 let mut labels = fixed.clone();
                 labels.push((label.clone(), c.clone()));
-                Sample { labels, value: 0.0 }
+                Sample::owned(labels, 0.0)
             })
             .collect(),
-        FamilyValues::Column(_) | FamilyValues::One => vec![Sample { labels: fixed, value: 0.0 }],
+        FamilyValues::Column(_) | FamilyValues::One => vec![Sample::owned(fixed, 0.0)],
     }
 }
 
@@ -147,7 +147,7 @@ fn family(rule: &MetricRule, f: &MetricFamily, database: &str, rs: &ResultSet) -
                     describe_labels(&labels)
                 ));
             }
-            out.samples.push(Sample { labels, value });
+            out.samples.push(Sample::owned(labels, value));
             Ok(())
         };
         match &f.values {

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use minijinja::Value;
 
 use crate::eval::cell::{Cell, ResultSet};
-use crate::eval::exposition::{Family, MetricType, Sample};
+use crate::eval::exposition::{Family, MetricType, Sample, Text};
 use crate::rules::model::{Failure, SignalRule, ValueType};
 use crate::rules::template;
 
@@ -314,7 +314,7 @@ fn read_value(cell: &Cell, ty: ValueType) -> Option<serde_json::Value> {
     })
 }
 
-fn compare_desc(a: &Cell, b: &Cell) -> std::cmp::Ordering {
+pub(crate) fn compare_desc(a: &Cell, b: &Cell) -> std::cmp::Ordering {
     use std::cmp::Ordering::*;
     match (sort_key(a), sort_key(b)) {
         (Some(x), Some(y)) => y.partial_cmp(&x).unwrap_or(Equal),
@@ -343,17 +343,21 @@ pub fn families(rule: &SignalRule, results: &[TargetResult]) -> Vec<Family> {
     // about 5 MB of peak RSS at 100,000 series.
     up.samples.reserve_exact(results.len());
     error.samples.reserve_exact(results.len() * reasons.len());
+    let names: Vec<Text> = rule.labels.iter().map(|l| Text::from(l.as_str())).collect();
+    let reason_name = Text::from(rule.reason_label.as_str());
+    let reason_values: Vec<Text> = reasons.iter().map(|r| Text::from(*r)).collect();
     for t in results {
-        let labels: Vec<(String, String)> = rule.labels.iter().cloned().zip(t.labels.iter().cloned()).collect();
+        let labels: Vec<(Text, Text)> =
+            names.iter().cloned().zip(t.labels.iter().map(|v| Text::from(v.as_str()))).collect();
         let (up_value, reason) = match &t.state {
             TargetState::Up => (1.0, None),
             TargetState::Down => (0.0, None),
             TargetState::Failed { failure, .. } => (1.0, Some(rule.reasons.of(*failure))),
         };
-        for r in &reasons {
+        for (r, value) in reasons.iter().zip(&reason_values) {
             let mut l = Vec::with_capacity(labels.len() + 1);
             l.extend(labels.iter().cloned());
-            l.push((rule.reason_label.clone(), r.to_string()));
+            l.push((reason_name.clone(), value.clone()));
             error.samples.push(Sample { labels: l, value: if reason == Some(*r) { 1.0 } else { 0.0 } });
         }
         up.samples.push(Sample { labels, value: up_value });

@@ -24,6 +24,9 @@ pub(super) struct Ctx<'a> {
     pub(super) metric_names: BTreeMap<String, (String, PathBuf)>,
     /// Positions in each file read so far, for messages that point at another place.
     pub(super) spans: BTreeMap<PathBuf, SpanTree>,
+    /// Files serde_yaml reads but the position-keeping parser does not: where that parser stopped,
+    /// the position given to their diagnostics that have none.
+    pub(super) unpositioned: BTreeMap<PathBuf, (usize, usize)>,
     /// The pointer of each rule in `set.rules`, in the same order.
     pub(super) rule_pointers: Vec<String>,
     /// Per file, the places the schema reported a problem at (unknown keys aside). A set, so that
@@ -40,6 +43,7 @@ impl<'a> Ctx<'a> {
             rule_names: BTreeMap::new(),
             metric_names: BTreeMap::new(),
             spans: BTreeMap::new(),
+            unpositioned: BTreeMap::new(),
             rule_pointers: Vec::new(),
             schema_pointers: BTreeMap::new(),
         }
@@ -70,7 +74,10 @@ impl Ctx<'_> {
                 self.diags.push(Diagnostic::error(path, "", e.message).at(e.position.0, e.position.1));
                 return;
             }
-            Err(_) => None,
+            Err(e) => {
+                self.unpositioned.insert(path.to_path_buf(), e.position);
+                None
+            }
         };
         let doc: serde_json::Value = match serde_yaml::from_str(text) {
             Ok(v) => v,

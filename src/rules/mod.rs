@@ -174,8 +174,11 @@ pub fn check_sources(sources: &[(PathBuf, String)], opts: &LoadOptions) -> Check
             }
         }
     }
-    let Ctx { mut diags, set, spans, rule_pointers, .. } = ctx;
+    let Ctx { mut diags, set, spans, rule_pointers, unpositioned, .. } = ctx;
     span::fill_positions(&mut diags, &spans);
+    for d in diags.iter_mut().filter(|d| d.position.is_none()) {
+        d.position = unpositioned.get(&d.file).copied();
+    }
     let files: Vec<PathBuf> = sources.iter().map(|(p, _)| p.clone()).collect();
     sort_diagnostics(&mut diags, &files);
     let diags = cap_per_file(diags);

@@ -17,8 +17,9 @@ use crate::eval::exposition::Family;
 use crate::eval::{metric, signal};
 use crate::rules::model::{Failure, MetricRule, Rule, RuleKind, SignalRule};
 use crate::rules::template;
+use crate::serve::signal_sink::WindowSink;
 use crate::serve::status::Targets;
-use crate::source::{Collect, Fetch, FetchError, Source};
+use crate::source::{Collect, Fetch, FetchError, RowSink, Source};
 
 /// How an evaluation ended, for the exporter's own metrics and logs.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,9 +116,12 @@ async fn evaluate_signal(
     started: Instant,
     memory: &mut Memory,
 ) -> Outcome {
-    let (fetched, sql) = fetch(rule, source).await;
+    // Only the rows the windows can use are kept (see `signal_sink`), however many the query returns.
+    let mut sink = WindowSink::new(s, rule.max_rows);
+    let (fetched, sql) = fetch_into(rule, source, &mut sink).await;
+    let fetched = fetched.map(|()| sink.finish());
     let connect_failed = matches!(fetched, Err((Some(FetchError::Connect(_)), _)));
-    let rows = fetched.as_ref().map(|rs| rs.rows.len()).unwrap_or(0);
+    let rows = if fetched.is_ok() { sink.rows_seen() } else { 0 };
     let results =
         signal::evaluate(s, &rule.vars, fetched.as_ref().map_err(|(_, m)| m.as_str()), Utc::now(), &memory.targets);
     if s.targets.is_none() && fetched.is_ok() {
@@ -131,6 +135,8 @@ async fn evaluate_signal(
             None => Status::Success,
         },
     };
+    // The rows are judged: free them before the families are built.
+    drop(fetched);
     let families = signal::families(s, &results);
     let connect_failures = if connect_failed { vec![rule.database.clone()] } else { Vec::new() };
     Outcome {
@@ -249,9 +255,20 @@ async fn evaluate_metric(rule: &Rule, m: &MetricRule, sources: &Sources<'_>, sta
 
 type Fetched = Result<ResultSet, (Option<FetchError>, String)>;
 
-/// Runs the rule's query; on failure, the fetch error (if it got that far) and a message. Also the
-/// SQL as rendered for the source, if it got that far.
+/// Runs the rule's query, keeping every row; on failure, the fetch error (if it got that far) and a
+/// message. Also the SQL as rendered for the source, if it got that far.
 async fn fetch(rule: &Rule, source: Result<&dyn Source, &str>) -> (Fetched, Option<String>) {
+    let mut rows = Collect::new(rule.max_rows);
+    let (result, sql) = fetch_into(rule, source, &mut rows).await;
+    (result.map(|()| rows.result), sql)
+}
+
+/// Runs the rule's query into `sink`; also the SQL as rendered, if it got that far.
+async fn fetch_into(
+    rule: &Rule,
+    source: Result<&dyn Source, &str>,
+    sink: &mut dyn RowSink,
+) -> (Result<(), (Option<FetchError>, String)>, Option<String>) {
     let source = match source {
         Ok(s) => s,
         Err(m) => return (Err((None, m.to_string())), None),
@@ -264,7 +281,6 @@ async fn fetch(rule: &Rule, source: Result<&dyn Source, &str>) -> (Fetched, Opti
         *rendered.lock().unwrap_or_else(|p| p.into_inner()) = Some(sql.clone());
         Ok(sql)
     };
-    let mut rows = Collect::new(rule.max_rows);
     let work = match &rule.endpoint {
         Some(_) => match crate::source::http::work(rule) {
             Ok(w) => Some(w),
@@ -273,8 +289,8 @@ async fn fetch(rule: &Rule, source: Result<&dyn Source, &str>) -> (Fetched, Opti
         None => None,
     };
     let fetched = Fetch { render: &render, bindings: rule.bindings(), timeout: rule.timeout, http: work.as_ref() };
-    let result = match source.fetch(fetched, &mut rows).await {
-        Ok(()) => Ok(rows.result),
+    let result = match source.fetch(fetched, sink).await {
+        Ok(()) => Ok(()),
         Err(e) => {
             let m = e.to_string();
             Err((Some(e), m))

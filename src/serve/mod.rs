@@ -8,6 +8,7 @@
 //! - [`http`]: the routes. They read the snapshot only and never wait on a source.
 //! - [`status`], [`status_page`]: each rule's last evaluations and each target's state and why, for
 //!   `/` and `/api/v1/status`; fed by the scheduler, never by a query of their own.
+//! - [`signal_sink`]: a signal's rows folded as they stream in, only what its windows can use.
 //! - [`self_metrics`]: the exporter's own metrics, `sql_signal_exporter_*`.
 //! - [`app`]: start, reload, `--once`, shutdown; [`auto_reload`]: reload when the files change.
 //! - [`web`]: `--web.config.file` (TLS, basic auth) around the routes.
@@ -21,6 +22,7 @@ pub mod evaluate;
 pub mod http;
 pub mod scheduler;
 pub mod self_metrics;
+pub mod signal_sink;
 pub mod snapshot;
 pub mod status;
 pub mod status_page;

@@ -1,13 +1,15 @@
 //! Runs every rule on its interval, each in its own task, and applies new rule sets (reload).
 //!
-//! A rule is evaluated at start and then once per interval. Its evaluations run one after another in
-//! its task, so a rule never overlaps itself; rules run concurrently with each other, limited per
-//! database by the pool size. Applying a new rule set keeps the tasks of unchanged rules (their
+//! A rule is evaluated at start (so `/-/ready` waits for nothing more) and then once per interval,
+//! at a stable offset within it ([`offset`], a hash of the rule's name on the wall clock's grid of
+//! that interval): rules that share an interval spread over it instead of all querying at once.
+//! Its evaluations run one after another in its task, so a rule never overlaps itself; rules run
+//! concurrently with each other, limited per database by the pool size. Applying a new rule set keeps the tasks of unchanged rules (their
 //! schedule and series carry on), restarts changed ones and stops removed ones.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
@@ -138,6 +140,45 @@ impl Scheduler {
     }
 }
 
+/// Where within each `interval` the rule `name` runs: stable (the same for a name across restarts
+/// and versions, by FNV-1a and a mixer rather than std's unspecified hasher), in `[0, interval)`,
+/// and spread evenly for different names.
+pub fn offset(name: &str, interval: Duration) -> Duration {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    // splitmix64's finalizer: FNV's low bits alone spread names that differ in one byte poorly.
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    let nanos = interval.as_nanos().max(1);
+    Duration::from_nanos((u128::from(h) % nanos) as u64)
+}
+
+/// The first instant at or after `earliest` whose wall-clock time is `offset` past a multiple of
+/// `interval` (since the Unix epoch), so a rule's slots are the same across restarts.
+fn next_slot(earliest: Instant, interval: Duration, offset: Duration) -> Instant {
+    let (at, unix) = anchor();
+    let period = interval.as_nanos().max(1);
+    let wall = match earliest.checked_duration_since(at) {
+        Some(after) => unix + after.as_nanos(),
+        None => unix.saturating_sub(at.duration_since(earliest).as_nanos()),
+    };
+    let wait = (offset.as_nanos() % period + period - wall % period) % period;
+    earliest + Duration::from_nanos(wait as u64)
+}
+
+/// An instant and its wall-clock time (ns since the Unix epoch), taken once: the monotonic clock
+/// schedules, the wall clock only places the grid.
+fn anchor() -> (Instant, u128) {
+    static ANCHOR: OnceLock<(Instant, u128)> = OnceLock::new();
+    *ANCHOR.get_or_init(|| {
+        let unix = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        (Instant::now(), unix)
+    })
+}
+
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
@@ -200,17 +241,51 @@ async fn rule_loop(
             tracing::info!(rule = %rule.name, "rule finished an evaluation again; the watchdog stands down");
         }
 
-        // Next run one interval after the previous start; if we overran, start a full interval
-        // from now rather than bunching runs.
-        next += rule.interval;
-        let now = Instant::now();
-        if next <= now {
-            next = now + rule.interval;
-        }
-        status.record(&rule, outcome, next - now);
+        // The rule's next slot at least half an interval after this run's start (one interval in
+        // the steady state); after an overrun, the next slot from now, so runs never bunch.
+        next =
+            next_slot((next + rule.interval / 2).max(Instant::now()), rule.interval, offset(&rule.name, rule.interval));
+        status.record(&rule, outcome, next.saturating_duration_since(Instant::now()));
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
             _ = cancel.cancelled() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_are_stable_within_the_interval_and_spread() {
+        let minute = Duration::from_secs(60);
+        // Stable: a fixed value, not merely the same twice in one process.
+        assert_eq!(offset("kanary", minute), offset("kanary", minute));
+        assert_eq!(offset("kanary", minute).as_nanos(), 11_474_470_049);
+        // Spread: 600 similar names over 10 buckets of the minute, none far from the mean of 60.
+        let mut buckets = [0usize; 10];
+        for i in 0..600 {
+            let o = offset(&format!("rule_{i}"), minute);
+            assert!(o < minute);
+            buckets[(o.as_secs() / 6) as usize] += 1;
+        }
+        assert!(buckets.iter().all(|&n| (35..=85).contains(&n)), "{buckets:?}");
+        assert!(offset("x", Duration::from_nanos(1)).is_zero());
+    }
+
+    #[test]
+    fn slots_fall_on_the_offset_of_the_wall_clock_grid() {
+        let interval = Duration::from_secs(10);
+        let (at, unix) = anchor();
+        let now = Instant::now();
+        let slot = next_slot(now, interval, Duration::from_secs(3));
+        assert!(slot >= now && slot < now + interval);
+        // The slot's wall-clock time is 3 s past a multiple of 10 s (the anchor ties the clocks).
+        let wall = unix + (slot - at).as_nanos();
+        assert_eq!(wall % interval.as_nanos(), Duration::from_secs(3).as_nanos());
+        // The next one is exactly one interval on.
+        assert_eq!(next_slot(slot + Duration::from_nanos(1), interval, Duration::from_secs(3)), slot + interval);
+        assert_eq!(next_slot(slot, interval, Duration::from_secs(3)), slot);
     }
 }

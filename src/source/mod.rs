@@ -141,6 +141,25 @@ pub struct Prepared {
     pub columns: Vec<(String, ColumnType)>,
 }
 
+/// A statement's plan, not run: what `--check-rules --db --explain` judges.
+#[derive(Debug, Clone)]
+pub struct Explained {
+    /// The rendered SQL that was planned.
+    pub sql: String,
+    /// The plan in PostgreSQL's `EXPLAIN (FORMAT JSON, VERBOSE)` shape.
+    pub plan: serde_json::Value,
+    /// The estimated size of every table the plan reads.
+    pub tables: Vec<TableSize>,
+}
+
+/// A table's estimated row count (PostgreSQL: `pg_class.reltuples`, -1 when never analyzed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableSize {
+    pub schema: String,
+    pub table: String,
+    pub rows: f64,
+}
+
 /// One fetch: the statement, what it binds, and how long it may take (waiting for a connection
 /// included).
 pub struct Fetch<'a> {
@@ -163,6 +182,11 @@ pub trait Source: Send + Sync + fmt::Debug {
     /// `None` when the source cannot tell or cannot be reached.
     fn transport(&self, _timeout: Duration) -> BoxFuture<'_, Option<String>> {
         Box::pin(async { None })
+    }
+    /// Plans (never runs) the statement with the rule's bindings: `--check-rules --db --explain`.
+    /// Sources without a planner (endpoints) say so.
+    fn explain<'a>(&'a self, _fetch: Fetch<'a>) -> BoxFuture<'a, Result<Explained, FetchError>> {
+        Box::pin(async { Err(FetchError::Query("this source has no query planner to ask".into())) })
     }
     /// Connections open now, and those of them lent to a running statement.
     fn connections(&self) -> (usize, usize);

@@ -25,7 +25,7 @@ use tokio::time::{timeout_at, Instant};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_util::task::TaskTracker;
 
-use super::{ColumnType, Fetch, FetchError, Prepared, Render, RowSink, Source};
+use super::{ColumnType, Explained, Fetch, FetchError, Prepared, Render, RowSink, Source};
 use crate::rules::model::{Bindings, Database};
 use crate::rules::template::ASSUMED_SERVER_VERSION_NUM;
 use crate::secret::redact;
@@ -36,6 +36,7 @@ mod config;
 mod connect;
 mod decode;
 mod error;
+mod explain;
 mod pooler;
 mod tls;
 mod tls_detail;
@@ -277,6 +278,10 @@ impl Source for PgSource {
             })
         }
         .boxed()
+    }
+
+    fn explain<'a>(&'a self, fetch: Fetch<'a>) -> BoxFuture<'a, Result<Explained, FetchError>> {
+        self.explain_rendered(fetch).boxed()
     }
 
     fn connections(&self) -> (usize, usize) {
