@@ -121,7 +121,12 @@ impl Peer {
             }
             Kind::Query => {
                 let bin = install_query_exporter(root)?;
-                let config = write_config(work, kind, &template.replace("${DSN}", &yaml_quoted(dsn)))?;
+                // SQLAlchemy picks the driver by the scheme: psycopg 3 is the one installed.
+                let url = match dsn.split_once("://") {
+                    Some((_, rest)) => format!("postgresql+psycopg://{rest}"),
+                    None => dsn.to_string(),
+                };
+                let config = write_config(work, kind, &template.replace("${DSN}", &yaml_quoted(&url)))?;
                 let mut c = Command::new(bin);
                 c.arg("--config").arg(config).args(["-H", "127.0.0.1", "-p", &port.to_string()]);
                 c
