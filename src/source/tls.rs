@@ -34,17 +34,18 @@ pub fn verifier(roots: RootCertStore, check: Check) -> Result<Arc<dyn ServerCert
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
         .build()
         .map_err(|e| format!("TLS: {e}"))?;
-    Ok(Arc::new(Verifier { webpki, provider: provider(), check }))
+    Ok(Arc::new(Verifier { webpki: Some(webpki), provider: provider(), check }))
 }
 
-/// [`verifier`] with [`Check::Nothing`], which needs no roots.
+/// [`Check::Nothing`], which needs no roots (webpki refuses to build a verifier without any).
 pub fn no_verification() -> Arc<dyn ServerCertVerifier> {
-    Arc::new(NoRoots(provider()))
+    Arc::new(Verifier { webpki: None, provider: provider(), check: Check::Nothing })
 }
 
 #[derive(Debug)]
 struct Verifier {
-    webpki: Arc<WebPkiServerVerifier>,
+    /// `None` only with [`Check::Nothing`].
+    webpki: Option<Arc<WebPkiServerVerifier>>,
     provider: Arc<CryptoProvider>,
     check: Check,
 }
@@ -58,12 +59,16 @@ impl ServerCertVerifier for Verifier {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, TlsError> {
+        let webpki = match (&self.check, &self.webpki) {
+            (Check::Nothing, _) => return Ok(ServerCertVerified::assertion()),
+            (_, Some(w)) => w,
+            (_, None) => return Err(TlsError::General("no root certificates to verify against".into())),
+        };
         match &self.check {
-            Check::Nothing => Ok(ServerCertVerified::assertion()),
             Check::Full { name: wanted } => {
-                self.webpki.verify_server_cert(end_entity, intermediates, wanted.as_ref().unwrap_or(name), ocsp, now)
+                webpki.verify_server_cert(end_entity, intermediates, wanted.as_ref().unwrap_or(name), ocsp, now)
             }
-            Check::ChainOnly => match self.webpki.verify_server_cert(end_entity, intermediates, name, ocsp, now) {
+            _ => match webpki.verify_server_cert(end_entity, intermediates, name, ocsp, now) {
                 Err(TlsError::InvalidCertificate(
                     CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
                 )) => Ok(ServerCertVerified::assertion()),
@@ -92,44 +97,5 @@ impl ServerCertVerifier for Verifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// [`Check::Nothing`] without a root store (webpki refuses to build a verifier with no roots).
-#[derive(Debug)]
-struct NoRoots(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoRoots {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, TlsError> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }

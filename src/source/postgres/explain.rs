@@ -7,10 +7,9 @@
 //! `EXPLAIN (GENERIC_PLAN)` does not exist yet. Without `ANALYZE`, `EXPLAIN` never executes.
 
 use tokio::time::{timeout_at, Instant};
-use tokio_postgres::types::ToSql;
 
 use super::error::describe_pool_error;
-use super::{describe_pg_error, parameter_mismatch, PgSource};
+use super::{describe_pg_error, PgSource};
 use crate::rules::template::ASSUMED_SERVER_VERSION_NUM;
 use crate::source::{Explained, Fetch, FetchError, TableSize};
 
@@ -28,14 +27,7 @@ impl PgSource {
             let query_err = |e: tokio_postgres::Error| FetchError::Query(self.scrub(&describe_pg_error(&e)));
             let stmt = client.prepare(&format!("EXPLAIN (FORMAT JSON, VERBOSE) {sql}")).await.map_err(query_err)?;
             let params = fetch.bindings.columns();
-            let expected = stmt.params().len();
-            let bound: Vec<&(dyn ToSql + Sync)> = if expected == 0 {
-                Vec::new()
-            } else if expected == params.len() {
-                params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
-            } else {
-                return Err(FetchError::Query(parameter_mismatch(expected, params.len())));
-            };
+            let bound = super::bind(stmt.params().len(), &params)?;
             let row = client.query_one(&stmt, &bound).await.map_err(query_err)?;
             let plan: serde_json::Value = row.try_get(0).map_err(query_err)?;
             let mut names = Vec::new();

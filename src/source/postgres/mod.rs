@@ -318,15 +318,8 @@ async fn run(
     sink: &mut dyn RowSink,
 ) -> Result<(), FetchError> {
     let stmt = client.prepare_cached(sql).await.map_err(|e| FetchError::Query(describe_pg_error(&e)))?;
-    let expected = stmt.params().len();
     let params = bindings.columns();
-    let bound: Vec<&(dyn ToSql + Sync)> = if expected == 0 {
-        Vec::new()
-    } else if expected == params.len() {
-        params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
-    } else {
-        return Err(FetchError::Query(parameter_mismatch(expected, params.len())));
-    };
+    let bound = bind(stmt.params().len(), &params)?;
     sink.columns(stmt.columns().iter().map(|c| c.name().to_string()).collect());
     let stream = client.query_raw(&stmt, bound).await.map_err(|e| FetchError::Query(describe_pg_error(&e)))?;
     pin_mut!(stream);
@@ -334,6 +327,18 @@ async fn run(
         sink.row(decode::cells(&row))?;
     }
     Ok(())
+}
+
+/// The rule's target columns as the statement's parameters: each a text array, or none at all for a
+/// statement that takes none.
+fn bind(expected: usize, params: &[Vec<String>]) -> Result<Vec<&(dyn ToSql + Sync)>, FetchError> {
+    if expected == 0 {
+        Ok(Vec::new())
+    } else if expected == params.len() {
+        Ok(params.iter().map(|p| p as &(dyn ToSql + Sync)).collect())
+    } else {
+        Err(FetchError::Query(parameter_mismatch(expected, params.len())))
+    }
 }
 
 /// Why a statement's parameters do not fit what the rule binds (`bound` text arrays).
