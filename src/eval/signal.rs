@@ -366,4 +366,4 @@ pub fn families(rule: &SignalRule, results: &[TargetResult]) -> Vec<Family> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

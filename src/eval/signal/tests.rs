@@ -12,6 +12,18 @@ fn now() -> DateTime<Utc> {
 }
 
 fn kanary_like(targets: Option<Vec<Vec<String>>>) -> SignalRule {
+    signal_rule(3, 3, Some("start"), Duration::from_secs(3 * 3600), targets)
+}
+
+/// A Kanary-shaped signal on label `cluster`: freshness on `ended`, `errors == 0` over an integer
+/// `errors`, failures mapped to `db_error` and `no_test_results`. Shared with other tests of signals.
+pub(crate) fn signal_rule(
+    window: usize,
+    min_rows: usize,
+    order_by: Option<&str>,
+    max_age: Duration,
+    targets: Option<Vec<Vec<String>>>,
+) -> SignalRule {
     let mut reasons = Reasons::default();
     for f in [Failure::QueryFailed, Failure::TooFewRows, Failure::BadTimestamp, Failure::BadValue] {
         reasons.set(f, "db_error".into());
@@ -20,10 +32,10 @@ fn kanary_like(targets: Option<Vec<Vec<String>>>) -> SignalRule {
     SignalRule {
         labels: vec!["cluster".into()],
         targets,
-        window: 3,
-        min_rows: 3,
-        order_by: Some("start".into()),
-        freshness: Some(Freshness { column: "ended".into(), max_age: Duration::from_secs(3 * 3600) }),
+        window,
+        min_rows,
+        order_by: order_by.map(str::to_string),
+        freshness: Some(Freshness { column: "ended".into(), max_age }),
         values: vec![("errors".into(), ValueType::Integer)],
         success: "errors == 0".into(),
         up: MetricDescriptor { name: "k_up".into(), help: "up".into() },

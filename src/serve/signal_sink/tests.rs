@@ -7,7 +7,6 @@ use chrono::{DateTime, TimeZone, Utc};
 
 use super::*;
 use crate::eval::signal;
-use crate::rules::model::{Failure, Freshness, MetricDescriptor, Reasons, ValueType};
 use crate::source::Collect;
 
 fn now() -> DateTime<Utc> {
@@ -15,25 +14,8 @@ fn now() -> DateTime<Utc> {
 }
 
 fn rule(window: usize, min_rows: usize, order_by: Option<&str>, targets: Option<usize>) -> SignalRule {
-    let mut reasons = Reasons::default();
-    for f in [Failure::QueryFailed, Failure::TooFewRows, Failure::BadTimestamp, Failure::BadValue] {
-        reasons.set(f, "db_error".into());
-    }
-    reasons.set(Failure::Stale, "no_test_results".into());
-    SignalRule {
-        labels: vec!["cluster".into()],
-        targets: targets.map(|n| (0..n).map(|i| vec![format!("c{i}")]).collect()),
-        window,
-        min_rows,
-        order_by: order_by.map(str::to_string),
-        freshness: Some(Freshness { column: "ended".into(), max_age: Duration::from_secs(3600) }),
-        values: vec![("errors".into(), ValueType::Integer)],
-        success: "errors == 0".into(),
-        up: MetricDescriptor { name: "k_up".into(), help: "up".into() },
-        error: MetricDescriptor { name: "k_error".into(), help: "error".into() },
-        reason_label: "reason".into(),
-        reasons,
-    }
+    let targets = targets.map(|n| (0..n).map(|i| vec![format!("c{i}")]).collect());
+    signal::tests::signal_rule(window, min_rows, order_by, Duration::from_secs(3600), targets)
 }
 
 const COLUMNS: [&str; 5] = ["cluster", "start", "ended", "errors", "unread"];
