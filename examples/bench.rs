@@ -149,7 +149,10 @@ impl Ctx {
 }
 
 pub fn describe(e: &tokio_postgres::Error) -> String {
-    sql_signal_exporter::source::postgres::describe_pg_error(e)
+    match e.as_db_error() {
+        Some(d) => format!("{} (SQLSTATE {})", d.message(), d.code().code()),
+        None => e.to_string(),
+    }
 }
 
 fn run() -> Result<()> {

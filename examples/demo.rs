@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 
-use sql_signal_exporter::serve::app;
+use sql_signal_exporter::app;
 use tempdb::{TempPostgres, TempPostgresOptions};
 
 fn main() -> ExitCode {
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let listen: SocketAddr = match std::env::args().nth(1) {
-        Some(a) => sql_signal_exporter::serve::http::parse_listen_address(&a).map_err(anyhow::Error::msg)?,
+        Some(a) => sql_signal_exporter::http::parse_listen_address(&a).map_err(anyhow::Error::msg)?,
         None => "127.0.0.1:8000".parse()?,
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -47,8 +47,8 @@ fn run() -> anyhow::Result<()> {
         rules: vec![root.join("rules/kanary.yaml")],
         listen,
         telemetry_path: "/metrics".into(),
-        enable_lifecycle: true,
-        auto_reload_interval: None,
+        lifecycle: app::Lifecycle::Enabled,
+        auto_reload: app::AutoReload::Off,
         web: None,
     };
     let runtime = tokio::runtime::Runtime::new()?;

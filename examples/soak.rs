@@ -88,42 +88,8 @@ fn main() {
     let url = format!("http://127.0.0.1:{port}/metrics");
     std::thread::sleep(Duration::from_secs(3));
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (scrapes, slow, failures) =
-        (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(Mutex::new(Vec::new())));
-    let worst = Arc::new(AtomicU64::new(0));
-    let scrapers: Vec<_> = (0..50)
-        .map(|_| {
-            let (stop, url, scrapes, slow, failures, worst) =
-                (stop.clone(), url.clone(), scrapes.clone(), slow.clone(), failures.clone(), worst.clone());
-            std::thread::spawn(move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .timeout_global(Some(Duration::from_secs(5)))
-                    .build()
-                    .into();
-                while !stop.load(Ordering::Relaxed) {
-                    let started = Instant::now();
-                    let result =
-                        agent.get(&url).call().map(|mut r| (r.status().as_u16(), r.body_mut().read_to_string()));
-                    let took = started.elapsed();
-                    worst.fetch_max(took.as_micros() as u64, Ordering::Relaxed);
-                    scrapes.fetch_add(1, Ordering::Relaxed);
-                    if took > Duration::from_millis(100) {
-                        slow.fetch_add(1, Ordering::Relaxed);
-                    }
-                    let problem = match result {
-                        Ok((200, Ok(body))) => check(&body),
-                        Ok((status, _)) => Some(format!("status {status}")),
-                        Err(e) => Some(format!("scrape failed: {e}")),
-                    };
-                    if let Some(p) = problem {
-                        failures.lock().unwrap_or_else(|p| p.into_inner()).push(p);
-                    }
-                }
-            })
-        })
-        .collect();
+    let stats = Stats::default();
+    let scrapers: Vec<_> = (0..50).map(|_| scraper(url.clone(), stats.clone())).collect();
 
     let started = Instant::now();
     let warm = Duration::from_secs(seconds / 5);
@@ -169,18 +135,64 @@ fn main() {
             fds_max = fds_max.max(open);
         }
     }
-    stop.store(true, Ordering::SeqCst);
+    stats.stop.store(true, Ordering::SeqCst);
     for s in scrapers {
         let _ = s.join();
     }
     let alive = child.try_wait().ok().flatten().is_none();
     let _ = child.kill();
-    let failures = failures.lock().unwrap_or_else(|p| p.into_inner());
-    let (rss0, fds0) = baseline.unwrap_or((1, 1));
-    let n = scrapes.load(Ordering::Relaxed);
     println!(
         "soak: {seconds} s, {restarts} PostgreSQL restarts, {reloads} reloads (alternating invalid), {stalls} stalls"
     );
+    let (rss0, fds0) = baseline.unwrap_or((1, 1));
+    report(&stats, alive, (rss0, rss_max), (fds0, fds_max));
+}
+
+/// What the scrapers count, shared with them.
+#[derive(Clone, Default)]
+struct Stats {
+    stop: Arc<AtomicBool>,
+    scrapes: Arc<AtomicU64>,
+    slow: Arc<AtomicU64>,
+    worst: Arc<AtomicU64>,
+    failures: Arc<Mutex<Vec<String>>>,
+}
+
+/// A thread that scrapes `url` until told to stop, checking every body.
+fn scraper(url: String, stats: Stats) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .into();
+        while !stats.stop.load(Ordering::Relaxed) {
+            let started = Instant::now();
+            let result = agent.get(&url).call().map(|mut r| (r.status().as_u16(), r.body_mut().read_to_string()));
+            let took = started.elapsed();
+            stats.worst.fetch_max(took.as_micros() as u64, Ordering::Relaxed);
+            stats.scrapes.fetch_add(1, Ordering::Relaxed);
+            if took > Duration::from_millis(100) {
+                stats.slow.fetch_add(1, Ordering::Relaxed);
+            }
+            let problem = match result {
+                Ok((200, Ok(body))) => check(&body),
+                Ok((status, _)) => Some(format!("status {status}")),
+                Err(e) => Some(format!("scrape failed: {e}")),
+            };
+            if let Some(p) = problem {
+                stats.failures.lock().unwrap_or_else(|p| p.into_inner()).push(p);
+            }
+        }
+    })
+}
+
+/// The soak's findings: scrapes, failures, and RSS and fds after warm-up against their maximum.
+fn report(stats: &Stats, alive: bool, rss: (u64, u64), fds: (u64, u64)) {
+    let ((rss0, rss_max), (fds0, fds_max)) = (rss, fds);
+    let failures = stats.failures.lock().unwrap_or_else(|p| p.into_inner());
+    let (slow, worst) = (&stats.slow, &stats.worst);
+    let n = stats.scrapes.load(Ordering::Relaxed);
     println!(
         "scrapes: {n}, over 100 ms: {} ({:.3} %), worst {} ms, failures: {}",
         slow.load(Ordering::Relaxed),

@@ -142,7 +142,7 @@ pub fn eval_bench(ctx: &Ctx) -> Result<Vec<EvalRow>> {
 /// bind parameters.
 pub fn rendered(ctx: &Ctx, rules: &Path, name: &str) -> Result<(String, Vec<Vec<String>>)> {
     std::env::set_var("BENCH_DSN", &ctx.dsn);
-    let set = sql_signal_exporter::serve::app::load_rules(&[rules.to_path_buf()]).map_err(|d| anyhow!("{d}"))?;
+    let set = sql_signal_exporter::app::load_rules(&[rules.to_path_buf()]).map_err(|d| anyhow!("{d}"))?;
     let rule = set.rules.iter().find(|r| r.name == name).context("rule not loaded")?;
     let version: i64 = ctx.query("SHOW server_version_num")?[0].get::<_, String>(0).parse()?;
     let sql = sql_signal_exporter::rules::template::render_query(rule, version).map_err(|e| anyhow!("{e}"))?;
@@ -181,21 +181,21 @@ pub fn evaluate_in_process(
     interval: f64,
 ) -> Result<(f64, Option<f64>, f64, f64)> {
     std::env::set_var("BENCH_DSN", &ctx.dsn);
-    let set = sql_signal_exporter::serve::app::load_rules(&[rules.to_path_buf()]).map_err(|d| anyhow!("{d}"))?;
+    let set = sql_signal_exporter::app::load_rules(&[rules.to_path_buf()]).map_err(|d| anyhow!("{d}"))?;
     let t0 = Instant::now();
-    let exporter = ctx.rt.block_on(sql_signal_exporter::serve::app::Exporter::start(vec![rules.to_path_buf()], &set));
+    let exporter = ctx.rt.block_on(sql_signal_exporter::app::Exporter::start(vec![rules.to_path_buf()], &set));
     let mut swaps = Vec::new();
-    let mut last = exporter.store.load();
+    let mut last = exporter.publisher.snapshot.load();
     let until = t0 + Duration::from_secs_f64(interval * evaluations as f64 + 120.0);
     while swaps.len() < evaluations && Instant::now() < until {
-        let now = exporter.store.load();
+        let now = exporter.publisher.snapshot.load();
         if !Arc::ptr_eq(&now, &last) && now.ready {
             swaps.push(t0.elapsed().as_secs_f64());
             last = now;
         }
         std::thread::sleep(Duration::from_micros(200));
     }
-    let text = String::from_utf8(exporter.metrics.render())?;
+    let text = String::from_utf8(exporter.publisher.metrics.render())?;
     ctx.rt.block_on(exporter.scheduler.shutdown(Duration::from_secs(5)));
     if swaps.len() < evaluations {
         bail!("only {} of {evaluations} evaluations finished", swaps.len());
@@ -204,7 +204,7 @@ pub fn evaluate_in_process(
         bail!("the rule's evaluation failed:\n{text}");
     }
     let rows = series_value(&text, &format!("sql_signal_exporter_rule_rows{{rule=\"{name}\"}}")).unwrap_or(f64::NAN);
-    let body = String::from_utf8_lossy(&exporter.store.load().body).into_owned();
+    let body = String::from_utf8_lossy(&exporter.publisher.snapshot.load().body).into_owned();
     let up = body.lines().filter(|l| l.starts_with(&format!("{name}_up{{")) && l.ends_with(" 1")).count() as f64;
     let cold = swaps[0] * 1000.0;
     let mut warm: Vec<f64> =

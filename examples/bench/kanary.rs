@@ -50,7 +50,7 @@ pub struct KanaryCost {
 fn our_statement(ctx: &Ctx) -> Result<(String, Vec<Vec<String>>)> {
     let rules = ctx.root.join("rules/kanary.yaml");
     std::env::set_var("CONNECTION_STRING", &ctx.dsn);
-    let set = sql_signal_exporter::serve::app::load_rules(std::slice::from_ref(&rules)).map_err(|d| anyhow!("{d}"))?;
+    let set = sql_signal_exporter::app::load_rules(std::slice::from_ref(&rules)).map_err(|d| anyhow!("{d}"))?;
     let rule = set.rules.iter().find(|r| r.name == "kanary").context("no kanary rule in rules/kanary.yaml")?;
     let version: i64 = ctx.query("SHOW server_version_num")?[0].get::<_, String>(0).parse()?;
     let sql = sql_signal_exporter::rules::template::render_query(rule, version).map_err(|e| anyhow!("{e}"))?;

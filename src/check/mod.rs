@@ -15,10 +15,10 @@ use std::path::PathBuf;
 use crate::rules::input::{self, Refused};
 use crate::rules::span;
 use crate::rules::{check_sources, sort_diagnostics, Checked, Diagnostic, LoadOptions, Severity};
+use crate::source::{ExplainLimits, Reach};
+pub use statements::PreparedCounts;
 
-mod db;
-mod endpoint;
-pub mod explain;
+mod statements;
 
 /// How diagnostics are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -39,7 +39,7 @@ pub struct Options {
     /// Connect to each database and prepare every query.
     pub db: bool,
     /// With `db`: plan every query (never run it) and warn about costly plans.
-    pub explain: Option<explain::Limits>,
+    pub explain: Option<ExplainLimits>,
     /// Warnings are errors.
     pub strict: bool,
     pub format: Format,
@@ -54,10 +54,8 @@ pub struct Report {
     pub unreadable: bool,
     pub files: usize,
     pub rules: usize,
-    /// Queries prepared on a server (`--db`).
-    pub prepared: usize,
-    /// Endpoint rules' queries prepared in SQLite (always: no network needed).
-    pub prepared_sqlite: usize,
+    /// Statements prepared, on a server (`--db`) and locally (always: no network needed).
+    pub prepared: PreparedCounts,
 }
 
 impl Report {
@@ -98,10 +96,10 @@ pub fn run(files: &[PathBuf], opts: &Options) -> u8 {
         count(Severity::Warning)
     );
     if opts.db {
-        summary.push_str(&format!("; {} queries prepared on the server", report.prepared));
+        summary.push_str(&format!("; {} queries prepared on the server", report.prepared.server));
     }
-    if report.prepared_sqlite > 0 {
-        summary.push_str(&format!("; {} endpoint queries prepared in SQLite", report.prepared_sqlite));
+    if report.prepared.local > 0 {
+        summary.push_str(&format!("; {} queries prepared without a server", report.prepared.local));
     }
     eprintln!("{summary}");
     report.exit_code()
@@ -127,40 +125,32 @@ pub fn check(files: &[PathBuf], opts: &Options) -> Report {
     let load = LoadOptions { unset_env_is_error: opts.db, ..LoadOptions::default() };
     let Checked { rules, rule_pointers, diagnostics: found, spans } = check_sources(&sources, &load);
     diagnostics.extend(found);
-    let mut sqlite_diags = Vec::new();
-    let prepared_sqlite = endpoint::check_endpoint_queries(&rules, &rule_pointers, &diagnostics, &mut sqlite_diags);
-    span::fill_positions(&mut sqlite_diags, &spans);
-    diagnostics.extend(sqlite_diags);
-    let mut prepared = 0;
-    if opts.db {
-        let mut db_diags = Vec::new();
-        match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => {
-                prepared = rt.block_on(db::check_queries(
-                    &rules,
-                    opts.explain.as_ref(),
-                    &rule_pointers,
-                    &spans,
-                    &diagnostics,
-                    &mut db_diags,
-                ));
-            }
-            Err(e) => db_diags.push(Diagnostic::error(
-                files.first().map(PathBuf::as_path).unwrap_or(std::path::Path::new("-")),
-                "",
-                format!("cannot start the async runtime for --db: {e}"),
-            )),
+    let ctx = statements::Ctx {
+        set: &rules,
+        rule_pointers: &rule_pointers,
+        trees: &spans,
+        static_diags: &diagnostics,
+        explain: opts.explain.as_ref(),
+    };
+    let reach = if opts.db { Reach::Server } else { Reach::Local };
+    let mut found = Vec::new();
+    let prepared = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(statements::check_statements(&ctx, reach, &mut found)),
+        Err(e) => {
+            let file = files.first().map(PathBuf::as_path).unwrap_or(std::path::Path::new("-"));
+            found.push(Diagnostic::error(file, "", format!("cannot start the async runtime for the checks: {e}")));
+            PreparedCounts::default()
         }
-        span::fill_positions(&mut db_diags, &spans);
-        diagnostics.extend(db_diags);
-    }
+    };
+    span::fill_positions(&mut found, &spans);
+    diagnostics.extend(found);
     if opts.strict {
         for d in &mut diagnostics {
             d.severity = Severity::Error;
         }
     }
     sort_diagnostics(&mut diagnostics, files);
-    Report { diagnostics, unreadable, files: files.len(), rules: rules.rules.len(), prepared, prepared_sqlite }
+    Report { diagnostics, unreadable, files: files.len(), rules: rules.rules.len(), prepared }
 }
 
 /// `{"file","line","column","severity","message","pointer"}`, keys in that order (written by hand:

@@ -252,7 +252,7 @@ mod tests {
     }
 
     fn rule(families: Vec<MetricFamily>) -> MetricRule {
-        MetricRule { databases: vec!["main".into()], database_label: None, families }
+        MetricRule { database_label: None, families }
     }
 
     fn rs(columns: &[&str], rows: Vec<Vec<Cell>>) -> ResultSet {
@@ -429,11 +429,7 @@ mod tests {
         let mut up = fam("up", MetricKind::Gauge, &[], FamilyValues::Column("up".into()));
         up.on_error = OnError::Zero;
         let other = fam("other", MetricKind::Gauge, &["k"], FamilyValues::Column("v".into()));
-        let r = MetricRule {
-            databases: vec!["a".into(), "b".into()],
-            database_label: Some("server".into()),
-            families: vec![up, other],
-        };
+        let r = MetricRule { database_label: Some("server".into()), families: vec![up, other] };
         let out = evaluate(&r, "a", &rs(&["up", "k", "v"], vec![vec![Cell::Int(1), text("x"), Cell::Int(2)]])).unwrap();
         assert_eq!(series(&out), ["up{server=\"a\"} 1", "other{k=\"x\",server=\"a\"} 2"]);
         let failed = failed(&r, "b");

@@ -92,11 +92,12 @@ pub fn evaluate(
         Err(e) => return fail_all(rule, &targets, Failure::QueryFailed, &template::describe(&e)),
     };
 
+    let judge = Judge { rule, vars, cols: &cols, expr: &expr, now };
     targets
         .into_iter()
         .map(|labels| {
             let mut rows = by_target.remove(&labels).unwrap_or_default();
-            let state = judge(rule, vars, &cols, &mut rows, &labels, &expr, now);
+            let state = judge.target(&mut rows, &labels);
             TargetResult { labels, state }
         })
         .collect()
@@ -151,93 +152,115 @@ impl Columns {
     }
 }
 
-fn judge(
-    rule: &SignalRule,
-    vars: &serde_json::Value,
-    cols: &Columns,
-    rows: &mut [&[Cell]],
-    labels: &[String],
-    expr: &minijinja::Expression<'_, '_>,
+/// What judging every target of one result shares.
+struct Judge<'a> {
+    rule: &'a SignalRule,
+    /// The rule's constants, seen by the success expression as `vars`.
+    vars: &'a serde_json::Value,
+    cols: &'a Columns,
+    expr: &'a minijinja::Expression<'a, 'a>,
     now: DateTime<Utc>,
-) -> TargetState {
-    // 1. Enough results to judge at all.
-    if rows.len() < rule.min_rows {
-        return TargetState::failed(Failure::TooFewRows, format!("{}, {} needed", results(rows.len()), rule.min_rows));
-    }
-    if let Some(i) = cols.order_by {
-        // Newest first; values that are not comparable (NULL) sort last.
-        rows.sort_by(|a, b| compare_desc(&a[i], &b[i]));
+}
+
+impl Judge<'_> {
+    /// The state of the target `labels` from its rows, in the Kanary exporter's order of checks.
+    fn target(&self, rows: &mut [&[Cell]], labels: &[String]) -> TargetState {
+        let rule = self.rule;
+        // 1. Enough results to judge at all.
+        if rows.len() < rule.min_rows {
+            return TargetState::failed(
+                Failure::TooFewRows,
+                format!("{}, {} needed", results(rows.len()), rule.min_rows),
+            );
+        }
+        if let Some(i) = self.cols.order_by {
+            // Newest first; values that are not comparable (NULL) sort last.
+            rows.sort_by(|a, b| compare_desc(&a[i], &b[i]));
+        }
+        // 2. The newest result is recent enough.
+        if let Some(failed) = self.freshness(rows[0]) {
+            return failed;
+        }
+        // 3. Every value in the window is readable; 4. any success means up.
+        let window = &rows[..rule.window.min(rows.len())];
+        match self.readings(window, labels) {
+            Ok(readings) => self.success(readings),
+            Err(failed) => failed,
+        }
     }
 
-    // 2. The newest result is recent enough.
-    if let (Some(f), Some(i)) = (&rule.freshness, cols.freshness) {
-        let cell = &rows[0][i];
+    /// A failure when the newest result is too old or has no readable time.
+    fn freshness(&self, newest: &[Cell]) -> Option<TargetState> {
+        let (f, i) = (self.rule.freshness.as_ref()?, self.cols.freshness?);
+        let cell = &newest[i];
         let Some(at) = cell.as_timestamp() else {
-            return TargetState::failed(
-                Failure::BadTimestamp,
-                format!("{} in the newest result is not a time", is(&f.column, cell)),
-            );
+            let detail = format!("{} in the newest result is not a time", is(&f.column, cell));
+            return Some(TargetState::failed(Failure::BadTimestamp, detail));
         };
-        let age = now.signed_duration_since(at);
-        if age.num_milliseconds() > f.max_age.as_millis() as i64 {
-            return TargetState::failed(
-                Failure::Stale,
-                format!(
-                    "newest {} {} ago, more than {}",
-                    f.column,
-                    span(age.num_seconds().unsigned_abs()),
-                    span(f.max_age.as_secs())
-                ),
+        let age = self.now.signed_duration_since(at);
+        (age.num_milliseconds() > f.max_age.as_millis() as i64).then(|| {
+            let detail = format!(
+                "newest {} {} ago, more than {}",
+                f.column,
+                span(age.num_seconds().unsigned_abs()),
+                span(f.max_age.as_secs())
             );
-        }
+            TargetState::failed(Failure::Stale, detail)
+        })
     }
 
-    // 3. Every value in the window is readable; 4. any success means up.
-    let window = &rows[..rule.window.min(rows.len())];
-    let mut readings = Vec::with_capacity(window.len());
-    for (n, row) in window.iter().enumerate() {
-        let mut ctx = serde_json::Map::new();
-        ctx.insert("vars".into(), vars.clone());
-        for (label, value) in rule.labels.iter().zip(labels) {
-            ctx.insert(label.clone(), value.clone().into());
+    /// What the success expression sees of each result in the window, or the first bad value.
+    fn readings(
+        &self,
+        window: &[&[Cell]],
+        labels: &[String],
+    ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, TargetState> {
+        let mut readings = Vec::with_capacity(window.len());
+        for (n, row) in window.iter().enumerate() {
+            let mut ctx = serde_json::Map::new();
+            ctx.insert("vars".into(), self.vars.clone());
+            for (label, value) in self.rule.labels.iter().zip(labels) {
+                ctx.insert(label.clone(), value.clone().into());
+            }
+            for (name, i, ty) in &self.cols.values {
+                let Some(v) = read_value(&row[*i], *ty) else {
+                    let detail = format!(
+                        "{} in the {} result is not {} {}",
+                        is(name, &row[*i]),
+                        nth_newest(n),
+                        article(*ty),
+                        ty.as_str()
+                    );
+                    return Err(TargetState::failed(Failure::BadValue, detail));
+                };
+                ctx.insert(name.clone(), v);
+            }
+            readings.push(ctx);
         }
-        for (name, i, ty) in &cols.values {
-            match read_value(&row[*i], *ty) {
-                Some(v) => {
-                    ctx.insert(name.clone(), v);
-                }
-                None => {
-                    return TargetState::failed(
-                        Failure::BadValue,
-                        format!(
-                            "{} in the {} result is not {} {}",
-                            is(name, &row[*i]),
-                            nth_newest(n),
-                            article(*ty),
-                            ty.as_str()
-                        ),
-                    )
+        Ok(readings)
+    }
+
+    /// Up when the success expression holds for any reading, down when for none.
+    fn success(&self, readings: Vec<serde_json::Map<String, serde_json::Value>>) -> TargetState {
+        let mut any_success = false;
+        for (n, ctx) in readings.into_iter().enumerate() {
+            match self.expr.eval(Value::from_serialize(serde_json::Value::Object(ctx))) {
+                Ok(v) => any_success |= v.is_true(),
+                Err(e) => {
+                    let detail = format!(
+                        "the success expression fails on the {} result: {}",
+                        nth_newest(n),
+                        template::describe(&e)
+                    );
+                    return TargetState::failed(Failure::BadValue, detail);
                 }
             }
         }
-        readings.push(ctx);
-    }
-    let mut any_success = false;
-    for (n, ctx) in readings.into_iter().enumerate() {
-        match expr.eval(Value::from_serialize(serde_json::Value::Object(ctx))) {
-            Ok(v) => any_success |= v.is_true(),
-            Err(e) => {
-                return TargetState::failed(
-                    Failure::BadValue,
-                    format!("the success expression fails on the {} result: {}", nth_newest(n), template::describe(&e)),
-                )
-            }
+        if any_success {
+            TargetState::Up
+        } else {
+            TargetState::Down
         }
-    }
-    if any_success {
-        TargetState::Up
-    } else {
-        TargetState::Down
     }
 }
 

@@ -10,13 +10,20 @@ use super::conninfo::ConnInfo;
 use super::diagnostic::Diagnostic;
 use super::limits::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 use super::loader::Ctx;
-use super::model::{Database, PasswordSource};
+use super::model::{Database, PasswordSource, Rule};
 use super::spec::DatabaseSpec;
-use super::tls_files;
+use super::tls_files::{self, FileCheck};
 use crate::secret::Secret;
 
 const DEFAULT_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 const DEFAULT_CMD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A DSN as the loader sees it: with `${VAR}` expanded, and as written in the file (`None` when it
+/// came from `dsn_file`), to tell a password written into the rules file.
+struct DsnText<'a> {
+    expanded: &'a str,
+    written: Option<&'a str>,
+}
 
 impl Ctx<'_> {
     pub(super) fn database(&mut self, path: &Path, name: String, spec: DatabaseSpec) {
@@ -46,11 +53,11 @@ impl Ctx<'_> {
             (None, None) => String::new(),
         };
         // A warning (an unset variable) still parses the DSN, but its file paths are not looked at.
-        let clean = self.diags.len() == before;
-        let has_error = self.diags[before..].iter().any(|d| d.severity == super::Severity::Error);
+        let files = if self.diags.len() == before { FileCheck::Read } else { FileCheck::Skip };
+        let has_error = self.diags[before..].iter().any(|d| d.severity == super::diagnostic::Severity::Error);
         let conninfo = if !has_error && !dsn.is_empty() {
             let key = if spec.dsn.is_some() { "dsn" } else { "dsn_file" };
-            self.parse_dsn(path, ptr(key), &dsn, spec.dsn.as_deref(), clean)
+            self.parse_dsn(path, ptr(key), DsnText { expanded: &dsn, written: spec.dsn.as_deref() }, files)
         } else {
             ConnInfo::default()
         };
@@ -79,8 +86,9 @@ impl Ctx<'_> {
 
     /// The DSN must parse (else every rule on the database would fail), and a password must not be
     /// written into the rules file itself. Neither message shows the DSN.
-    fn parse_dsn(&mut self, path: &Path, pointer: String, dsn: &str, written: Option<&str>, files: bool) -> ConnInfo {
-        let conninfo = match ConnInfo::parse(dsn) {
+    fn parse_dsn(&mut self, path: &Path, pointer: String, dsn: DsnText<'_>, files: FileCheck) -> ConnInfo {
+        let DsnText { expanded, written } = dsn;
+        let conninfo = match ConnInfo::parse(expanded) {
             Ok(c) => c,
             Err(msg) => {
                 self.error(path, pointer, msg);
@@ -140,6 +148,32 @@ impl Ctx<'_> {
 
     /// Replaces `${VAR}` with the variable's value, and `${VAR:-default}` with it or, when it is unset
     /// or empty, with `default` (as the shell does). The value is never echoed in a message.
+    /// Every database a rule names must be declared in one of the files.
+    pub(super) fn databases_declared(&mut self, rule: &Rule, names: &[String], base: &str) {
+        for (i, database) in names.iter().enumerate() {
+            if self.set.databases.contains_key(database) {
+                continue;
+            }
+            // At most a few names: a file with thousands of databases must not get thousands of
+            // messages each listing them all.
+            let mut declared: Vec<&str> = self.set.databases.keys().take(10).map(String::as_str).collect();
+            if self.set.databases.len() > declared.len() {
+                declared.push("…");
+            }
+            let msg = format!(
+                "rule '{}' uses database '{}', which no rules file declares under `databases` (declared: {})",
+                rule.name,
+                database,
+                if declared.is_empty() { "none".to_string() } else { declared.join(", ") }
+            );
+            let key = if names.len() > 1 { format!("database/{i}") } else { "database".to_string() };
+            let pointer = format!("{base}/{key}");
+            if !self.schema_reported(&rule.file, &pointer) {
+                self.diags.push(Diagnostic::error(&rule.file, pointer, msg));
+            }
+        }
+    }
+
     pub(super) fn expand_env(&mut self, path: &Path, pointer: String, text: &str) -> String {
         let mut out = String::with_capacity(text.len());
         let mut rest = text;

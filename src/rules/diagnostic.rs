@@ -90,3 +90,7 @@ impl fmt::Display for Diagnostics {
 }
 
 impl std::error::Error for Diagnostics {}
+
+/// The most diagnostics reported for one file; a generated file gone wrong can have one per line,
+/// and nobody reads past the first screens.
+pub const MAX_DIAGNOSTICS_PER_FILE: usize = 1000;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::database::resolve_relative;
+use super::diagnostic::Diagnostic;
 use super::limits::DEFAULT_TIMEOUT;
 use super::loader::Ctx;
 use super::model::*;
@@ -20,8 +21,34 @@ use crate::secret::Secret;
 /// Largest response body accepted when `max_body_bytes` is not set.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 << 20;
 
-/// The name of a signal's query, and of a metric rule's when it has `query` rather than `queries`.
-pub const MAIN_QUERY: &str = "query";
+/// A rule being loaded: its file, JSON pointer and name, for messages.
+#[derive(Clone, Copy)]
+pub(super) struct RuleAt<'a> {
+    pub path: &'a Path,
+    pub base: &'a str,
+    pub name: &'a str,
+}
+
+/// What a rule says about where it runs, as written.
+pub(super) struct SourceSpec {
+    /// The rule names a `database`.
+    pub database_named: bool,
+    pub on_endpoint: OnEndpointSpec,
+    /// The single `query`.
+    pub query: Option<String>,
+    /// A metric rule's named `queries`.
+    pub queries: Option<BTreeMap<String, String>>,
+}
+
+/// The JSON pointer of a rule's query `name` below the rule at `base`: its `query` key, or its entry
+/// under `queries`.
+pub fn query_pointer(base: &str, name: &str) -> String {
+    if name == MAIN_QUERY {
+        format!("{base}/query")
+    } else {
+        format!("{base}/queries/{name}")
+    }
+}
 
 impl Ctx<'_> {
     pub(super) fn endpoint(&mut self, path: &Path, name: String, spec: EndpointSpec) {
@@ -40,7 +67,31 @@ impl Ctx<'_> {
             .iter()
             .map(|(k, v)| (k.clone(), Secret::new(self.expand_env(path, ptr(&format!("headers/{k}")), v))))
             .collect();
-        let auth = match (&spec.basic_auth, &spec.bearer_token_file) {
+        let auth = self.endpoint_auth(path, &name, &spec);
+        let tls = self.endpoint_tls(path, &name, &spec);
+        let proxy = match spec.proxy.as_deref() {
+            None | Some("") => Proxy::None,
+            Some("from_env") => Proxy::FromEnv,
+            Some(p) => Proxy::Url(Secret::new(self.expand_env(path, ptr("proxy"), p))),
+        };
+        let timeout = self.duration(path, ptr("timeout"), spec.timeout.as_deref(), DEFAULT_TIMEOUT);
+        let endpoint = Endpoint {
+            name: name.clone(),
+            url,
+            headers,
+            auth,
+            tls,
+            proxy,
+            timeout,
+            max_body_bytes: spec.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+        };
+        self.set.endpoints.insert(name, Arc::new(endpoint));
+    }
+
+    /// An endpoint's credentials: basic auth or a bearer token, read now.
+    fn endpoint_auth(&mut self, path: &Path, name: &str, spec: &EndpointSpec) -> Option<Auth> {
+        let ptr = |k: &str| format!("/endpoints/{name}/{k}");
+        match (&spec.basic_auth, &spec.bearer_token_file) {
             (Some(_), Some(_)) => {
                 self.error(path, ptr("bearer_token_file"), "give basic_auth or bearer_token_file, not both");
                 None
@@ -62,8 +113,13 @@ impl Ctx<'_> {
                 Some(Auth::Bearer(Secret::new(token)))
             }
             (None, None) => None,
-        };
-        let tls = match &spec.tls {
+        }
+    }
+
+    /// How an endpoint's certificate is checked and which one the exporter presents.
+    fn endpoint_tls(&mut self, path: &Path, name: &str, spec: &EndpointSpec) -> Tls {
+        let ptr = |k: &str| format!("/endpoints/{name}/{k}");
+        match &spec.tls {
             None => Tls::default(),
             Some(t) => {
                 let mut file = |key: &str, value: &Option<String>| {
@@ -92,30 +148,12 @@ impl Ctx<'_> {
                 let server_name = t.server_name.as_ref().map(|s| self.expand_env(path, ptr("tls/server_name"), s));
                 Tls { ca_file, client, server_name, insecure_skip_verify: t.insecure_skip_verify }
             }
-        };
-        let proxy = match spec.proxy.as_deref() {
-            None | Some("") => Proxy::None,
-            Some("from_env") => Proxy::FromEnv,
-            Some(p) => Proxy::Url(Secret::new(self.expand_env(path, ptr("proxy"), p))),
-        };
-        let timeout = self.duration(path, ptr("timeout"), spec.timeout.as_deref(), DEFAULT_TIMEOUT);
-        let endpoint = Endpoint {
-            name: name.clone(),
-            url,
-            headers,
-            auth,
-            tls,
-            proxy,
-            timeout,
-            max_body_bytes: spec.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
-        };
-        self.set.endpoints.insert(name, Arc::new(endpoint));
+        }
     }
 
-    /// Every template of an endpoint rule must render now: its requests' paths, query values and
-    /// bodies, and (with `all_queries`) its queries.
-    pub(super) fn endpoint_templates(&mut self, path: &Path, base: &str, rule: &Rule, all_queries: bool) {
-        let Some(e) = &rule.endpoint else { return };
+    /// Every template of a rule's requests must render now: their paths, query values and bodies.
+    pub(super) fn request_templates(&mut self, path: &Path, base: &str, rule: &Rule) {
+        let Placement::Endpoint(e) = &rule.placement else { return };
         let mut texts: Vec<(String, &str)> = Vec::new();
         for r in &e.requests {
             let at = format!("{base}/requests/{}", r.name);
@@ -123,16 +161,40 @@ impl Ctx<'_> {
             texts.extend(r.query.iter().map(|(k, v)| (format!("{at}/query/{k}"), v.as_str())));
             texts.extend(r.body.iter().map(|b| (format!("{at}/body"), b.as_str())));
         }
-        if all_queries {
-            for (name, q) in &e.queries {
-                let at = if name == MAIN_QUERY { format!("{base}/query") } else { format!("{base}/queries/{name}") };
-                texts.push((at, q));
-            }
-        }
+        self.templates_render(path, rule, texts);
+    }
+
+    /// Every named query of a rule on an endpoint must render now (a rule on a database renders its
+    /// one `query` with the server's version, checked by the caller).
+    pub(super) fn query_templates(&mut self, path: &Path, base: &str, rule: &Rule) {
+        let Placement::Endpoint(e) = &rule.placement else { return };
+        let texts = e.queries.iter().map(|(name, q)| (query_pointer(base, name), q.as_str())).collect();
+        self.templates_render(path, rule, texts);
+    }
+
+    fn templates_render(&mut self, path: &Path, rule: &Rule, texts: Vec<(String, &str)>) {
         for (at, text) in texts {
             if let Err(msg) = super::template::render_text(rule, text) {
                 self.error(path, at, format!("the template does not render: {msg}"));
             }
+        }
+    }
+
+    /// A rule on an endpoint must name one that a rules file declares.
+    pub(super) fn endpoint_declared(&mut self, rule: &Rule, e: &EndpointRule, base: &str) {
+        if self.set.endpoints.contains_key(&e.endpoint) {
+            return;
+        }
+        let declared: Vec<&str> = self.set.endpoints.keys().map(String::as_str).collect();
+        let msg = format!(
+            "rule '{}' uses endpoint '{}', which no rules file declares under `endpoints` (declared: {})",
+            rule.name,
+            e.endpoint,
+            if declared.is_empty() { "none".to_string() } else { declared.join(", ") }
+        );
+        let (file, pointer) = (rule.file.clone(), format!("{base}/endpoint"));
+        if !self.schema_reported(&file, &pointer) {
+            self.diags.push(Diagnostic::error(&file, pointer, msg));
         }
     }
 
@@ -149,18 +211,11 @@ impl Ctx<'_> {
 
     /// The source a rule names (`database` or `endpoint`) and, for an endpoint, what it fetches and
     /// runs. `queries` is the single `query` and a metric rule's named `queries`, as written.
-    pub(super) fn rule_source(
-        &mut self,
-        path: &Path,
-        base: &str,
-        rule: &str,
-        has_database: bool,
-        spec: OnEndpointSpec,
-        queries: (Option<String>, Option<BTreeMap<String, String>>),
-    ) -> Option<(String, Arc<EndpointRule>)> {
-        let (query, queries) = queries;
+    pub(super) fn rule_source(&mut self, at: RuleAt<'_>, spec: SourceSpec) -> Option<(Arc<EndpointRule>, RuleHealth)> {
+        let RuleAt { path, base, name: rule } = at;
+        let SourceSpec { database_named: has_database, on_endpoint, query, queries } = spec;
         let ptr = |k: &str| format!("{base}/{k}");
-        let OnEndpointSpec { endpoint, requests, up, latency } = spec;
+        let OnEndpointSpec { endpoint, requests, up, latency } = on_endpoint;
         let Some(endpoint) = endpoint else {
             if !has_database {
                 self.error(path, base.to_string(), "a rule needs `database` (PostgreSQL) or `endpoint` (HTTP JSON)");
@@ -219,9 +274,8 @@ impl Ctx<'_> {
                 MetricDescriptor { name: d.name, help: d.help }
             })
         };
-        let up = descriptor("up", up);
-        let latency = descriptor("latency", latency);
-        Some((endpoint, Arc::new(EndpointRule { requests, queries, up, latency })))
+        let health = RuleHealth { up: descriptor("up", up), latency: descriptor("latency", latency) };
+        Some((Arc::new(EndpointRule { endpoint, requests, queries }), health))
     }
 }
 
@@ -261,8 +315,8 @@ mod tests {
         assert_eq!(ep.url, "http://127.0.0.1:9");
         assert_eq!(ep.headers[0].1.expose(), "t0ken");
         let rule = &l.rules.rules[0];
-        let e = rule.endpoint.as_ref().unwrap();
-        assert_eq!(rule.database, "api");
+        let Placement::Endpoint(e) = &rule.placement else { panic!("on an endpoint: {:?}", rule.placement) };
+        assert_eq!(rule.placement.sources().collect::<Vec<_>>(), ["api"]);
         assert_eq!(e.requests[0].path, "/x/dflt", "an empty variable takes the default, as in the shell");
         assert_eq!(e.queries, vec![("query".to_string(), "select 1 as v".to_string())]);
     }

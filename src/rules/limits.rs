@@ -28,12 +28,27 @@ pub const MAX_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const MAX_AGE: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The bound of the duration named `key`, and why, for the message when a file exceeds it.
-fn max_duration(key: &str) -> (Duration, &'static str, &'static str) {
+fn max_duration(key: &str) -> (Duration, &'static str) {
     match key {
-        "interval" => (MAX_INTERVAL, "7d", "the longest interval; a rule is evaluated at least once a week"),
-        "max_age" => (MAX_AGE, "365d", "the longest max_age"),
-        _ => (MAX_TIMEOUT, "24d", "the longest timeout PostgreSQL accepts"),
+        "interval" => (MAX_INTERVAL, "the longest interval; a rule is evaluated at least once a week"),
+        "max_age" => (MAX_AGE, "the longest max_age"),
+        _ => (MAX_TIMEOUT, "the longest timeout PostgreSQL accepts"),
     }
+}
+
+/// A whole number of days as the rules file writes it (`7d`), from the limit itself.
+fn in_days(d: Duration) -> String {
+    format!("{}d", d.as_secs() / (24 * 3600))
+}
+
+/// Slack past a rule's interval plus timeout before the watchdog counts it as stuck (a busy runtime
+/// is not a stall).
+pub const WATCHDOG_MARGIN: Duration = Duration::from_secs(5);
+
+/// How long `interval` and `timeout` allow a rule to go without finishing an evaluation before the
+/// watchdog serves it fail-safe.
+pub fn watchdog_limit(interval: Duration, timeout: Duration) -> Duration {
+    interval + timeout + WATCHDOG_MARGIN
 }
 
 /// The most targets a signal may declare (after lists expand).
@@ -42,10 +57,7 @@ pub const MAX_TARGETS: usize = 100_000;
 /// The shortest interval: a rule queries its database once per interval.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Parses a duration such as `30s`, `1m` or `1h30m`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("'{text}' is not a duration ({e}); write e.g. 30s, 1m, 3h"))
-}
+pub use super::duration::{not_a_duration, parse_duration};
 
 /// The default timeout of a rule: 30s, or less for a short interval, always below the interval.
 pub fn default_timeout(interval: Duration) -> Duration {
@@ -96,8 +108,8 @@ impl Ctx<'_> {
             Some(t) => match parse_duration(t) {
                 Ok(d) if d > max_duration(pointer.rsplit('/').next().unwrap_or_default()).0 => {
                     let key = pointer.rsplit('/').next().unwrap_or_default().to_string();
-                    let (_, max, why) = max_duration(&key);
-                    self.error(path, pointer, format!("{key}: {t} is longer than {max}, {why}"));
+                    let (max, why) = max_duration(&key);
+                    self.error(path, pointer, format!("{key}: {t} is longer than {}, {why}", in_days(max)));
                     default
                 }
                 Ok(d) if !d.is_zero() => d,

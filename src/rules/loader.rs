@@ -7,11 +7,31 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::diagnostic::Diagnostic;
+use super::diagnostic::MAX_DIAGNOSTICS_PER_FILE;
 use super::model::RuleSet;
 use super::span::{self, SpanTree};
-use super::{input, schema, schema_errors, spec, LoadOptions};
+use super::{input, schema, schema_errors, spec};
+
+/// Looks up an environment variable by name.
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// What a load may consult besides the files.
+#[derive(Clone)]
+pub struct LoadOptions {
+    /// Looks up `${VAR}`; the process environment by default, a map in tests.
+    pub env: EnvLookup,
+    /// An unset `${VAR}` is an error (the exporter) rather than a warning (`--check-rules`).
+    pub unset_env_is_error: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { env: Arc::new(|name| std::env::var(name).ok()), unset_env_is_error: true }
+    }
+}
 
 /// What a load has found and built so far, across files.
 pub(super) struct Ctx<'a> {
@@ -60,9 +80,17 @@ impl Ctx<'_> {
     }
 
     pub(super) fn file(&mut self, path: &Path, text: &str) {
+        let Some(doc) = self.parse_file(path, text) else { return };
+        self.schema_check(path, &doc);
+        self.build_items(path, &doc);
+    }
+
+    /// The file's document, positions and duplicate keys recorded; `None` (reported) when it is
+    /// not a YAML document the loader can take.
+    fn parse_file(&mut self, path: &Path, text: &str) -> Option<serde_json::Value> {
         if text.len() > input::MAX_FILE_BYTES {
             self.error(path, "", input::too_large());
-            return;
+            return None;
         }
         // A position-keeping parse first: it also refuses nesting and alias expansion past their
         // limits before serde_yaml builds the document, and finds duplicate keys, which serde_yaml
@@ -72,7 +100,7 @@ impl Ctx<'_> {
             Ok(parsed) => Some(parsed),
             Err(e) if e.limit => {
                 self.diags.push(Diagnostic::error(path, "", e.message).at(e.position.0, e.position.1));
-                return;
+                return None;
             }
             Err(e) => {
                 self.unpositioned.insert(path.to_path_buf(), e.position);
@@ -97,7 +125,7 @@ impl Ctx<'_> {
                     d = d.at(1, 1);
                 }
                 self.diags.push(d);
-                return;
+                return None;
             }
         };
         if let Some((tree, duplicates)) = spans {
@@ -110,15 +138,20 @@ impl Ctx<'_> {
         if doc.is_null() {
             let msg = "the rules file is empty; it must start with `version: 1`";
             self.diags.push(Diagnostic::error(path, "", msg).at(1, 1));
-            return;
+            return None;
         }
+        Some(doc)
+    }
+
+    /// Every schema error of the file; the places they were reported are remembered.
+    fn schema_check(&mut self, path: &Path, doc: &serde_json::Value) {
         // Schema errors are reported for the whole file. Every rule and database that still
         // deserializes then gets the semantic checks as well, so one run reports everything; a semantic
         // finding at a place the schema already reported is dropped, so each mistake has one message.
         // (Unknown keys do not count: building a rule ignores them.)
         let mut reported = BTreeSet::new();
         // Past the cap nothing is shown (see `cap_per_file`); a few more keep the order right.
-        for err in schema::validator().iter_errors(&doc).take(super::MAX_DIAGNOSTICS_PER_FILE + 1) {
+        for err in schema::validator().iter_errors(doc).take(MAX_DIAGNOSTICS_PER_FILE + 1) {
             let unknown_key = matches!(err.kind(), jsonschema::error::ValidationErrorKind::AdditionalProperties { .. });
             for problem in schema_errors::describe(schema::value(), &err) {
                 if !unknown_key && !problem.pointer.is_empty() {
@@ -128,6 +161,10 @@ impl Ctx<'_> {
             }
         }
         self.schema_pointers.insert(path.to_path_buf(), reported);
+    }
+
+    /// Every database, endpoint and rule that deserializes, built with its semantic checks.
+    fn build_items(&mut self, path: &Path, doc: &serde_json::Value) {
         if let Some(databases) = doc.get("databases").and_then(|d| d.as_object()) {
             for (name, value) in databases {
                 let pointer = format!("/databases/{}", span::escape(name));

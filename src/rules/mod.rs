@@ -8,20 +8,19 @@
 //! The order: YAML syntax (serde_yaml); a second, position-keeping parse ([`span`]) that also
 //! rejects duplicate keys; the JSON Schema ([`schema`]), whose errors [`schema_errors`] words for
 //! operators; then the semantic checks the schema cannot express, on every rule and database that
-//! still deserializes ([`signal_rule`], [`metric_rule`], [`database`], [`names`], [`limits`]). Last,
+//! still deserializes (`signal_rule`, [`metric_rule`], `database`, `names`, [`limits`]). Last,
 //! every diagnostic gets the `line:col` its JSON pointer resolves to, so the exporter's log and
 //! `--check-rules` both print `FILE:LINE:COL: error: MESSAGE`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 pub mod columns;
 pub mod conninfo;
 mod database;
 pub mod diagnostic;
+pub mod duration;
 mod endpoint;
-mod endpoint_model;
 pub mod input;
 pub mod limits;
 mod loader;
@@ -38,30 +37,14 @@ pub mod template;
 pub mod tls_files;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
-pub use endpoint::{DEFAULT_MAX_BODY_BYTES, MAIN_QUERY};
+pub use endpoint::{query_pointer, DEFAULT_MAX_BODY_BYTES};
 pub use metric_rule::DEFAULT_DATABASE_LABEL;
 pub use model::*;
 
+pub use diagnostic::MAX_DIAGNOSTICS_PER_FILE;
 use loader::Ctx;
+pub use loader::{EnvLookup, LoadOptions};
 use span::SpanTree;
-
-/// Looks up an environment variable by name.
-pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
-
-/// What a load may consult besides the files.
-#[derive(Clone)]
-pub struct LoadOptions {
-    /// Looks up `${VAR}`; the process environment by default, a map in tests.
-    pub env: EnvLookup,
-    /// An unset `${VAR}` is an error (the exporter) rather than a warning (`--check-rules`).
-    pub unset_env_is_error: bool,
-}
-
-impl Default for LoadOptions {
-    fn default() -> Self {
-        LoadOptions { env: Arc::new(|name| std::env::var(name).ok()), unset_env_is_error: true }
-    }
-}
 
 /// A successful load: the rules, and warnings that did not stop it.
 #[derive(Debug)]
@@ -126,52 +109,13 @@ pub fn check_sources(sources: &[(PathBuf, String)], opts: &LoadOptions) -> Check
     for (path, text) in sources {
         ctx.file(path, text);
     }
-    // Rules must name a database declared in any of the files.
-    for (n, rule) in ctx.set.rules.iter().enumerate() {
+    // Rules must name a database or endpoint declared in any of the files.
+    let rules = ctx.set.rules.clone();
+    for (n, rule) in rules.iter().enumerate() {
         let base = ctx.rule_pointers.get(n).cloned().unwrap_or_default();
-        if rule.endpoint.is_some() {
-            if !ctx.set.endpoints.contains_key(&rule.database) {
-                let declared: Vec<&str> = ctx.set.endpoints.keys().map(String::as_str).collect();
-                let msg = format!(
-                    "rule '{}' uses endpoint '{}', which no rules file declares under `endpoints` (declared: {})",
-                    rule.name,
-                    rule.database,
-                    if declared.is_empty() { "none".to_string() } else { declared.join(", ") }
-                );
-                let (file, pointer) = (rule.file.clone(), format!("{base}/endpoint"));
-                if !ctx.schema_reported(&file, &pointer) {
-                    ctx.diags.push(Diagnostic::error(&file, pointer, msg));
-                }
-            }
-            continue;
-        }
-        let databases = rule.databases();
-        for (i, database) in databases.iter().enumerate() {
-            if ctx.set.databases.contains_key(*database) {
-                continue;
-            }
-            // At most a few names: a file with thousands of databases must not get thousands of
-            // messages each listing them all.
-            let mut declared: Vec<&str> = ctx.set.databases.keys().take(10).map(String::as_str).collect();
-            if ctx.set.databases.len() > declared.len() {
-                declared.push("…");
-            }
-            let file = rule.file.clone();
-            let msg = format!(
-                "rule '{}' uses database '{}', which no rules file declares under `databases` (declared: {})",
-                rule.name,
-                database,
-                if declared.is_empty() { "none".to_string() } else { declared.join(", ") }
-            );
-            let key = if matches!(&rule.kind, RuleKind::Metric(m) if m.databases.len() > 1) {
-                format!("database/{i}")
-            } else {
-                "database".to_string()
-            };
-            let pointer = format!("{base}/{key}");
-            if !ctx.schema_reported(&file, &pointer) {
-                ctx.diags.push(Diagnostic::error(&file, pointer, msg));
-            }
+        match &rule.placement {
+            Placement::Endpoint(e) => ctx.endpoint_declared(rule, e, &base),
+            Placement::Databases(names) => ctx.databases_declared(rule, names, &base),
         }
     }
     let Ctx { mut diags, set, spans, rule_pointers, unpositioned, .. } = ctx;
@@ -184,10 +128,6 @@ pub fn check_sources(sources: &[(PathBuf, String)], opts: &LoadOptions) -> Check
     let diags = cap_per_file(diags);
     Checked { rules: set, rule_pointers, diagnostics: diags, spans }
 }
-
-/// The most diagnostics reported for one file; a generated file gone wrong can have one per line,
-/// and nobody reads past the first screens.
-pub const MAX_DIAGNOSTICS_PER_FILE: usize = 1000;
 
 /// Keeps the first [`MAX_DIAGNOSTICS_PER_FILE`] diagnostics of each file (sorted, grouped by file)
 /// and says how many more there were.

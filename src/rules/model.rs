@@ -13,7 +13,6 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::conninfo::ConnInfo;
-pub use super::endpoint_model::*;
 use crate::secret::Secret;
 
 /// Every rule and database of all loaded rules files.
@@ -26,14 +25,24 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
-    fn rules_on<'a>(&'a self, database: &'a str) -> impl Iterator<Item = &'a Arc<Rule>> + 'a {
-        self.rules.iter().filter(move |r| r.databases().contains(&database))
+    fn rules_on<'a>(&'a self, source: &'a str) -> impl Iterator<Item = &'a Arc<Rule>> + 'a {
+        self.rules.iter().filter(move |r| r.placement.sources().any(|s| s == source))
     }
 
     /// The server-side `statement_timeout` of a database's sessions: its slowest rule's timeout plus
     /// a second, so the client-side cancel normally comes first and the server's is a backstop.
     pub fn statement_timeout(&self, database: &str) -> Duration {
         self.rules_on(database).map(|r| r.timeout).max().unwrap_or(Duration::from_secs(30)) + Duration::from_secs(1)
+    }
+
+    /// How long a source may take to be reached: a database's `connect_timeout`, an endpoint's
+    /// `timeout`.
+    pub fn connect_timeout(&self, source: &str) -> Duration {
+        match (self.databases.get(source), self.endpoints.get(source)) {
+            (Some(db), _) => db.connect_timeout,
+            (None, Some(ep)) => ep.timeout,
+            (None, None) => Duration::from_secs(10),
+        }
     }
 
     /// The longest pause between connection attempts to a database after failures: half its
@@ -87,10 +96,8 @@ pub struct Rule {
     pub name: String,
     /// Where the rule was declared, for messages.
     pub file: PathBuf,
-    /// The database the rule runs on, or (when `endpoint` is set) the endpoint's name.
-    pub database: String,
-    /// Set for a rule on an endpoint: its requests and queries (then `query` is the first query).
-    pub endpoint: Option<Arc<EndpointRule>>,
+    /// Where the rule runs: its databases, or its endpoint with what it fetches there.
+    pub placement: Placement,
     pub interval: Duration,
     pub timeout: Duration,
     /// Most rows the query may return before the rule fails.
@@ -102,6 +109,49 @@ pub struct Rule {
     /// Constants the template and expressions see as `vars`.
     pub vars: serde_json::Value,
     pub kind: RuleKind,
+    /// Gauges the rule reports about its own evaluation.
+    pub health: RuleHealth,
+}
+
+/// Where a rule runs: the one typed reference to its sources. Only a source kind reads what is
+/// particular to it (an endpoint's requests); everything else asks [`Placement::sources`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Placement {
+    /// Databases by name, in declaration order; one for a signal, one or more for a metric rule.
+    Databases(Vec<String>),
+    /// An endpoint, with the requests and named queries the rule runs there.
+    Endpoint(Arc<EndpointRule>),
+}
+
+impl Placement {
+    /// The names of the sources the rule reads, in declaration order.
+    pub fn sources(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        let names: &[String] = match self {
+            Placement::Databases(names) => names,
+            Placement::Endpoint(e) => std::slice::from_ref(&e.endpoint),
+        };
+        names.iter().map(String::as_str)
+    }
+
+    /// The statements the rule runs, each by name: a rule on a database runs its one `query`.
+    pub fn query_names(&self) -> Vec<&str> {
+        match self {
+            Placement::Databases(_) => vec![MAIN_QUERY],
+            Placement::Endpoint(e) => e.queries.iter().map(|(n, _)| n.as_str()).collect(),
+        }
+    }
+}
+
+/// The name of a signal's query, and of a metric rule's when it has `query` rather than `queries`.
+pub const MAIN_QUERY: &str = "query";
+
+/// Gauges a rule may declare about its own evaluation (today on endpoint rules: `up`, `latency`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RuleHealth {
+    /// Reads 1 when the evaluation succeeded (every request and query), else 0.
+    pub up: Option<MetricDescriptor>,
+    /// The seconds the evaluation took, served when it succeeded.
+    pub latency: Option<MetricDescriptor>,
 }
 
 // A rule set holds a handful of rules for the process's lifetime: the variants' sizes do not matter.
@@ -110,17 +160,6 @@ pub struct Rule {
 pub enum RuleKind {
     Signal(SignalRule),
     Metric(MetricRule),
-}
-
-impl Rule {
-    /// Every database the rule runs on, in declaration order: `database` alone, except for a metric
-    /// rule that names several (then `database` is the first of them).
-    pub fn databases(&self) -> Vec<&str> {
-        match &self.kind {
-            RuleKind::Metric(m) if !m.databases.is_empty() => m.databases.iter().map(String::as_str).collect(),
-            _ => vec![self.database.as_str()],
-        }
-    }
 }
 
 /// What a rule binds to its query: a table of its targets, one column per label (in `labels`
@@ -264,12 +303,11 @@ impl Reasons {
 
 /// A metric rule: every row of the query becomes series of one or more metric families.
 ///
-/// A rule that names several databases runs its query once on each per interval; each series then
-/// carries `database_label`, whose value is the database's name in the rules file.
+/// A rule that names several databases ([`Placement::Databases`]) runs its query once on each per
+/// interval; each series then carries `database_label`, whose value is the database's name in the
+/// rules file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricRule {
-    /// Every database the rule runs on, at least one; [`Rule::database`] is the first.
-    pub databases: Vec<String>,
     /// The label naming the database on every series, when set (always set for several databases).
     pub database_label: Option<String>,
     pub families: Vec<MetricFamily>,
@@ -371,4 +409,77 @@ pub enum OnError {
     /// One series of value 0 (per unpivoted column), e.g. an `up` metric that reads 0 when the
     /// database cannot be reached; only for families without key labels.
     Zero,
+}
+
+// Endpoints (`endpoints:`) and the rules that read them. An endpoint is where JSON comes from and
+// how to reach it; a rule on an endpoint names the requests it makes there and the SQL it runs over
+// the responses. Credentials are [`Secret`]s: no message or log shows them.
+
+/// One HTTP JSON API, as declared under `endpoints:`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    pub name: String,
+    /// Scheme, host, port and optional path prefix (`${VAR}` expanded); request paths are appended.
+    pub url: String,
+    /// Headers sent with every request (values may hold tokens: secret).
+    pub headers: Vec<(String, Secret)>,
+    pub auth: Option<Auth>,
+    pub tls: Tls,
+    pub proxy: Proxy,
+    /// Longest a request may take, connecting included (a rule's own timeout bounds it as well).
+    pub timeout: Duration,
+    /// Largest body accepted, after decompression.
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Auth {
+    Basic { username: String, password: Secret },
+    Bearer(Secret),
+}
+
+/// How the server's certificate is checked and which certificate the exporter presents.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Tls {
+    /// PEM roots to trust instead of the built-in Mozilla roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain and its key.
+    pub client: Option<(PathBuf, PathBuf)>,
+    /// The name the certificate must carry, when it differs from the URL's host.
+    pub server_name: Option<String>,
+    pub insecure_skip_verify: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Proxy {
+    /// Direct connections; proxy environment variables are ignored.
+    #[default]
+    None,
+    /// Through this proxy URL (may hold credentials: secret).
+    Url(Secret),
+    /// As `HTTP_PROXY`, `HTTPS_PROXY` and `NO_PROXY` say.
+    FromEnv,
+}
+
+/// What a rule on an endpoint fetches and computes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointRule {
+    /// The endpoint's name under `endpoints:`.
+    pub endpoint: String,
+    /// Fetched concurrently; each response is bound to the SQL as `:name`.
+    pub requests: Vec<Request>,
+    /// Named SQL statements over the responses, in declaration order. A signal has one.
+    pub queries: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub name: String,
+    pub method: String,
+    /// Appended to the endpoint's URL; a minijinja template over `vars`.
+    pub path: String,
+    /// Query string pairs (values are templates), appended URL-encoded.
+    pub query: Vec<(String, String)>,
+    /// Sent as is, with `Content-Type: application/json`; a template.
+    pub body: Option<String>,
 }

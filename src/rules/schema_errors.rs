@@ -310,7 +310,7 @@ fn pattern_message(root: &Value, pattern: &str, value: &Value) -> String {
     });
     let v = show(value);
     match def {
-        Some("duration") => format!("{v} is not a duration; write e.g. 500ms, 30s, 1m, 3h or 1h30m"),
+        Some("duration") => super::duration::not_a_duration(&v),
         Some("identifier") => {
             format!("{v} is not a valid name; use letters, digits and underscores, not starting with a digit")
         }

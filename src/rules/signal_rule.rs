@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::columns::columns_read;
 use super::diagnostic::Diagnostic;
+use super::endpoint::{RuleAt, SourceSpec};
 use super::limits::{DEFAULT_MAX_ROWS, DEFAULT_MAX_SERIES, MAX_TARGETS};
 use super::loader::Ctx;
 use super::model::*;
@@ -27,6 +28,97 @@ impl Ctx<'_> {
 
         let (interval, timeout) = self.interval_and_timeout(path, &base, s.interval.as_deref(), s.timeout.as_deref());
 
+        let reason_label = self.signal_labels(path, &base, &s);
+        let targets = self.signal_targets(path, &base, &s);
+
+        let min_rows = self.signal_min_rows(path, &base, &s);
+        let values: Vec<(String, ValueType)> = s.values.iter().map(|(c, t)| (c.clone(), *t)).collect();
+
+        let reasons = signal_reasons(&s);
+
+        let freshness = s.freshness.as_ref().map(|f| Freshness {
+            column: f.column.clone(),
+            max_age: self.duration(path, ptr("freshness/max_age"), Some(&f.max_age), Duration::from_secs(3600)),
+        });
+
+        self.signal_success(path, &base, &s, &values);
+
+        let on_endpoint = self.rule_source(
+            RuleAt { path, base: &base, name: &s.name },
+            SourceSpec {
+                database_named: s.database.is_some(),
+                on_endpoint: s.on_endpoint,
+                query: Some(s.query.clone()),
+                queries: None,
+            },
+        );
+        let (placement, health) = match on_endpoint {
+            Some((e, health)) => (Placement::Endpoint(e), health),
+            None => (Placement::Databases(vec![s.database.unwrap_or_default()]), RuleHealth::default()),
+        };
+        let rule = Rule {
+            name: s.name,
+            file: path.to_path_buf(),
+            placement,
+            health,
+            interval,
+            timeout,
+            max_rows: s.max_rows.unwrap_or(DEFAULT_MAX_ROWS),
+            max_series: s.max_series.unwrap_or(DEFAULT_MAX_SERIES),
+            query: s.query,
+            vars: s.vars,
+            kind: RuleKind::Signal(SignalRule {
+                labels: s.labels,
+                targets,
+                window: s.window,
+                min_rows,
+                order_by: s.order_by,
+                freshness,
+                values,
+                success: s.success,
+                up: MetricDescriptor { name: s.metrics.up.name, help: s.metrics.up.help },
+                error: MetricDescriptor { name: s.metrics.error.name, help: s.metrics.error.help },
+                reason_label,
+                reasons,
+            }),
+        };
+        self.request_templates(path, &base, &rule);
+        self.signal_query_renders(path, &base, &rule);
+        self.set.rules.push(Arc::new(rule));
+    }
+
+    /// `min_rows`, by default the window.
+    fn signal_min_rows(&mut self, path: &Path, base: &str, s: &SignalSpec) -> usize {
+        // min_rows below window judges what there is; above window is legal but almost always a
+        // mistake: a query that returns the newest `window` results per target can never satisfy it.
+        let min_rows = s.min_rows.unwrap_or(s.window);
+        if min_rows > s.window {
+            let msg = format!(
+                "min_rows ({min_rows}) is above window ({}): a target needs more results than are judged, and a query that returns only the newest window results per target makes every target too_few_rows",
+                s.window
+            );
+            self.diags.push(Diagnostic::warning(path, format!("{base}/min_rows"), msg));
+        }
+        min_rows
+    }
+
+    /// The query renders with the assumed server version, and mentions every column it is read by.
+    fn signal_query_renders(&mut self, path: &Path, base: &str, rule: &Rule) {
+        match template::render_query_described(rule, template::ASSUMED_SERVER_VERSION_NUM) {
+            Err(msg) => self.error(path, format!("{base}/query"), format!("the query template does not render: {msg}")),
+            Ok(sql) => {
+                for used in columns_read(rule) {
+                    if let Some(msg) = unmentioned_column(&sql, &used.role, &used.column) {
+                        self.warning(path, format!("{base}/{}", used.key), msg);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The signal's label names checked, and its reason label's name.
+    fn signal_labels(&mut self, path: &Path, base: &str, s: &SignalSpec) -> String {
+        let ptr = |k: &str| format!("{base}/{k}");
         let reason_label = s.reason_label.clone().unwrap_or_else(|| "reason".to_string());
         for (i, label) in s.labels.iter().enumerate() {
             self.check_label_name(path, ptr(&format!("labels/{i}")), label);
@@ -49,8 +141,12 @@ impl Ctx<'_> {
             };
             self.error(path, at, msg);
         }
+        reason_label
+    }
 
-        let targets = s.targets.as_ref().map(|entries| {
+    /// The declared targets, each list expanded, checked against the labels.
+    fn signal_targets(&mut self, path: &Path, base: &str, s: &SignalSpec) -> Option<Vec<Vec<String>>> {
+        s.targets.as_ref().map(|entries| {
             let mut out: Vec<Vec<String>> = Vec::new();
             let mut seen = BTreeSet::new();
             for (i, entry) in entries.iter().enumerate() {
@@ -93,33 +189,12 @@ impl Ctx<'_> {
                 }
             }
             out
-        });
+        })
+    }
 
-        // min_rows below window judges what there is; above window is legal but almost always a
-        // mistake: a query that returns the newest `window` results per target can never satisfy it.
-        let min_rows = s.min_rows.unwrap_or(s.window);
-        if min_rows > s.window {
-            let msg = format!(
-                "min_rows ({min_rows}) is above window ({}): a target needs more results than are judged, and a query that returns only the newest window results per target makes every target too_few_rows",
-                s.window
-            );
-            self.diags.push(Diagnostic::warning(path, ptr("min_rows"), msg));
-        }
-        let values: Vec<(String, ValueType)> = s.values.iter().map(|(c, t)| (c.clone(), *t)).collect();
-
-        let mut reasons = Reasons::default();
-        for failure in Failure::ALL {
-            if let Some(r) = s.reasons.get(failure.key()) {
-                reasons.set(failure, r.clone());
-            }
-        }
-
-        let freshness = s.freshness.as_ref().map(|f| Freshness {
-            column: f.column.clone(),
-            max_age: self.duration(path, ptr("freshness/max_age"), Some(&f.max_age), Duration::from_secs(3600)),
-        });
-
-        // Expressions and templates must compile now, not at 3 a.m. on the first evaluation.
+    /// Expressions must compile now, not at 3 a.m. on the first evaluation.
+    fn signal_success(&mut self, path: &Path, base: &str, s: &SignalSpec, values: &[(String, ValueType)]) {
+        let ptr = |k: &str| format!("{base}/{k}");
         let env = template::environment();
         match env.compile_expression(&s.success) {
             Err(e) => self.error(
@@ -128,57 +203,23 @@ impl Ctx<'_> {
                 format!("the success expression does not compile: {}", template::describe(&e)),
             ),
             Ok(expr) => {
-                if let Some(msg) = success_problem(&env, &expr, &s.labels, &values, &s.vars) {
+                if let Some(msg) = success_problem(&env, &expr, &s.labels, values, &s.vars) {
                     self.error(path, ptr("success"), msg);
                 }
             }
         }
-
-        let on_endpoint =
-            self.rule_source(path, &base, &s.name, s.database.is_some(), s.on_endpoint, (Some(s.query.clone()), None));
-        let (database, endpoint) = match on_endpoint {
-            Some((e, r)) => (e, Some(r)),
-            None => (s.database.unwrap_or_default(), None),
-        };
-        let rule = Rule {
-            name: s.name,
-            file: path.to_path_buf(),
-            database,
-            endpoint,
-            interval,
-            timeout,
-            max_rows: s.max_rows.unwrap_or(DEFAULT_MAX_ROWS),
-            max_series: s.max_series.unwrap_or(DEFAULT_MAX_SERIES),
-            query: s.query,
-            vars: s.vars,
-            kind: RuleKind::Signal(SignalRule {
-                labels: s.labels,
-                targets,
-                window: s.window,
-                min_rows,
-                order_by: s.order_by,
-                freshness,
-                values,
-                success: s.success,
-                up: MetricDescriptor { name: s.metrics.up.name, help: s.metrics.up.help },
-                error: MetricDescriptor { name: s.metrics.error.name, help: s.metrics.error.help },
-                reason_label,
-                reasons,
-            }),
-        };
-        self.endpoint_templates(path, &base, &rule, false);
-        match template::render_query_described(&rule, template::ASSUMED_SERVER_VERSION_NUM) {
-            Err(msg) => self.error(path, ptr("query"), format!("the query template does not render: {msg}")),
-            Ok(sql) => {
-                for used in columns_read(&rule) {
-                    if let Some(msg) = unmentioned_column(&sql, &used.role, &used.column) {
-                        self.warning(path, format!("{base}/{}", used.key), msg);
-                    }
-                }
-            }
-        }
-        self.set.rules.push(Arc::new(rule));
     }
+}
+
+/// The reason label value of each failure: the file's, else the failure's own key.
+fn signal_reasons(s: &SignalSpec) -> Reasons {
+    let mut reasons = Reasons::default();
+    for failure in Failure::ALL {
+        if let Some(r) = s.reasons.get(failure.key()) {
+            reasons.set(failure, r.clone());
+        }
+    }
+    reasons
 }
 
 /// A success expression that compiles can still name something a result does not have (a typo in a

@@ -22,9 +22,16 @@ pub fn effective_sslmode(c: &ConnInfo) -> &str {
     }
 }
 
-/// Errors (first) and warnings about the TLS keys of a DSN that parsed. `check_files` is false when
-/// a path came from an unset variable (already warned about): such a path is not looked at.
-pub fn check(c: &ConnInfo, check_files: bool) -> (Vec<String>, Vec<String>) {
+/// Whether the files a DSN names are read now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileCheck {
+    Read,
+    /// A path came from an unset variable (already warned about): it is not looked at.
+    Skip,
+}
+
+/// Errors (first) and warnings about the TLS keys of a DSN that parsed.
+pub fn check(c: &ConnInfo, files: FileCheck) -> (Vec<String>, Vec<String>) {
     let (mut errors, mut warnings) = (Vec::new(), Vec::new());
     let mode = effective_sslmode(c);
     if !SSL_MODES.contains(&mode) {
@@ -65,7 +72,7 @@ pub fn check(c: &ConnInfo, check_files: bool) -> (Vec<String>, Vec<String>) {
         ),
         _ => {}
     }
-    if !check_files {
+    if files == FileCheck::Skip {
         return (errors, warnings);
     }
     if let Some(path) = c.get("sslrootcert").filter(|p| *p != "system") {
@@ -109,7 +116,7 @@ mod tests {
     use super::*;
 
     fn errors(dsn: &str) -> Vec<String> {
-        check(&ConnInfo::parse(dsn).unwrap(), true).0
+        check(&ConnInfo::parse(dsn).unwrap(), FileCheck::Read).0
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Architecture invariants of `src/`, each stated in the README's code map, checked on the source text.
 //!
 //! These read the code, not run it: a module that starts to depend on another it must not fails here
-//! with the file and line, before anyone reviews it.
+//! with the file and line, before anyone reviews it. The layer order is [`LAYERS`]; the graph of
+//! files ([`file_graph`]) has no cycle; nothing outside `src/source/` names a kind of source.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -59,6 +60,21 @@ fn offenders(files: &[PathBuf], needles: &[&str]) -> Vec<String> {
     out
 }
 
+/// Each top-level module of `src/` and the modules it may depend on: the data path, bottom up.
+/// The HTTP side reads what was published and never reaches the scheduler or a source.
+const LAYERS: [(&str, &[&str]); 10] = [
+    ("secret", &[]),
+    ("logging", &[]),
+    ("rules", &["secret"]),
+    ("eval", &["rules", "secret"]),
+    ("source", &["eval", "rules", "secret"]),
+    ("publish", &["eval", "rules", "secret"]),
+    ("run", &["publish", "source", "eval", "rules", "secret"]),
+    ("check", &["source", "eval", "rules", "secret"]),
+    ("http", &["publish", "eval", "rules", "secret", "logging"]),
+    ("app", &["http", "check", "run", "publish", "source", "eval", "rules", "secret", "logging"]),
+];
+
 #[test]
 fn only_source_postgres_names_the_postgresql_driver_or_pool_crates() {
     let outside: Vec<PathBuf> =
@@ -68,11 +84,33 @@ fn only_source_postgres_names_the_postgresql_driver_or_pool_crates() {
 }
 
 #[test]
-fn only_source_http_names_the_http_client_or_sqlite_crates() {
+fn only_source_http_json_names_the_http_client_or_sqlite_crates() {
     let outside: Vec<PathBuf> =
-        rust_files(&src()).into_iter().filter(|f| !f.starts_with(src().join("source/http"))).collect();
+        rust_files(&src()).into_iter().filter(|f| !f.starts_with(src().join("source/http_json"))).collect();
     let found = offenders(&outside, &["reqwest", "rusqlite"]);
-    assert!(found.is_empty(), "the HTTP client or SQLite is named outside src/source/http:\n{}", found.join("\n"));
+    assert!(found.is_empty(), "the HTTP client or SQLite is named outside src/source/http_json:\n{}", found.join("\n"));
+}
+
+#[test]
+fn nothing_outside_the_source_folder_names_a_kind_of_source() {
+    // Each kind is a folder of src/source/; the registry is the one place that picks one. The rules
+    // model says where a rule runs (databases or an endpoint), which only a kind and the loader read.
+    let kinds: Vec<String> = std::fs::read_dir(src().join("source"))
+        .expect("read src/source")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(kinds.len() >= 2, "expected a folder per kind in src/source, found {kinds:?}");
+    let mut needles: Vec<String> = kinds.iter().map(|k| format!("source::{k}")).collect();
+    needles.extend(["Placement::Endpoint", "Placement::Databases", "rule.endpoint"].map(String::from));
+    let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+    let outside: Vec<PathBuf> = rust_files(&src())
+        .into_iter()
+        .filter(|f| !f.starts_with(src().join("source")) && !f.starts_with(src().join("rules")))
+        .collect();
+    let found = offenders(&outside, &needles);
+    assert!(found.is_empty(), "a kind of source is named outside src/source:\n{}", found.join("\n"));
 }
 
 #[test]
@@ -95,7 +133,10 @@ fn the_evaluation_modules_do_no_io_and_need_no_async_runtime() {
             "SystemTime::now",
             "Instant::now",
             "crate::source",
-            "crate::serve",
+            "crate::run",
+            "crate::publish",
+            "crate::http",
+            "crate::app",
             "crate::check",
         ],
     );
@@ -103,88 +144,161 @@ fn the_evaluation_modules_do_no_io_and_need_no_async_runtime() {
 }
 
 #[test]
-fn no_cycle_between_top_level_modules() {
-    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut evidence: BTreeMap<(String, String), String> = BTreeMap::new();
-    let files = rust_files(&src());
-    let modules: BTreeSet<String> = files.iter().filter_map(|f| top_module(f)).collect();
-    for f in &files {
-        let Some(from) = top_module(f) else { continue };
-        graph.entry(from.clone()).or_default();
-        for (n, line) in code_lines(f) {
+fn top_level_modules_depend_only_down_the_layers() {
+    let modules: BTreeSet<String> = rust_files(&src()).iter().filter_map(|f| top_module(f)).collect();
+    let declared: BTreeSet<String> = LAYERS.iter().map(|(m, _)| m.to_string()).collect();
+    assert_eq!(modules, declared, "every top-level module of src/ has its place in LAYERS, and no other");
+    let mut wrong = Vec::new();
+    for f in rust_files(&src()) {
+        let Some(from) = top_module(&f) else { continue };
+        let allowed = LAYERS.iter().find(|(m, _)| *m == from).map(|(_, a)| *a).unwrap_or_default();
+        for (n, line) in code_lines(&f) {
             for (at, _) in line.match_indices("crate::") {
-                let rest = &line[at + "crate::".len()..];
-                let to: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-                if to != from && modules.contains(&to) {
-                    graph.entry(from.clone()).or_default().insert(to.clone());
-                    evidence.entry((from.clone(), to)).or_insert_with(|| format!("{}:{n}", f.display()));
+                let to: String = line[at + 7..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                if to != from && modules.contains(&to) && !allowed.contains(&to.as_str()) {
+                    wrong.push(format!("{}:{n}: {from} depends on {to}", f.display()));
                 }
             }
         }
     }
-    assert!(graph.len() >= 6, "expected the top-level modules of src/, found {:?}", graph.keys());
-    // Depth-first search for a back edge.
+    assert!(wrong.is_empty(), "a dependency against the layer order (see LAYERS):\n{}", wrong.join("\n"));
+}
+
+/// The module path of a file (`src/source/postgres/mod.rs` → `source::postgres`, `src/lib.rs` → ``).
+fn module_of(path: &Path) -> String {
+    let rel = path.strip_prefix(src()).expect("below src");
+    let mut parts: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    let last = parts.pop().unwrap_or_default();
+    let stem = last.trim_end_matches(".rs");
+    if !matches!(stem, "mod" | "lib" | "main") {
+        parts.push(stem.to_string());
+    }
+    parts.join("::")
+}
+
+/// The file that holds module `path` or the longest prefix of it that is a module, if any.
+fn file_of(path: &[&str], files: &BTreeMap<String, PathBuf>) -> Option<PathBuf> {
+    (1..=path.len()).rev().find_map(|n| files.get(&path[..n].join("::")).cloned())
+}
+
+/// Every file of `src/` and the files it refers to (by `crate::`, `super::` or a child module's
+/// name), tests left out: a module and its `#[cfg(test)]` code are one unit.
+fn file_graph() -> BTreeMap<PathBuf, BTreeMap<PathBuf, usize>> {
+    let all = rust_files(&src());
+    let files: BTreeMap<String, PathBuf> = all
+        .iter()
+        .filter(|f| !matches!(f.file_name().and_then(|n| n.to_str()), Some("main.rs" | "build.rs" | "tests.rs")))
+        .map(|f| (module_of(f), f.clone()))
+        .collect();
+    let mut graph = BTreeMap::new();
+    for (module, file) in &files {
+        let here: Vec<&str> = if module.is_empty() { Vec::new() } else { module.split("::").collect() };
+        let text = std::fs::read_to_string(file).expect("read");
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        let children: BTreeSet<&str> = code
+            .lines()
+            .filter_map(|l| l.trim().trim_start_matches("pub ").strip_prefix("mod ")?.strip_suffix(';'))
+            .collect();
+        let mut edges = BTreeMap::new();
+        for (n, line) in code.lines().enumerate() {
+            let line = expand_groups(line.split("//").next().unwrap_or_default());
+            for word in line.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':')) {
+                let segs: Vec<&str> = word.split("::").filter(|s| !s.is_empty()).collect();
+                let target: Option<Vec<&str>> = match segs.first() {
+                    Some(&"crate") => Some(segs[1..].to_vec()),
+                    Some(&"super") if segs.iter().any(|s| *s != "super") => {
+                        let ups = segs.iter().take_while(|s| **s == "super").count();
+                        here.len()
+                            .checked_sub(ups)
+                            .map(|base| here[..base].iter().chain(&segs[ups..]).copied().collect())
+                    }
+                    Some(first) if segs.len() > 1 && children.contains(first) => {
+                        Some(here.iter().chain(&segs).copied().collect())
+                    }
+                    _ => None,
+                };
+                let Some(to) = target.and_then(|t| file_of(&t, &files)) else { continue };
+                if to != *file {
+                    edges.entry(to).or_insert(n + 1);
+                }
+            }
+        }
+        graph.insert(file.clone(), edges);
+    }
+    graph
+}
+
+/// `use a::{b, c::d}` written out as `a::b a::c::d` (one level of braces), so each path is a word.
+fn expand_groups(line: &str) -> String {
+    let Some(open) = line.find("::{") else { return line.to_string() };
+    let Some(close) = line[open..].find('}').map(|c| open + c) else { return line.to_string() };
+    let start = line[..open].rfind(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':')).map_or(0, |i| i + 1);
+    let prefix = &line[start..open];
+    let items: Vec<String> = line[open + 3..close].split(',').map(|i| format!("{prefix}::{}", i.trim())).collect();
+    format!("{} {} {}", &line[..start], items.join(" "), expand_groups(&line[close + 1..]))
+}
+
+/// A cycle in `graph`, as the files along it, if there is one.
+fn find_cycle(graph: &BTreeMap<PathBuf, BTreeMap<PathBuf, usize>>) -> Option<Vec<PathBuf>> {
     fn visit(
-        node: &str,
-        graph: &BTreeMap<String, BTreeSet<String>>,
-        path: &mut Vec<String>,
-        done: &mut BTreeSet<String>,
-    ) -> Option<Vec<String>> {
+        node: &PathBuf,
+        graph: &BTreeMap<PathBuf, BTreeMap<PathBuf, usize>>,
+        path: &mut Vec<PathBuf>,
+        done: &mut BTreeSet<PathBuf>,
+    ) -> Option<Vec<PathBuf>> {
         if let Some(i) = path.iter().position(|p| p == node) {
             let mut cycle = path[i..].to_vec();
-            cycle.push(node.to_string());
+            cycle.push(node.clone());
             return Some(cycle);
         }
-        if done.contains(node) {
+        if !done.insert(node.clone()) {
             return None;
         }
-        path.push(node.to_string());
-        for next in graph.get(node).into_iter().flatten() {
+        path.push(node.clone());
+        for next in graph.get(node).into_iter().flat_map(BTreeMap::keys) {
             if let Some(c) = visit(next, graph, path, done) {
                 return Some(c);
             }
         }
         path.pop();
-        done.insert(node.to_string());
         None
     }
     let mut done = BTreeSet::new();
-    for node in graph.keys() {
-        if let Some(cycle) = visit(node, &graph, &mut Vec::new(), &mut done) {
-            let edges: Vec<String> = cycle
-                .windows(2)
-                .map(|w| format!("{} -> {} ({})", w[0], w[1], evidence[&(w[0].clone(), w[1].clone())]))
-                .collect();
-            panic!("a cycle between top-level modules:\n{}", edges.join("\n"));
-        }
-    }
-    // The intended order, bottom up; an edge pointing up this list is a layering mistake.
-    let order = ["secret", "logging", "rules", "eval", "source", "check", "serve"];
-    for (from, tos) in &graph {
-        let Some(fi) = order.iter().position(|m| m == from) else { panic!("module {from} is not in the layer list") };
-        for to in tos {
-            let ti = order.iter().position(|m| m == to).expect("known module");
-            assert!(ti < fi, "{from} depends on {to}, which sits above it ({})", evidence[&(from.clone(), to.clone())]);
-        }
+    graph.keys().find_map(|node| visit(node, graph, &mut Vec::new(), &mut done))
+}
+
+/// A path as the repository names it (`src/run/evaluate.rs`).
+fn shown(path: &Path) -> String {
+    path.strip_prefix(src().parent().expect("the crate")).unwrap_or(path).display().to_string()
+}
+
+#[test]
+fn no_cycle_between_files() {
+    let graph = file_graph();
+    assert!(graph.len() > 40, "expected every file of src/, found {}", graph.len());
+    if let Some(cycle) = find_cycle(&graph) {
+        let steps: Vec<String> =
+            cycle.windows(2).map(|w| format!("{}:{} -> {}", shown(&w[0]), graph[&w[0]][&w[1]], shown(&w[1]))).collect();
+        panic!("a cycle between files of src/ (a parent module counts as a file):\n{}", steps.join("\n"));
     }
 }
 
 #[test]
-fn the_scrape_handlers_never_reach_a_source_or_the_scheduler() {
-    let http = [src().join("serve/http.rs")];
-    let found = offenders(&http, &["crate::source", "scheduler", "evaluate", "tokio_postgres"]);
-    assert!(found.is_empty(), "serve/http.rs must only read the snapshot:\n{}", found.join("\n"));
+fn the_cycle_finder_finds_a_cycle() {
+    let (a, b, c) = (PathBuf::from("a"), PathBuf::from("b"), PathBuf::from("c"));
+    let mut g = BTreeMap::new();
+    g.insert(a.clone(), BTreeMap::from([(b.clone(), 1)]));
+    g.insert(b.clone(), BTreeMap::from([(c.clone(), 1)]));
+    g.insert(c.clone(), BTreeMap::new());
+    assert_eq!(find_cycle(&g), None);
+    g.insert(c.clone(), BTreeMap::from([(a.clone(), 1)]));
+    assert_eq!(find_cycle(&g), Some(vec![a.clone(), b, c, a]));
 }
 
 #[test]
-fn no_source_file_is_over_400_lines_before_its_tests() {
-    let mut long = Vec::new();
-    for f in rust_files(&src()) {
-        let text = std::fs::read_to_string(&f).expect("read");
-        let lines = text.lines().take_while(|l| !l.trim_start().starts_with("#[cfg(test)]")).count();
-        if lines > 400 {
-            long.push(format!("{}: {lines} lines", f.display()));
-        }
-    }
-    assert!(long.is_empty(), "split these files by concern:\n{}", long.join("\n"));
+fn the_http_side_never_reaches_a_source_or_the_scheduler() {
+    let http = rust_files(&src().join("http"));
+    assert!(!http.is_empty());
+    let found = offenders(&http, &["crate::source", "crate::run", "crate::check", "crate::app", "scheduler"]);
+    assert!(found.is_empty(), "src/http must only read what was published:\n{}", found.join("\n"));
 }

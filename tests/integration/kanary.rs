@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use tempdb::TempPostgresOptions;
 
-use crate::harness::{golden, kanary_rules, once, repo_root, Db, Exporter, Exposition};
+use crate::harness::{
+    assert_fail_safe, golden, is_fail_safe, kanary_rules, kanary_signal, once, repo_root, Db, Exporter, Exposition,
+    KANARY_DB_ERROR,
+};
 
 const SINGLE: &str = "container-single-arch";
 const MULTI: &str = "container-multi-arch";
@@ -266,12 +269,6 @@ fn fast_rules(dir: &std::path::Path) -> std::path::PathBuf {
     kanary_rules(dir, &[("interval: 1m", "interval: 1s"), ("timeout: 30s", "timeout: 900ms")])
 }
 
-fn all_fail_safe(m: &Exposition) -> bool {
-    let up = m.series.iter().filter(|(k, _)| k.starts_with("kanary_up{")).collect::<Vec<_>>();
-    let db = m.series.iter().filter(|(k, _)| k.starts_with("kanary_error{reason=\"db_error\"")).collect::<Vec<_>>();
-    up.len() == 24 && db.len() == 24 && up.iter().all(|(_, v)| **v == 1.0) && db.iter().all(|(_, v)| **v == 1.0)
-}
-
 const DOWN_TARGET: &str = "kanary_up{tested_cluster=\"stone-stage-p01\",type=\"container-multi-arch\"}";
 
 #[test]
@@ -285,7 +282,7 @@ fn database_down_at_start_serves_fail_safe_then_recovers_without_restart() {
     let ex = Exporter::spawn(&["--rules", rules.to_str().unwrap()], &[("CONNECTION_STRING", &dsn)]);
     ex.wait_ready();
     let m = ex.metrics();
-    assert!(all_fail_safe(&m), "{}", m.family_text("kanary_"));
+    assert_fail_safe(&m, &kanary_signal(), KANARY_DB_ERROR);
     assert_eq!(m.value("sql_signal_exporter_rule_up{rule=\"kanary\"}"), Some(0.0));
 
     db.server_mut().restart().unwrap();
@@ -297,7 +294,9 @@ fn database_down_at_start_serves_fail_safe_then_recovers_without_restart() {
 
     // Stop it again: within an interval or two every target is fail-safe, and /metrics still answers.
     db.server_mut().stop().unwrap();
-    ex.wait_until(Duration::from_secs(10), "fail-safe after the database stopped", |e| all_fail_safe(&e.metrics()));
+    ex.wait_until(Duration::from_secs(10), "fail-safe after the database stopped", |e| {
+        is_fail_safe(&e.metrics(), &kanary_signal(), KANARY_DB_ERROR)
+    });
     db.server_mut().restart().unwrap();
     ex.wait_until(Duration::from_secs(15), "recovery after the second outage", |e| {
         e.metrics().value(DOWN_TARGET) == Some(0.0)
@@ -318,13 +317,16 @@ fn one_statement_per_rule_per_interval_however_many_scrape() {
     let ex = Exporter::spawn(&["--rules", rules.to_str().unwrap()], &[("CONNECTION_STRING", &dsn)]);
     ex.wait_ready();
 
-    // Ten scrapers for four seconds.
+    // Ten scrapers, scraping while the rule evaluates four more times.
+    let key = "sql_signal_exporter_rule_evaluations_total{result=\"success\",rule=\"kanary\"}";
+    let evaluated = |e: &Exporter| e.metrics().value(key).unwrap_or(0.0);
+    let first = evaluated(&ex);
     let scrapes = std::sync::atomic::AtomicUsize::new(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
         for _ in 0..10 {
             s.spawn(|| {
-                let until = Instant::now() + Duration::from_secs(4);
-                while Instant::now() < until {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                     let (status, body) = ex.get("/metrics");
                     assert_eq!(status, 200);
                     assert!(body.contains("kanary_up{"));
@@ -332,9 +334,17 @@ fn one_statement_per_rule_per_interval_however_many_scrape() {
                 }
             });
         }
+        // The scrapers stop however the wait ends, so that a failed wait fails instead of hanging.
+        struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let _stop = StopOnDrop(&stop);
+        ex.wait_until(Duration::from_secs(20), "four more evaluations while scraped", |e| evaluated(e) >= first + 4.0);
     });
     let scrapes = scrapes.into_inner();
-    let key = "sql_signal_exporter_rule_evaluations_total{result=\"success\",rule=\"kanary\"}";
     let before = ex.metrics().value(key).unwrap();
     let calls: f64 = db
         .psql(

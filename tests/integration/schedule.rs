@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use sql_signal_exporter::serve::scheduler::offset;
+use sql_signal_exporter::run::scheduler::offset;
 
 use crate::harness::{wait, Db, Exporter};
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::harness::proxy::{Proxy, Silent};
-use crate::harness::{Db, Exporter, Exposition};
+use crate::harness::{assert_fail_safe, is_fail_safe, tool, Db, Exporter, Exposition, Signal};
 
 fn signal(name: &str, database: &str, interval: &str, timeout: &str) -> String {
     format!(
@@ -25,12 +25,28 @@ fn signal(name: &str, database: &str, interval: &str, timeout: &str) -> String {
 fn state(m: &Exposition, rule: &str) -> (Option<f64>, Option<f64>) {
     (
         m.value(&format!("{rule}_up{{target=\"a\"}}")),
-        m.value(&format!("{rule}_error{{reason=\"query_failed\",target=\"a\"}}")),
+        m.value(&format!("{rule}_error{{reason=\"{QUERY_FAILED}\",target=\"a\"}}")),
     )
 }
 
 const HEALTHY: (Option<f64>, Option<f64>) = (Some(1.0), Some(0.0));
-const FAIL_SAFE: (Option<f64>, Option<f64>) = (Some(1.0), Some(1.0));
+/// The reason of a failed query.
+const QUERY_FAILED: &str = "query_failed";
+
+/// Whether `rule`, a [`signal`] with its one target, is fail-safe.
+fn fail_safe(m: &Exposition, rule: &str) -> bool {
+    is_fail_safe(m, &Signal::probe(rule, 1), QUERY_FAILED)
+}
+
+fn failures(m: &Exposition, rule: &str) -> f64 {
+    ["error", "timeout"]
+        .iter()
+        .map(|r| {
+            let series = format!("sql_signal_exporter_rule_evaluations_total{{result=\"{r}\",rule=\"{rule}\"}}");
+            m.value(&series).unwrap_or(0.0)
+        })
+        .sum()
+}
 
 fn successes(m: &Exposition, rule: &str) -> f64 {
     m.value(&format!("sql_signal_exporter_rule_evaluations_total{{result=\"success\",rule=\"{rule}\"}}")).unwrap_or(0.0)
@@ -73,30 +89,32 @@ fn stalls_drops_and_silent_servers_go_fail_safe_alone_and_recover() {
     });
 
     // A server that accepts TCP and never completes the startup: fail-safe, never "down".
-    ex.wait_until(Duration::from_secs(10), "hung fail-safe", |e| state(&e.metrics(), "hung") == FAIL_SAFE);
+    ex.wait_until(Duration::from_secs(10), "hung fail-safe", |e| fail_safe(&e.metrics(), "hung"));
     assert!(silent.accepted.load(std::sync::atomic::Ordering::SeqCst) >= 1);
 
     // Idle pool sessions carry TCP keepalives (the kernel shows a keepalive timer).
-    let ss = std::process::Command::new("ss").args(["-tnoH", "state", "established"]).output().unwrap();
-    let ss = String::from_utf8_lossy(&ss.stdout);
-    let to_proxy = format!("127.0.0.1:{}", proxy.addr.port());
-    let ours: Vec<&str> = ss.lines().filter(|l| l.split_whitespace().nth(3) == Some(to_proxy.as_str())).collect();
-    assert!(!ours.is_empty() && ours.iter().all(|l| l.contains("keepalive")), "sessions to the proxy: {ours:?}");
+    if tool::program("ss", "apt-get install iproute2") {
+        let ss = std::process::Command::new("ss").args(["-tnoH", "state", "established"]).output().unwrap();
+        let ss = String::from_utf8_lossy(&ss.stdout);
+        let to_proxy = format!("127.0.0.1:{}", proxy.addr.port());
+        let ours: Vec<&str> = ss.lines().filter(|l| l.split_whitespace().nth(3) == Some(to_proxy.as_str())).collect();
+        assert!(!ours.is_empty() && ours.iter().all(|l| l.contains("keepalive")), "sessions to the proxy: {ours:?}");
+    }
 
     // A silent stall: noticed within the rule's timeout (plus its interval), fail-safe; the other
     // rule and the scrapes carry on.
     proxy.stall();
     let stalled_at = Instant::now();
     let direct_before = successes(&ex.metrics(), "direct");
-    ex.wait_until(Duration::from_secs(10), "via_proxy fail-safe", |e| {
-        state(&timed_metrics(e), "via_proxy") == FAIL_SAFE
-    });
+    ex.wait_until(Duration::from_secs(10), "via_proxy fail-safe", |e| fail_safe(&timed_metrics(e), "via_proxy"));
     assert!(stalled_at.elapsed() < Duration::from_millis(2000 + 1500 + 1500), "took {:?}", stalled_at.elapsed());
-    for _ in 0..20 {
-        let m = timed_metrics(&ex);
-        assert_eq!(state(&m, "via_proxy"), FAIL_SAFE, "{}", m.text);
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // It stays fail-safe, in every scrape, over two more failed evaluations.
+    let failed = failures(&ex.metrics(), "via_proxy");
+    ex.wait_until(Duration::from_secs(10), "two more failed evaluations of via_proxy", |e| {
+        let m = timed_metrics(e);
+        assert_fail_safe(&m, &Signal::probe("via_proxy", 1), QUERY_FAILED);
+        failures(&m, "via_proxy") >= failed + 2.0
+    });
     let m = timed_metrics(&ex);
     assert_eq!(state(&m, "direct"), HEALTHY, "{}", m.text);
     assert!(successes(&m, "direct") >= direct_before + 1.0, "the direct rule stopped: {}", m.text);
@@ -112,7 +130,7 @@ fn stalls_drops_and_silent_servers_go_fail_safe_alone_and_recover() {
         let m = e.metrics();
         successes(&m, "via_proxy") >= before + 2.0 && state(&m, "via_proxy") == HEALTHY
     });
-    assert_eq!(state(&ex.metrics(), "hung"), FAIL_SAFE);
+    assert_fail_safe(&ex.metrics(), &Signal::probe("hung", 1), QUERY_FAILED);
 }
 
 /// Every family's `# TYPE` lines in one exposition, counted.
@@ -147,10 +165,10 @@ fn scrapes_during_reloads_see_each_family_once_even_when_it_moves_between_rules(
         Exporter::spawn(&["--rules", rules.to_str().unwrap(), "--web.enable-lifecycle"], &[("TEST_DSN", &db.dsn())]);
     ex.wait_ready();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scrapes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let scraper = {
-        let (stop, url) = (stop.clone(), ex.url("/metrics"));
+        let (stop, scrapes, url) = (stop.clone(), scrapes.clone(), ex.url("/metrics"));
         std::thread::spawn(move || {
-            let mut scrapes = 0;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 let body = ureq::get(&url).call().expect("scrape").body_mut().read_to_string().expect("body");
                 for (family, n) in type_lines(&body) {
@@ -158,19 +176,29 @@ fn scrapes_during_reloads_see_each_family_once_even_when_it_moves_between_rules(
                 }
                 let moved: Vec<&str> = body.lines().filter(|l| l.starts_with("moved_up")).collect();
                 assert!(moved.len() <= 1, "moved_up twice: {moved:?}\n{body}");
-                scrapes += 1;
+                scrapes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
-            scrapes
         })
     };
     for i in 0..20 {
+        if scraper.is_finished() {
+            break; // it failed: its panic is reported below
+        }
         let text = if i % 2 == 0 { version("two", "one") } else { version("one", "two") };
         write(&rules, &text);
         let (status, body) = ex.post("/-/reload");
         assert_eq!(status, 200, "{body}");
-        std::thread::sleep(Duration::from_millis(150));
+        // Before the next reload: the reloaded rules serve both families, and the scraper has
+        // scraped twice since this reload (so at least once after it).
+        let before = scrapes.load(std::sync::atomic::Ordering::SeqCst);
+        ex.wait_until(Duration::from_secs(10), "the reloaded rules' series, scraped twice", |e| {
+            let (_, body) = e.get("/metrics");
+            let scraped = scrapes.load(std::sync::atomic::Ordering::SeqCst) >= before + 2;
+            scraper.is_finished() || (scraped && body.contains("\nmoved_up{") && body.contains("\nother_up{"))
+        });
     }
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let scrapes = scraper.join().expect("no scrape saw a family twice");
+    scraper.join().expect("no scrape saw a family twice");
+    let scrapes = scrapes.load(std::sync::atomic::Ordering::SeqCst);
     assert!(scrapes >= 20, "only {scrapes} scrapes");
 }

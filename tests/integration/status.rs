@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::harness::{command, kanary_rules, repo_root, Db, Exporter};
+use crate::harness::{command, kanary_rules, repo_root, tool, wait, Db, Exporter};
 use serde_json::Value;
 
 /// A one-target-per-row signal on database `db` whose query is `sql`.
@@ -245,10 +245,27 @@ fn every_target_says_why_in_the_api_the_page_and_once() {
     assert!(!stderr.contains(password), "the password is in --once's stderr");
 }
 
-/// Runs chromium headless with `args`, killing it after a minute.
+/// Reads `pipe` to its end on a thread of its own, so that a child never blocks on a full pipe.
+fn drain(mut pipe: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        bytes
+    })
+}
+
+/// Runs chromium headless with `args`; fails the test (and kills it) if it has not exited after a
+/// minute.
 fn chromium(args: &[&str]) -> std::process::Output {
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
     let profile = tempfile::tempdir().unwrap();
-    let mut child = Command::new("chromium")
+    let child = Command::new("chromium")
         .args([
             "--headless",
             "--no-sandbox",
@@ -267,31 +284,22 @@ fn chromium(args: &[&str]) -> std::process::Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start chromium");
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn chromium_available() -> bool {
-    Command::new("chromium")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    let mut child = KillOnDrop(child);
+    let stdout = drain(child.0.stdout.take().expect("chromium's stdout"));
+    let stderr = drain(child.0.stderr.take().expect("chromium's stderr"));
+    let status = wait::until_some(
+        Duration::from_secs(60),
+        &format!("chromium {args:?} to exit"),
+        || child.0.try_wait().expect("chromium's exit status"),
+        String::new,
+    );
+    let output = |h: std::thread::JoinHandle<Vec<u8>>| h.join().expect("read chromium's output");
+    std::process::Output { status, stdout: output(stdout), stderr: output(stderr) }
 }
 
 #[test]
 fn chromium_renders_the_page_on_the_demo_data() {
-    if !chromium_available() {
-        assert!(std::env::var_os("CI").is_none(), "chromium is missing under CI; .ci/run installs it");
-        eprintln!("skipped: chromium is not installed (outside CI)");
+    if !tool::program("chromium", "apt-get install chromium (.ci/run installs it)") {
         return;
     }
     let demo = Demo::start();

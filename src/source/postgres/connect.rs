@@ -19,22 +19,7 @@ use crate::rules::model::PasswordSource;
 pub(super) type Pool = managed::Pool<PgManager>;
 pub(super) type Client = managed::Object<PgManager>;
 
-/// Why a new connection could not be made.
-#[derive(Debug)]
-pub(super) enum ConnectError {
-    Driver(tokio_postgres::Error),
-    /// The password could not be obtained; the text names the file or program, never a secret.
-    Password(String),
-}
-
-impl std::fmt::Display for ConnectError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConnectError::Driver(e) => f.write_str(&super::describe_pg_error(e)),
-            ConnectError::Password(m) => f.write_str(m),
-        }
-    }
-}
+pub(super) use super::error::ConnectError;
 
 /// Strings no message may show; grows as passwords rotate.
 pub(super) type Secrets = Arc<RwLock<Vec<String>>>;

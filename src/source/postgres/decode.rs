@@ -5,7 +5,7 @@ use tokio_postgres::types::Type;
 use tokio_postgres::Row;
 
 use crate::eval::cell::Cell;
-use crate::source::Decoded;
+use crate::source::seam::Decoded;
 
 /// Decodes a row into cells; a type we do not decode becomes [`Cell::Unsupported`], which fails only
 /// the rule or target that reads it.

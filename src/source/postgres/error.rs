@@ -1,7 +1,22 @@
 //! The words of driver, pool and server errors: the TLS cause when TLS failed, else the server's
 //! own message when there is one.
 
-use super::connect::ConnectError;
+/// Why a new connection could not be made.
+#[derive(Debug)]
+pub(super) enum ConnectError {
+    Driver(tokio_postgres::Error),
+    /// The password could not be obtained; the text names the file or program, never a secret.
+    Password(String),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Driver(e) => f.write_str(&describe_pg_error(e)),
+            ConnectError::Password(m) => f.write_str(m),
+        }
+    }
+}
 
 pub(super) fn describe_pool_error(e: &deadpool::managed::PoolError<ConnectError>) -> String {
     use deadpool::managed::PoolError as P;

@@ -8,10 +8,19 @@
 
 use tokio::time::{timeout_at, Instant};
 
+use super::error::describe_pg_error;
 use super::error::describe_pool_error;
-use super::{describe_pg_error, PgSource};
-use crate::rules::template::ASSUMED_SERVER_VERSION_NUM;
-use crate::source::{Explained, Fetch, FetchError, TableSize};
+use super::plan::TableSize;
+use super::PgSource;
+use crate::source::seam::{Fetch, FetchError};
+
+/// A statement's plan, not run.
+pub(super) struct Explained {
+    /// The plan in PostgreSQL's `EXPLAIN (FORMAT JSON, VERBOSE)` shape.
+    pub plan: serde_json::Value,
+    /// The estimated size of every table the plan reads.
+    pub tables: Vec<TableSize>,
+}
 
 impl PgSource {
     pub(super) async fn explain_rendered(&self, fetch: Fetch<'_>) -> Result<Explained, FetchError> {
@@ -21,12 +30,11 @@ impl PgSource {
             Ok(Err(e)) => return Err(FetchError::Connect(self.scrub(&describe_pool_error(&e)))),
             Ok(Ok(c)) => c,
         };
-        let sql = (fetch.render)(self.server_version_num().unwrap_or(ASSUMED_SERVER_VERSION_NUM))
-            .map_err(FetchError::Query)?;
+        let sql = self.render(fetch.rule)?;
         let work = async {
             let query_err = |e: tokio_postgres::Error| FetchError::Query(self.scrub(&describe_pg_error(&e)));
             let stmt = client.prepare(&format!("EXPLAIN (FORMAT JSON, VERBOSE) {sql}")).await.map_err(query_err)?;
-            let params = fetch.bindings.columns();
+            let params = fetch.rule.bindings().columns();
             let bound = super::bind(stmt.params().len(), &params)?;
             let row = client.query_one(&stmt, &bound).await.map_err(query_err)?;
             let plan: serde_json::Value = row.try_get(0).map_err(query_err)?;
@@ -43,7 +51,7 @@ impl PgSource {
                 .await
                 .map_err(query_err)?;
             let tables = rows.iter().map(|r| TableSize { schema: r.get(0), table: r.get(1), rows: r.get(2) }).collect();
-            Ok(Explained { sql: sql.clone(), plan, tables })
+            Ok(Explained { plan, tables })
         };
         match timeout_at(deadline, work).await {
             Ok(result) => result,

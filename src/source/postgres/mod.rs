@@ -25,8 +25,11 @@ use tokio::time::{timeout_at, Instant};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_util::task::TaskTracker;
 
-use super::{ColumnType, Explained, Fetch, FetchError, Prepared, Render, RowSink, Source};
-use crate::rules::model::{Bindings, Database};
+use super::seam::{
+    parameter_mismatch, render_statement, ColumnType, Connections, ExplainLimits, Fetch, FetchError, PoolSettings,
+    Prepared, Reach, RowSink, Source, StatementCheck,
+};
+use crate::rules::model::{Bindings, Database, Rule, MAIN_QUERY};
 use crate::rules::template::ASSUMED_SERVER_VERSION_NUM;
 use crate::secret::redact;
 
@@ -37,6 +40,7 @@ mod connect;
 mod decode;
 mod error;
 mod explain;
+mod plan;
 mod pooler;
 mod tls;
 mod tls_detail;
@@ -48,9 +52,6 @@ pub use decode::decoded;
 pub use error::describe_pg_error;
 use error::describe_pool_error;
 use tls::MakeRustls;
-
-/// The `application_name` of every session, so a DBA sees who is querying.
-pub const APPLICATION_NAME: &str = "sql-signal-exporter";
 
 /// How long a pooled session has to answer before reuse.
 const RECYCLE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -79,13 +80,10 @@ impl std::fmt::Debug for PgSource {
 
 impl PgSource {
     /// Builds the pool; connects lazily, so this succeeds with the database down.
-    /// `statement_timeout` is the server-side backstop for the slowest rule on this database.
-    /// `max_backoff` caps the wait between connection attempts after failures.
-    pub fn new(
-        database: Arc<Database>,
-        statement_timeout: Duration,
-        max_backoff: Duration,
-    ) -> Result<PgSource, String> {
+    /// `settings.statement_timeout` is the server-side backstop for the slowest rule on this
+    /// database; `settings.max_backoff` caps the wait between connection attempts after failures.
+    pub fn new(database: Arc<Database>, settings: PoolSettings) -> Result<PgSource, String> {
+        let PoolSettings { statement_timeout, max_backoff } = settings;
         let secrets = Secrets::default();
         remember(&secrets, database.dsn.expose());
         if let Some(pw) = database.conninfo.get("password") {
@@ -184,14 +182,15 @@ impl PgSource {
             Ok(Ok(c)) => c,
         };
         self.backoff.succeeded();
-        let sql = (fetch.render)(self.server_version_num().unwrap_or(ASSUMED_SERVER_VERSION_NUM))
-            .map_err(FetchError::Query)?;
+        let sql = self.render(fetch.rule)?;
+        sink.statement(MAIN_QUERY, &sql);
+        let bindings = fetch.rule.bindings();
         let mut in_flight = InFlight::new(client, self.cancels.clone(), self.tls.clone());
         let ran = if self.database.pooler.is_some() {
             let timeouts = pooler::Timeouts { statement: self.statement_timeout, lock: self.database.lock_timeout };
-            timeout_at(deadline, pooler::run(in_flight.client(), &sql, fetch.bindings, sink, timeouts)).await
+            timeout_at(deadline, pooler::run(in_flight.client(), &sql, bindings, sink, timeouts)).await
         } else {
-            timeout_at(deadline, run(in_flight.client(), &sql, fetch.bindings, sink)).await
+            timeout_at(deadline, run(in_flight.client(), &sql, bindings, sink)).await
         };
         match ran {
             Ok(Ok(())) => {
@@ -210,14 +209,20 @@ impl PgSource {
         }
     }
 
-    async fn prepare_rendered(&self, render: Render<'_>, timeout: Duration) -> Result<Prepared, FetchError> {
+    /// The rule's statement, rendered for this server's version.
+    fn render(&self, rule: &Rule) -> Result<String, FetchError> {
+        render_statement(rule, self.server_version_num().unwrap_or(ASSUMED_SERVER_VERSION_NUM))
+    }
+
+    async fn prepare_rendered(&self, fetch: Fetch<'_>) -> Result<Prepared, FetchError> {
+        let timeout = fetch.timeout;
         let deadline = Instant::now() + timeout;
         let client = match timeout_at(deadline, self.pool.get()).await {
             Err(_) => return Err(FetchError::Timeout(timeout)),
             Ok(Err(e)) => return Err(FetchError::Connect(self.scrub(&describe_pool_error(&e)))),
             Ok(Ok(c)) => c,
         };
-        let sql = render(self.server_version_num().unwrap_or(ASSUMED_SERVER_VERSION_NUM)).map_err(FetchError::Query)?;
+        let sql = self.render(fetch.rule)?;
         let prepared = if self.database.pooler.is_some() {
             timeout_at(deadline, pooler::prepare(&client, &sql)).await
         } else {
@@ -236,17 +241,10 @@ impl PgSource {
                     let line = sql.chars().take((*at as usize).saturating_sub(1)).filter(|&c| c == '\n').count() + 1;
                     msg.push_str(&format!(" (line {line} of the rendered SQL)"));
                 }
-                Err(FetchError::Query(self.scrub(&msg)))
+                Err(FetchError::Query(format!("the server rejects the query: {}", self.scrub(&msg))))
             }
             Ok(Ok(stmt)) => Ok(Prepared {
-                params: stmt.params.len(),
-                unbindable_params: stmt
-                    .params
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, ty)| !<Vec<String> as ToSql>::accepts(ty))
-                    .map(|(i, ty)| (i + 1, ty.name().to_string()))
-                    .collect(),
+                binding_problems: binding_problems(&stmt.params, fetch.rule.bindings().labels),
                 columns: stmt.columns.iter().map(|(name, ty)| (name.clone(), column_type(ty))).collect(),
                 sql,
             }),
@@ -263,8 +261,19 @@ impl Source for PgSource {
         self.fetch_into(fetch, sink).boxed()
     }
 
-    fn prepare<'a>(&'a self, render: Render<'a>, timeout: Duration) -> BoxFuture<'a, Result<Prepared, FetchError>> {
-        self.prepare_rendered(render, timeout).boxed()
+    fn prepare<'a>(&'a self, fetch: Fetch<'a>) -> BoxFuture<'a, Result<Vec<StatementCheck>, FetchError>> {
+        async move {
+            let result = match self.prepare_rendered(fetch).await {
+                Err(e @ (FetchError::Connect(_) | FetchError::Timeout(_))) => return Err(e),
+                other => other,
+            };
+            Ok(vec![StatementCheck { query: MAIN_QUERY.to_string(), result }])
+        }
+        .boxed()
+    }
+
+    fn reach(&self) -> Reach {
+        Reach::Server
     }
 
     fn transport(&self, timeout: Duration) -> BoxFuture<'_, Option<String>> {
@@ -280,13 +289,21 @@ impl Source for PgSource {
         .boxed()
     }
 
-    fn explain<'a>(&'a self, fetch: Fetch<'a>) -> BoxFuture<'a, Result<Explained, FetchError>> {
-        self.explain_rendered(fetch).boxed()
+    fn explain<'a>(
+        &'a self,
+        fetch: Fetch<'a>,
+        limits: &'a ExplainLimits,
+    ) -> BoxFuture<'a, Result<Vec<String>, FetchError>> {
+        async move {
+            let x = self.explain_rendered(fetch).await?;
+            Ok(plan::plan_warnings(&x.plan, &x.tables, limits))
+        }
+        .boxed()
     }
 
-    fn connections(&self) -> (usize, usize) {
+    fn connections(&self) -> Connections {
         let s = self.pool.status();
-        (s.size, s.size.saturating_sub(s.available))
+        Connections { open: s.size, in_use: s.size.saturating_sub(s.available) }
     }
 
     fn close(&self) {
@@ -341,15 +358,25 @@ fn bind(expected: usize, params: &[Vec<String>]) -> Result<Vec<&(dyn ToSql + Syn
     }
 }
 
-/// Why a statement's parameters do not fit what the rule binds (`bound` text arrays).
-pub fn parameter_mismatch(used: usize, bound: usize) -> String {
-    if bound == 0 {
-        format!("the query uses {used} parameter(s) but this rule binds none; write the values into the query")
-    } else {
-        format!(
-            "the query uses {used} parameter(s) but the rule binds {bound} ($1..${bound} are the target label arrays, one per label)"
-        )
+/// What is wrong with a prepared statement's parameters for a rule that binds `labels` (one text
+/// array per label): their number, or a parameter used as something other than a text array.
+fn binding_problems(params: &[Type], labels: &[String]) -> Vec<String> {
+    if !params.is_empty() && params.len() != labels.len() {
+        return vec![parameter_mismatch(params.len(), labels.len())];
     }
+    params
+        .iter()
+        .enumerate()
+        .filter(|(_, ty)| !<Vec<String> as ToSql>::accepts(ty))
+        .map(|(i, ty)| {
+            let n = i + 1;
+            format!(
+                "parameter ${n} is a text array (the values of label '{}' of every target), but the query uses it as {}; write ${n}::text[] and unnest it or use = ANY",
+                labels.get(i).cloned().unwrap_or_default(),
+                ty.name()
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -16,9 +16,10 @@ use futures_util::{pin_mut, TryStreamExt};
 use tokio_postgres::types::Type;
 
 use super::connect::Client;
-use super::{decode, describe_pg_error};
+use super::decode;
+use super::error::describe_pg_error;
 use crate::rules::model::Bindings;
-use crate::source::{FetchError, RowSink};
+use crate::source::seam::{FetchError, RowSink};
 
 #[derive(Clone, Copy)]
 pub(super) struct Timeouts {

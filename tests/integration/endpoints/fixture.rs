@@ -127,6 +127,7 @@ fn serve(mut conn: impl Read + Write, routes: &Routes, seen: &Mutex<Vec<(String,
         }
         Some(r) => r,
     };
+    // Not synchronisation: a slow endpoint is what a route with a delay is for.
     std::thread::sleep(route.delay);
     let mut route = route;
     if route.gzip {

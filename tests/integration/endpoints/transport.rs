@@ -107,6 +107,6 @@ async fn a_runaway_query_is_interrupted_at_the_rules_timeout() {
     let set = load_text("tests/transport.yaml", text, &[("API", &f.url())]);
     let started = std::time::Instant::now();
     let (text, status) = evaluate(&set).await;
-    assert_eq!(status, Status::Timeout, "{text}");
+    assert!(matches!(status, Status::Timeout(_)), "{text}");
     assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
 }

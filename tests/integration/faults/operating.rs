@@ -3,10 +3,10 @@
 use std::time::{Duration, Instant};
 
 use super::{
-    count, evaluations, fail_safe, healthy, probe, rules_file, spawn, wait_successes, write_rules, DSN_FROM_ENV,
-    SLEEPING_BACKENDS,
+    count, evaluations, healthy, probe, probe_signal, rules_file, spawn, wait_successes, write_rules, DSN_FROM_ENV,
+    QUERY_FAILED, SLEEPING_BACKENDS,
 };
-use crate::harness::{wait, Db, Exporter};
+use crate::harness::{is_fail_safe, wait, Db, Exporter};
 
 #[test]
 fn reload_keeps_the_last_good_rules_until_the_file_is_fixed() {
@@ -35,16 +35,16 @@ fn reload_keeps_the_last_good_rules_until_the_file_is_fixed() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("windw") && body.contains("rules.yaml"), "{body}");
 
-    // Fixed: one rule kept, one removed, one added. The kept rule never blinks during the reload.
+    // Fixed: one rule kept, one removed, one added. The kept rule never blinks during the reload: every
+    // scrape until the added rule has run twice shows it healthy.
     write_rules(&rules, DSN_FROM_ENV, &[keep(), probe("added", "1s", "900ms", "", "")]);
     let (status, body) = ex.post("/-/reload");
     assert_eq!(status, 200, "{body}");
-    for _ in 0..20 {
-        let m = ex.metrics();
+    ex.wait_until(Duration::from_secs(10), "the added rule to succeed twice", |e| {
+        let m = e.metrics();
         assert!(healthy(&m, "keep"), "keep blinked: {}", m.text);
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    ex.wait_until(Duration::from_secs(10), "the added rule", |e| healthy(&e.metrics(), "added"));
+        healthy(&m, "added") && evaluations(&m, "added", "success") >= 2.0
+    });
     let m = ex.metrics();
     assert_eq!(m.value(reload_ok), Some(1.0));
     assert!(!m.text.contains("gone_up"), "a removed rule's series remain: {}", m.text);
@@ -58,6 +58,9 @@ fn reload_keeps_the_last_good_rules_until_the_file_is_fixed() {
         evaluations(&e.metrics(), "keep", "success") == 2.0
     });
 }
+
+/// What the exporter logs when it refuses a reload.
+const RELOAD_REFUSED: &str = "rules not reloaded";
 
 #[test]
 fn reload_without_the_lifecycle_flag_is_refused() {
@@ -96,7 +99,8 @@ fn secrets_never_appear_in_logs_or_responses() {
 
     // The database goes away and comes back.
     db.server_mut().stop().unwrap();
-    ex.wait_until(Duration::from_secs(10), "fail-safe while down", |e| fail_safe(&e.metrics(), "fast"));
+    let fail_safe = |e: &Exporter| is_fail_safe(&e.metrics(), &probe_signal("fast"), QUERY_FAILED);
+    ex.wait_until(Duration::from_secs(10), "fail-safe while down", fail_safe);
     scrape(&ex, &mut responses);
     db.server_mut().restart().unwrap();
     ex.wait_until(Duration::from_secs(10), "recovery", |e| healthy(&e.metrics(), "fast"));
@@ -104,15 +108,21 @@ fn secrets_never_appear_in_logs_or_responses() {
     // A wrong password, then a DSN that does not even parse, both with the real password inside.
     std::fs::write(&dsn_file, db.dsn().replace(&format!(":{password}@"), &format!(":{password}x@"))).unwrap();
     assert_eq!(ex.post("/-/reload").0, 200);
-    ex.wait_until(Duration::from_secs(10), "fail-safe with a wrong password", |e| fail_safe(&e.metrics(), "fast"));
+    ex.wait_until(Duration::from_secs(10), "fail-safe with a wrong password", fail_safe);
     scrape(&ex, &mut responses);
+    // Each refused reload logs its diagnostics, read from the exporter's stderr by another thread: wait
+    // for them, so that the log checked below holds them.
+    let refused = |e: &Exporter| e.logs().matches(RELOAD_REFUSED).count();
     std::fs::write(&dsn_file, format!("postgresql://exporter:{password}@127.0.0.1:notaport/demo")).unwrap();
     responses.push(ex.post("/-/reload").1);
-    std::thread::sleep(Duration::from_millis(1500));
+    ex.wait_until(Duration::from_secs(10), "the refused reload (a DSN that does not parse) in the log", |e| {
+        refused(e) == 1
+    });
     scrape(&ex, &mut responses);
     // A broken rules file whose diagnostics quote the file.
     std::fs::write(&rules, format!("version: 1\ndatabases:\n  main:\n    dsn: \"postgresql://exporter:{password}@127.0.0.1/demo\"\n    bogus: 1\n")).unwrap();
     responses.push(ex.post("/-/reload").1);
+    ex.wait_until(Duration::from_secs(10), "the refused reload (a broken file) in the log", |e| refused(e) == 2);
     scrape(&ex, &mut responses);
 
     let logs = ex.logs();
@@ -217,7 +227,8 @@ fn rules_changed_on_disk_reload_by_themselves() {
     std::fs::rename(&link, dir.path().join("..data")).unwrap();
     let reload_ok = "sql_signal_exporter_config_last_reload_successful";
     ex.wait_until(Duration::from_secs(10), "the failed reload", |e| e.metrics().value(reload_ok) == Some(0.0));
-    std::thread::sleep(Duration::from_millis(1000));
+    // Two more runs of `second`, a second apart, span several 200 ms looks at the unchanged broken file.
+    wait_successes(&ex, "second", 2.0);
     assert_eq!(ex.logs().matches("windw").count(), 1, "a broken file is reported once per change:\n{}", ex.logs());
     assert!(healthy(&ex.metrics(), "second"));
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempdb::free_loopback_port;
 
@@ -39,6 +39,8 @@ pub struct Exporter {
     child: Child,
     pub addr: SocketAddr,
     log: Arc<Mutex<String>>,
+    /// The thread copying stderr into `log`; it ends when the process's stderr closes.
+    log_reader: Option<std::thread::JoinHandle<()>>,
     agent: ureq::Agent,
 }
 
@@ -67,7 +69,7 @@ impl Exporter {
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = log.clone();
-        std::thread::spawn(move || {
+        let log_reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let mut l = sink.lock().unwrap();
                 l.push_str(&line);
@@ -79,20 +81,23 @@ impl Exporter {
             .timeout_global(Some(Duration::from_secs(10)))
             .build()
             .into();
-        Exporter { child, addr, log, agent }
+        Exporter { child, addr, log, log_reader: Some(log_reader), agent }
     }
 
     /// Waits until the port accepts TCP connections (the process must not exit meanwhile).
     pub fn wait_listening(&mut self) {
-        let addr = self.addr;
-        let start = Instant::now();
-        while std::net::TcpStream::connect(addr).is_err() {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("exporter exited with {status}; log:\n{}", self.logs());
-            }
-            assert!(start.elapsed() < Duration::from_secs(20), "exporter not listening; log:\n{}", self.logs());
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let (addr, child, log) = (self.addr, &mut self.child, &self.log);
+        wait::until(
+            Duration::from_secs(20),
+            "the exporter to accept TCP connections",
+            || {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("exporter exited with {status}; log:\n{}", log_text(log));
+                }
+                std::net::TcpStream::connect(addr).is_ok()
+            },
+            || format!("exporter log:\n{}", log_text(log)),
+        );
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -102,7 +107,8 @@ impl Exporter {
     fn try_get(&self, path: &str) -> Option<(u16, String)> {
         let mut resp = self.agent.get(&self.url(path)).call().ok()?;
         let status = resp.status().as_u16();
-        let body = resp.body_mut().read_to_string().ok()?;
+        // No size limit (ureq's default is 10 MiB): some tests serve a large exposition on purpose.
+        let body = resp.body_mut().with_config().limit(u64::MAX).read_to_string().ok()?;
         Some((status, body))
     }
 
@@ -124,7 +130,7 @@ impl Exporter {
     }
 
     pub fn logs(&self) -> String {
-        self.log.lock().unwrap().clone()
+        log_text(&self.log)
     }
 
     /// Polls `cond` until it holds, panicking with the log after `timeout`.
@@ -141,19 +147,26 @@ impl Exporter {
         assert!(ok.success());
     }
 
-    /// Waits for the process to exit, returning its exit code (None if killed by a signal).
+    /// Waits for the process to exit, returning its exit code (None if killed by a signal). Its
+    /// log is complete afterwards: every line it wrote has been read.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            if start.elapsed() > timeout {
-                panic!("exporter did not exit within {timeout:?}; log:\n{}", self.logs());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let (child, log) = (&mut self.child, &self.log);
+        let status = wait::until_some(
+            timeout,
+            "the exporter to exit",
+            || child.try_wait().expect("the exporter's exit status"),
+            || format!("exporter log:\n{}", log_text(log)),
+        );
+        if let Some(reader) = self.log_reader.take() {
+            reader.join().expect("the log reader");
         }
+        status.code()
     }
+}
+
+/// The exporter's stderr so far.
+fn log_text(log: &Mutex<String>) -> String {
+    log.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 impl Drop for Exporter {

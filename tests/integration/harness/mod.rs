@@ -6,10 +6,11 @@
 //! - [`wait`]: the one polling loop (sync for tests that drive the binary, async for tests that run
 //!   the library on their own runtime).
 //! - [`exposition`]: the one parser of the text format, keyed both by printed series and by family and
-//!   label set.
+//!   label set, and the one fail-safe check of a signal ([`assert_fail_safe`]).
 //! - [`golden`]: byte-for-byte expectations kept as files in `tests/integration/golden/`.
 //! - [`api`]: every library path the tests use, in one place.
 //! - [`proxy`]: a TCP proxy that stalls or drops connections on command, and a silent server.
+//! - [`tool`]: the skip guard for a tool from outside the repository: skip outside CI, fail under it.
 //!
 //! # PostgreSQL servers: one shared, a few private
 //!
@@ -40,12 +41,13 @@ pub mod exposition;
 pub mod golden;
 pub mod pg;
 pub mod proxy;
+pub mod tool;
 pub mod wait;
 
 use std::path::{Path, PathBuf};
 
 pub use exporter::{command, once, Exporter};
-pub use exposition::{labels, value, Exposition, Labels, Samples};
+pub use exposition::{assert_fail_safe, is_fail_safe, labels, value, Exposition, Labels, Samples, Signal};
 pub use pg::Db;
 
 /// The repository root (the exporter package's directory).
@@ -64,6 +66,14 @@ pub fn kanary_rules(dir: &Path, replacements: &[(&str, &str)]) -> PathBuf {
     std::fs::write(&path, text).expect("write the rules");
     path
 }
+
+/// `rules/kanary.yaml`'s signal: `kanary_up` and `kanary_error` over its 24 targets.
+pub fn kanary_signal() -> Signal {
+    Signal::new("kanary_up", "kanary_error", 24)
+}
+
+/// The reason `rules/kanary.yaml` gives a target whose query failed.
+pub const KANARY_DB_ERROR: &str = "db_error";
 
 /// The Kanary schema (table `data`, function `kanary_run`).
 pub fn kanary_schema() -> String {

@@ -172,6 +172,7 @@ fn slots_limit_how_many_run_at_once() {
             s.spawn(|| {
                 let _slot = SLOTS.take();
                 peak.fetch_max(now.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                // Not synchronisation: holding the slot a while is what lets the others pile up.
                 std::thread::sleep(Duration::from_millis(20));
                 now.fetch_sub(1, Ordering::SeqCst);
             });

@@ -88,6 +88,8 @@ fn pump(mut from: TcpStream, mut to: TcpStream, c: &Control, generation: u64) {
             break;
         }
         if c.stalled.load(Ordering::SeqCst) {
+            // Not synchronisation: a stalled proxy holds the bytes, which is the fault under test; it
+            // looks again for a heal or a drop every 20 ms.
             std::thread::sleep(Duration::from_millis(20));
             continue;
         }
@@ -95,7 +97,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, c: &Control, generation: u64) {
             Ok(0) => break,
             Ok(n) => {
                 while c.stalled.load(Ordering::SeqCst) && !dropped() {
-                    std::thread::sleep(Duration::from_millis(20));
+                    std::thread::sleep(Duration::from_millis(20)); // holding the bytes, as above
                 }
                 if dropped() || to.write_all(&buf[..n]).is_err() {
                     break;

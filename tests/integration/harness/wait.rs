@@ -1,5 +1,6 @@
 //! The one polling loop: check a condition every [`PAUSE`] until it holds, or panic after a timeout
-//! with what was awaited and whatever context the caller adds (say, the exporter's log).
+//! with what was awaited and whatever context the caller adds (say, the exporter's log). Tests wait on
+//! conditions through it and never sleep as synchronisation.
 
 use std::time::{Duration, Instant};
 
@@ -21,13 +22,27 @@ impl Deadline<'_> {
     }
 }
 
-/// Blocks until `cond` holds; after `timeout` panics with `what` and `context()`.
-pub fn until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool, context: impl Fn() -> String) {
+/// Blocks until `poll` gives a value and returns it; after `timeout` panics with `what` and
+/// `context()`.
+pub fn until_some<T>(
+    timeout: Duration,
+    what: &str,
+    mut poll: impl FnMut() -> Option<T>,
+    context: impl Fn() -> String,
+) -> T {
     let deadline = Deadline { start: Instant::now(), timeout, what };
-    while !cond() {
+    loop {
+        if let Some(value) = poll() {
+            return value;
+        }
         deadline.check(&context);
         std::thread::sleep(PAUSE);
     }
+}
+
+/// Blocks until `cond` holds; after `timeout` panics with `what` and `context()`.
+pub fn until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool, context: impl Fn() -> String) {
+    until_some(timeout, what, || cond().then_some(()), context)
 }
 
 /// [`until`] for async tests: sleeps on the runtime, so the runtime's other tasks keep running.

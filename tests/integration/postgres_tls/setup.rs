@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::{command, repo_root, Exposition};
+use crate::harness::{assert_fail_safe, command, kanary_signal, repo_root, wait, Exposition, KANARY_DB_ERROR};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use tempdb::{TempPostgres, TempPostgresOptions};
 
@@ -136,13 +136,34 @@ pub fn tls_db() -> TlsDb {
     std::fs::write(&hba, "hostssl all certuser 127.0.0.1/32 cert\nhostssl all all 127.0.0.1/32 scram-sha-256\n")
         .unwrap();
     pg.psql("postgres", "SELECT pg_reload_conf();").unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // The postmaster reloads on its own time: wait until it refuses the plaintext session it accepted
+    // a moment ago.
+    wait::until(
+        Duration::from_secs(10),
+        "the server to refuse plaintext (the hostssl-only pg_hba.conf in force)",
+        || pg.psql("postgres", "SELECT 1").is_err_and(|e| format!("{e:#}").contains("no pg_hba.conf entry")),
+        || format!("plaintext psql: {:?}", pg.psql("postgres", "SELECT 1")),
+    );
     TlsDb { pg, ca_pem: ca1, dir, ca, other_ca, client_cert, client_key, plaintext_once }
 }
 
 impl TlsDb {
     pub fn dsn(&self, host: &str, query: &str) -> String {
         format!("postgresql://exporter:{}@{host}:{}/demo?{query}", self.pg.password(), self.pg.port())
+    }
+
+    /// `SELECT pg_reload_conf()`, then waits until a new session shows `setting` = `want`. The
+    /// postmaster reloads its TLS certificate and key in the same step as the settings, before it
+    /// starts another session, so from then on every connection gets the new ones.
+    pub fn reload_conf_until(&self, setting: &str, want: &str) {
+        self.admin("SELECT pg_reload_conf()");
+        let show = || self.admin(&format!("SHOW {setting}"));
+        wait::until(
+            Duration::from_secs(10),
+            &format!("the server to reload {setting} = {want}"),
+            || show().trim() == want,
+            || format!("{setting} is {:?}", show().trim()),
+        );
     }
 
     /// SQL as `admin`, over TLS.
@@ -177,10 +198,7 @@ pub fn once_env(rules: &Path, dsn: &str, env: &[(&str, &str)]) -> (Option<i32>, 
     (out.status.code(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
 }
 
-/// Every one of the 24 targets fail-safe: up=1, db_error=1.
-pub fn all_fail_safe(text: &str) -> bool {
-    let m = Exposition::parse(text);
-    let up: Vec<_> = m.series.iter().filter(|(k, _)| k.starts_with("kanary_up{")).collect();
-    let db: Vec<_> = m.series.iter().filter(|(k, _)| k.starts_with("kanary_error{reason=\"db_error\"")).collect();
-    up.len() == 24 && db.len() == 24 && up.iter().all(|(_, v)| **v == 1.0) && db.iter().all(|(_, v)| **v == 1.0)
+/// Asserts that `--once` printed the Kanary signal fail-safe: every target up=1 and `db_error`=1.
+pub fn assert_once_fail_safe(text: &str) {
+    assert_fail_safe(&Exposition::parse(text), &kanary_signal(), KANARY_DB_ERROR);
 }
