@@ -24,6 +24,7 @@ mod endpoint;
 pub mod input;
 pub mod limits;
 mod loader;
+pub mod metric_family;
 pub mod metric_rule;
 pub mod model;
 mod names;
