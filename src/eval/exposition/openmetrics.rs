@@ -8,10 +8,8 @@
 //! typed `unknown` here: as a counter its series would have to be renamed, and a series that changes
 //! name with the scrape format breaks every query on it.
 
-use super::{Family, Format, MetricType};
-
-/// The `Content-Type` of OpenMetrics 1.0.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+use super::family::{Family, Format, MetricType};
+use super::render::{self, Dialect};
 
 /// The last line of every OpenMetrics body.
 pub const EOF: &[u8] = b"# EOF\n";
@@ -38,5 +36,5 @@ pub fn meta(family: &Family) -> (&str, &'static str) {
 
 /// `families` in OpenMetrics, in the given order, each family's series sorted; without `# EOF`.
 pub fn render(families: &[Family]) -> Vec<u8> {
-    super::render::render(families, Format::OpenMetrics)
+    render::render(families, &Dialect { format: Format::OpenMetrics, meta })
 }

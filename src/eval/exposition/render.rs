@@ -6,7 +6,7 @@
 //! through an index rather than copies of their labels, so rendering N series costs the output plus
 //! a few bytes per series: a snapshot of 100,000 series renders in one 9 MB allocation.
 
-use super::{openmetrics, text, Distribution, Family, Format, MetricType, Sample, Text};
+use super::family::{Distribution, Family, Format, MetricType, Sample, Text};
 
 /// Where rendered bytes go: the output, or a count of them.
 trait Out {
@@ -38,17 +38,24 @@ impl<O: Out> std::fmt::Write for Fmt<'_, O> {
     }
 }
 
-/// Renders `families` in the given order in `format`, each family's series sorted. OpenMetrics'
+/// What a format decides: the name and `# TYPE` of a family's metadata lines, and the format (for
+/// escaping, `# UNIT` and `_created`).
+pub(super) struct Dialect {
+    pub(super) format: Format,
+    pub(super) meta: fn(&Family) -> (&str, &'static str),
+}
+
+/// Renders `families` in the given order in `dialect`, each family's series sorted. OpenMetrics'
 /// `# EOF` is not written: the body ends after the exporter's own metrics.
-pub(super) fn render(families: &[Family], format: Format) -> Vec<u8> {
+pub(super) fn render(families: &[Family], dialect: &Dialect) -> Vec<u8> {
     let orders: Vec<FamilyOrder> = families.iter().map(FamilyOrder::of).collect();
     let mut measure = Measure(0);
     for (family, order) in families.iter().zip(&orders) {
-        write_family(&mut measure, family, order, format);
+        write_family(&mut measure, family, order, dialect);
     }
     let mut out = Vec::with_capacity(measure.0);
     for (family, order) in families.iter().zip(&orders) {
-        write_family(&mut out, family, order, format);
+        write_family(&mut out, family, order, dialect);
     }
     debug_assert_eq!(out.len(), measure.0, "the measured length is exact");
     out
@@ -134,16 +141,9 @@ fn series_order<T: Labelled>(items: &[T]) -> SeriesOrder {
     SeriesOrder { order, perms }
 }
 
-/// The name of the metadata lines, and their type, in `format`.
-fn meta(family: &Family, format: Format) -> (&str, &'static str) {
-    match format {
-        Format::Text => (&family.name, text::type_name(family.kind)),
-        Format::OpenMetrics => openmetrics::meta(family),
-    }
-}
-
-fn write_family(out: &mut impl Out, family: &Family, order: &FamilyOrder, format: Format) {
-    let (name, type_name) = meta(family, format);
+fn write_family(out: &mut impl Out, family: &Family, order: &FamilyOrder, dialect: &Dialect) {
+    let format = dialect.format;
+    let (name, type_name) = (dialect.meta)(family);
     out.put(b"# HELP ");
     out.put(name.as_bytes());
     out.put(b" ");

@@ -2,10 +2,8 @@
 //! the scraper asks for OpenMetrics. It has no info or state-set type (both are gauges here), no
 //! units and no `_created` series.
 
-use super::{Family, Format, MetricType};
-
-/// The `Content-Type` of the text format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+use super::family::{Family, Format, MetricType};
+use super::render::{self, Dialect};
 
 /// The `# TYPE` of a family of `kind`.
 pub fn type_name(kind: MetricType) -> &'static str {
@@ -20,5 +18,5 @@ pub fn type_name(kind: MetricType) -> &'static str {
 
 /// `families` in the text format, in the given order, each family's series sorted.
 pub fn render(families: &[Family]) -> Vec<u8> {
-    super::render::render(families, Format::Text)
+    render::render(families, &Dialect { format: Format::Text, meta: |f| (&f.name, type_name(f.kind)) })
 }

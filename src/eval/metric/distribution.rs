@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use super::cells::{bound, created, describe_labels, value};
-use super::{counts_observations, Columns, FamilyFailure, FoldError};
+use super::fold::{counts_observations, Columns, FamilyFailure, FoldError};
 use crate::eval::cell::Cell;
 use crate::eval::exposition::{format_value, Distribution, Family, Text};
 use crate::rules::model::{BucketCounts, FamilyValues, Histogram, MetricFamily};
@@ -72,10 +72,13 @@ impl DistributionFold {
         let when = columns.created.and_then(|i| created(&row[i]));
         match &f.values {
             FamilyValues::Histogram(Histogram::Observations { .. }) => {
-                let Some(v) = read(0)? else { return Ok(()) };
-                // The first bucket at or above v; NaN only in +Inf, as Prometheus's clients count it.
-                let at = if v.is_nan() { self.bounds.len() - 1 } else { self.bounds.partition_point(|&b| b < v) };
+                let observed = read(0)?;
+                // A NULL counts nothing but makes its label set exist (a LEFT JOIN's zero histogram).
                 let p = self.partial(labels);
+                let Some(v) = observed else { return Ok(()) };
+                // The first bucket at or above v; NaN only in +Inf, as Prometheus's clients count it.
+                let bounds = &p.points;
+                let at = if v.is_nan() { bounds.len() - 1 } else { bounds.partition_point(|&(b, _)| b < v) };
                 p.points[at].1 += 1.0;
                 p.sum = Some(p.sum.unwrap_or(0.0) + v);
                 p.count = Some(p.count.unwrap_or(0.0) + 1.0);

@@ -27,69 +27,20 @@
 
 mod cells;
 mod distribution;
+mod fold;
 mod scalar;
 #[cfg(test)]
 mod tests;
 
 use crate::eval::cell::{Cell, ResultSet};
 use crate::eval::exposition::{Family, MetricType, Sample, Text};
-use crate::rules::model::{
-    FamilyValues, Histogram, MetricFamily, MetricKind, MetricRule, OnEmpty, OnError, MAIN_QUERY,
-};
+use crate::rules::model::{FamilyValues, MetricFamily, MetricKind, MetricRule, OnEmpty, OnError, MAIN_QUERY};
 
 use cells::RowTexts;
 use distribution::DistributionFold;
+pub use fold::FamilyFailure;
+use fold::{Columns, FoldError};
 use scalar::ScalarFold;
-
-/// Why a histogram, summary or state set failed on its own: the reason named in its message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FamilyFailure {
-    /// A cumulative bucket counts fewer than the bucket below it.
-    DecreasingBuckets,
-    /// A `le` that is not a number (nor `+Inf`).
-    BadLe,
-    /// The `_count` column differs from the `+Inf` bucket.
-    CountMismatch,
-    /// One label set has the same bucket bound twice.
-    DuplicateBucket,
-    /// A quantile that is not a number from 0 to 1, or twice for one label set.
-    BadQuantile,
-    /// A state set's column holds a value that is none of its states.
-    BadValue,
-}
-
-impl FamilyFailure {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FamilyFailure::DecreasingBuckets => "decreasing_buckets",
-            FamilyFailure::BadLe => "bad_le",
-            FamilyFailure::CountMismatch => "count_mismatch",
-            FamilyFailure::DuplicateBucket => "duplicate_bucket",
-            FamilyFailure::BadQuantile => "bad_quantile",
-            FamilyFailure::BadValue => "bad_value",
-        }
-    }
-
-    /// The message of this failure of family `f`: `family F: REASON: detail`.
-    fn of(self, f: &MetricFamily, detail: String) -> FoldError {
-        FoldError::Family(format!("family {}: {}: {detail}", f.name, self.as_str()))
-    }
-}
-
-/// What stops a family's fold.
-#[derive(Debug)]
-enum FoldError {
-    /// The rule's result cannot be used: none of the run's series are served.
-    Rule(String),
-    /// This family's rows contradict themselves: it alone is withdrawn (or follows `on_error`).
-    Family(String),
-}
-
-impl From<String> for FoldError {
-    fn from(message: String) -> FoldError {
-        FoldError::Rule(message)
-    }
-}
 
 /// The families of a successful run: every family in declaration order, and why any of them failed
 /// on its own (those serve what `on_error` says).
@@ -97,15 +48,6 @@ impl From<String> for FoldError {
 pub struct Folded {
     pub families: Vec<Family>,
     pub family_failures: Vec<String>,
-}
-
-/// The column positions a family reads, once its statement announced its columns.
-#[derive(Debug, Clone)]
-struct Columns {
-    keys: Vec<usize>,
-    /// In the order of [`FamilyValues::columns`].
-    values: Vec<usize>,
-    created: Option<usize>,
 }
 
 /// The state of one family's fold.
@@ -379,9 +321,4 @@ fn zero_samples(rule: &MetricRule, f: &MetricFamily, database: &str) -> Vec<Samp
         FamilyValues::Column(_) | FamilyValues::One => vec![Sample::owned(fixed, 0.0)],
         FamilyValues::Histogram(_) | FamilyValues::Summary(_) | FamilyValues::StateSet(_) => Vec::new(),
     }
-}
-
-/// Whether `f` is a histogram of raw values (which reports zero observations when it has none).
-fn counts_observations(f: &MetricFamily) -> bool {
-    matches!(&f.values, FamilyValues::Histogram(Histogram::Observations { .. }))
 }

@@ -4,7 +4,7 @@
 //! set seen.
 
 use super::cells::{created, describe_labels, value};
-use super::{Columns, FamilyFailure, FoldError};
+use super::fold::{Columns, FamilyFailure, FoldError};
 use crate::eval::cell::Cell;
 use crate::eval::exposition::{Family, Sample, Text};
 use crate::rules::model::{FamilyValues, MetricFamily};
