@@ -170,15 +170,11 @@ fn limit_malloc_arenas() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn limit_malloc_arenas() {}
 
-fn main() -> ExitCode {
-    limit_malloc_arenas();
-    let cli = Cli::parse();
-    if cli.print_schema {
-        print!("{}", sql_signal_exporter::rules::schema::SCHEMA_TEXT);
-        return ExitCode::SUCCESS;
-    }
+/// `--test-rules` or `--check-rules` when asked (their exit code), or a misplaced `--db` (2);
+/// `None` when the exporter is to run.
+fn check_or_test(cli: &Cli) -> Option<ExitCode> {
     if let Some(files) = &cli.test_rules {
-        return match test_databases(cli.db.as_deref().unwrap_or_default()) {
+        return Some(match test_databases(cli.db.as_deref().unwrap_or_default()) {
             Ok(databases) => {
                 ExitCode::from(rule_tests::run(files, &rule_tests::Options { databases, format: cli.format }))
             }
@@ -186,23 +182,36 @@ fn main() -> ExitCode {
                 eprintln!("error: {msg}");
                 ExitCode::from(2)
             }
-        };
+        });
     }
     if let Some(files) = &cli.check_rules {
         if cli.db.as_ref().is_some_and(|v| !v.is_empty()) {
             eprintln!("error: --check-rules --db takes no value: it connects with each rules file's own DSN (NAME=DSN is for --test-rules)");
-            return ExitCode::from(2);
+            return Some(ExitCode::from(2));
         }
         let explain = cli.explain.then_some(sql_signal_exporter::source::ExplainLimits {
             min_rows: cli.explain_min_rows,
             max_cost: cli.explain_max_cost,
         });
         let opts = check::Options { db: cli.db.is_some(), explain, strict: cli.strict, format: cli.format };
-        return ExitCode::from(check::run(files, &opts));
+        return Some(ExitCode::from(check::run(files, &opts)));
     }
     if cli.db.is_some() {
         eprintln!("error: --db goes with --check-rules (or, as --db NAME=DSN, with --test-rules)");
-        return ExitCode::from(2);
+        return Some(ExitCode::from(2));
+    }
+    None
+}
+
+fn main() -> ExitCode {
+    limit_malloc_arenas();
+    let cli = Cli::parse();
+    if cli.print_schema {
+        print!("{}", sql_signal_exporter::rules::schema::SCHEMA_TEXT);
+        return ExitCode::SUCCESS;
+    }
+    if let Some(code) = check_or_test(&cli) {
+        return code;
     }
     init_logging(cli.log_level, cli.log_format);
 

@@ -491,3 +491,35 @@ fn response(request: &str, spec: &ResponseSpec, now: chrono::DateTime<chrono::Ut
     };
     FixtureResponse { request: request.to_string(), answer }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_schema_compiles_and_describes_every_property() {
+        assert!(validator()
+            .is_valid(&serde_json::json!({"version": 1, "rule_files": ["a.yaml"], "cases": [{"name": "x"}]})));
+        assert!(!validator().is_valid(
+            &serde_json::json!({"version": 1, "rule_files": ["a.yaml"], "cases": [{"name": "x", "expct": {}}]})
+        ));
+        // Every property of the schema says what it is for (the editor shows it).
+        fn walk(v: &serde_json::Value, at: &str, missing: &mut Vec<String>) {
+            if let Some(props) = v.get("properties").and_then(|p| p.as_object()) {
+                for (k, p) in props {
+                    if p.get("description").is_none() && p.get("$ref").is_none() {
+                        missing.push(format!("{at}/{k}"));
+                    }
+                }
+            }
+            match v {
+                serde_json::Value::Object(m) => m.iter().for_each(|(k, c)| walk(c, &format!("{at}/{k}"), missing)),
+                serde_json::Value::Array(a) => a.iter().for_each(|c| walk(c, at, missing)),
+                _ => {}
+            }
+        }
+        let mut missing = Vec::new();
+        walk(schema(), "", &mut missing);
+        assert!(missing.is_empty(), "properties without a description: {missing:?}");
+    }
+}

@@ -1,5 +1,5 @@
 //! What a rule test (`--test-rules`) puts in place of a source's real data, and the session that
-//! serves it: the shared part of [`Source::open_fixture`](super::Source::open_fixture).
+//! serves it: the shared part of [`Source::open_fixture`].
 //!
 //! A test must run the rule's real statements through the real evaluation, so the fixture is handed
 //! to the kind of source and the kind decides how to serve it: a SQL database creates temporary

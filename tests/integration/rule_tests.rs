@@ -216,10 +216,5 @@ fn a_case_leaves_no_table_row_or_session_behind() {
     let out = test_rules(&[repo_root().join("rules/tests/kanary.test.yaml")], &db);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     // The binary has exited; its backends end as the server notices the closed connections.
-    wait::until(
-        Duration::from_secs(10),
-        "no session, temporary table or new row left",
-        || state() == "3,0,0",
-        || state(),
-    );
+    wait::until(Duration::from_secs(10), "no session, temporary table or new row left", || state() == "3,0,0", state);
 }
