@@ -1,18 +1,14 @@
 //! What a rule test (`--test-rules`) puts in place of a source's real data, and the session that
-//! serves it: the shared part of [`Source::open_fixture`].
+//! serves it: the shared part of [`Source::open_fixture`](super::Source::open_fixture).
 //!
 //! A test must run the rule's real statements through the real evaluation, so the fixture is handed
 //! to the kind of source and the kind decides how to serve it: a SQL database creates temporary
 //! tables that shadow the real ones inside a transaction that is never committed; an endpoint
 //! answers each named request with its canned response and opens no socket at all. The session is
-//! itself a [`Source`], so `run::evaluate` takes it exactly as it takes a pooled source.
+//! itself a [`Source`](super::Source), so `run::evaluate` takes it exactly as it takes a pooled source.
 //!
 //! Every value here is concrete: relative times (`-2h`) were resolved by the caller, so a kind
 //! never needs a clock.
-
-use futures_util::future::BoxFuture;
-
-use super::seam::{FetchError, Source};
 
 /// The rows and responses of one evaluation of a rule test.
 #[derive(Debug, Clone, Default)]
@@ -75,13 +71,4 @@ pub enum TransportFailure {
     Timeout,
     /// The connection was refused.
     Refused,
-}
-
-/// A source serving a [`Fixture`] for one evaluation. Its `fetch` runs the rule's statements as the
-/// source would, on the fixture's data; nothing it does is kept.
-pub trait FixtureSession: Source {
-    /// Ends the session: whatever the fixture created is undone (a SQL transaction rolled back, its
-    /// connection closed). Dropping a session without finishing it closes its connection, which
-    /// also ends the transaction on the server, uncommitted.
-    fn finish(self: Box<Self>) -> BoxFuture<'static, Result<(), FetchError>>;
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
-use super::fixture::{Fixture, FixtureSession};
+use super::fixture::Fixture;
 use crate::eval::cell::Cell;
 use crate::rules::model::Rule;
 use crate::rules::template;
@@ -216,4 +216,13 @@ pub trait Source: Send + Sync + fmt::Debug {
 pub struct Connections {
     pub open: usize,
     pub in_use: usize,
+}
+
+/// A source serving a [`Fixture`] for one evaluation (see [`Source::open_fixture`]). Its `fetch` runs the rule's statements as the
+/// source would, on the fixture's data; nothing it does is kept.
+pub trait FixtureSession: Source {
+    /// Ends the session: whatever the fixture created is undone (a SQL transaction rolled back, its
+    /// connection closed). Dropping a session without finishing it closes its connection, which
+    /// also ends the transaction on the server, uncommitted.
+    fn finish(self: Box<Self>) -> BoxFuture<'static, Result<(), FetchError>>;
 }

@@ -15,8 +15,8 @@ use tokio::time::Instant;
 use super::{run_queries, sqlite, status_refused, too_large, work, Call, HttpSource};
 use crate::rules::model::Endpoint;
 use crate::secret::redact;
-use crate::source::fixture::{Fixture, FixtureAnswer, FixtureResponse, FixtureSession, TransportFailure};
-use crate::source::seam::{Connections, Fetch, FetchError, Reach, RowSink, Source, StatementCheck};
+use crate::source::fixture::{Fixture, FixtureAnswer, FixtureResponse, TransportFailure};
+use crate::source::seam::{Connections, Fetch, FetchError, FixtureSession, Reach, RowSink, Source, StatementCheck};
 
 /// An endpoint whose requests are answered by a fixture.
 pub(super) struct HttpFixture {

@@ -13,8 +13,10 @@ use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use tokio::time::{timeout_at, Instant};
 
-use super::fixture::{Fixture, FixtureSession};
-use super::seam::{ColumnType, Connections, Fetch, FetchError, Prepared, Reach, RowSink, Source, StatementCheck};
+use super::fixture::Fixture;
+use super::seam::{
+    ColumnType, Connections, Fetch, FetchError, FixtureSession, Prepared, Reach, RowSink, Source, StatementCheck,
+};
 use crate::rules::model::{Auth, Endpoint, EndpointRule, Placement, Proxy, Rule};
 use crate::rules::template;
 use crate::secret::redact;

@@ -21,7 +21,8 @@ use super::error::{describe_pg_error, describe_pool_error};
 use super::{run, PgSource};
 use crate::rules::model::MAIN_QUERY;
 use crate::secret::redact;
-use crate::source::fixture::{Fixture, FixtureSession, FixtureTable};
+use crate::source::fixture::{Fixture, FixtureTable};
+use crate::source::seam::FixtureSession;
 use crate::source::seam::{render_statement, Connections, Fetch, FetchError, Reach, RowSink, Source, StatementCheck};
 
 /// How long ending a session may take before its connection is simply closed (which also ends the

@@ -25,10 +25,10 @@ use tokio::time::{timeout_at, Instant};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_util::task::TaskTracker;
 
-use super::fixture::{Fixture, FixtureSession};
+use super::fixture::Fixture;
 use super::seam::{
-    parameter_mismatch, render_statement, ColumnType, Connections, ExplainLimits, Fetch, FetchError, PoolSettings,
-    Prepared, Reach, RowSink, Source, StatementCheck,
+    parameter_mismatch, render_statement, ColumnType, Connections, ExplainLimits, Fetch, FetchError, FixtureSession,
+    PoolSettings, Prepared, Reach, RowSink, Source, StatementCheck,
 };
 use crate::rules::model::{Bindings, Database, Rule, MAIN_QUERY};
 use crate::rules::template::ASSUMED_SERVER_VERSION_NUM;
