@@ -196,8 +196,10 @@ pub trait Source: Send + Sync + fmt::Debug {
     /// - an endpoint answers each named request with its
     ///   [`FixtureResponse`](super::FixtureResponse), judged like a real response (status, size),
     ///   and opens no socket: nothing is fetched, no proxy is asked;
-    /// - a fixture the kind cannot serve (a table for an endpoint, a response for a database, a
-    ///   request without an answer) is an error naming it, never a silent fallback to real data.
+    /// - a kind serves its own part of the fixture (tables for SQL, responses for endpoints) and
+    ///   ignores the other, so one case may hold both for rules of both kinds;
+    /// - what the fixture lacks (a request without an answer) is an error naming it, never a
+    ///   fallback to real data; a table the fixture does not give is the real one (SQL kinds).
     fn open_fixture<'a>(
         &'a self,
         fixture: &'a Fixture,

@@ -31,21 +31,19 @@ impl std::fmt::Debug for HttpFixture {
     }
 }
 
-impl HttpFixture {
-    pub(super) fn new(source: &HttpSource, fixture: &Fixture) -> Result<HttpFixture, FetchError> {
-        if let Some(t) = fixture.tables.first() {
-            return Err(FetchError::Query(format!(
-                "endpoint '{}' answers requests, it has no tables: fixture table '{}' cannot be served; give responses for an endpoint",
-                source.endpoint.name, t.name
-            )));
-        }
+impl HttpSource {
+    /// A session answering this endpoint's requests from `fixture`.
+    pub(super) fn fixture_session(&self, fixture: &Fixture) -> Result<HttpFixture, FetchError> {
+        // Tables are for SQL sources: a case may hold both for rules of both kinds.
         Ok(HttpFixture {
-            endpoint: source.endpoint.clone(),
-            secrets: source.secrets.clone(),
+            endpoint: self.endpoint.clone(),
+            secrets: self.secrets.clone(),
             responses: fixture.responses.clone(),
         })
     }
+}
 
+impl HttpFixture {
     fn scrub(&self, text: &str) -> String {
         self.secrets.iter().fold(text.to_string(), |out, s| redact(&out, s))
     }

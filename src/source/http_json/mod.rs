@@ -320,7 +320,7 @@ impl Source for HttpSource {
         fixture: &'a Fixture,
         _timeout: Duration,
     ) -> BoxFuture<'a, Result<Box<dyn FixtureSession>, FetchError>> {
-        let session = fixture::HttpFixture::new(self, fixture).map(|s| Box::new(s) as Box<dyn FixtureSession>);
+        let session = self.fixture_session(fixture).map(|s| Box::new(s) as Box<dyn FixtureSession>);
         async move { session }.boxed()
     }
 
