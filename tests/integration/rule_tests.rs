@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use crate::harness::{command, repo_root, wait, Db};
 
-/// The shipped test files, sorted.
+/// The shipped test files (`rules/tests/`, and the examples' beside them), sorted.
 fn shipped_test_files() -> Vec<PathBuf> {
-    let dir = repo_root().join("rules/tests");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("rules/tests")
+    let mut files: Vec<PathBuf> = ["rules/tests", "examples/ci-runs"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(repo_root().join(dir)).expect("a directory of tests"))
         .map(|e| e.expect("entry").path())
         .filter(|p| p.to_string_lossy().ends_with(".test.yaml"))
         .collect();
@@ -69,6 +69,10 @@ fn every_shipped_test_file_passes_on_a_real_server() {
     let db = Db::shared();
     let files = shipped_test_files();
     assert!(files.len() >= 4, "kanary, postgres, dtr and matillion have tests: {files:?}");
+    for f in &files {
+        let first = std::fs::read_to_string(f).expect("read").lines().next().unwrap_or_default().to_string();
+        assert_eq!(first, "# yaml-language-server: $schema=../../schemas/rule-tests.schema.json", "{}", f.display());
+    }
     let out = test_rules(&files, &db);
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(0), "{shown}");
@@ -217,4 +221,54 @@ fn a_case_leaves_no_table_row_or_session_behind() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     // The binary has exited; its backends end as the server notices the closed connections.
     wait::until(Duration::from_secs(10), "no session, temporary table or new row left", || state() == "3,0,0", state);
+}
+
+#[test]
+fn a_sequence_remembers_discovered_targets_across_a_failed_request() {
+    // examples/ci-runs/ci-runs.yaml without declared targets: they are discovered from the runs.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = std::fs::read_to_string(repo_root().join("examples/ci-runs/ci-runs.yaml")).expect("read");
+    let declared = "    targets:\n      - {workflow: [ci, release], branch: main}\n";
+    let joined = "      SELECT t.workflow, t.branch, runs.conclusion, runs.finished\n      FROM targets AS t JOIN runs ON runs.workflow = t.workflow AND runs.branch = t.branch\n      WHERE runs.newest <= {{ window }}";
+    assert!(rules.contains(declared) && rules.contains(joined), "the example changed; update this test");
+    let discovering = rules
+        .replace(declared, "")
+        .replace(joined, "      SELECT workflow, branch, conclusion, finished FROM runs WHERE newest <= {{ window }}");
+    std::fs::write(dir.path().join("ci-runs.yaml"), discovering).expect("write");
+    let case = |second: &str| {
+        format!(
+            r#"version: 1
+rule_files: [ci-runs.yaml]
+env: {{CI_API_URL: "https://ci.invalid:1"}}
+cases:
+  - name: "targets seen once are reported fail-safe when the API fails"
+    evaluations:
+      - responses:
+          runs:
+            body: {{workflow_runs: [{{name: ci, head_branch: main, status: completed, conclusion: success, updated_at: -1h}}]}}
+        expect:
+          targets: [{{labels: {{workflow: ci, branch: main}}, state: up}}]
+      - responses:
+          runs: {{failure: refused}}
+        expect:
+          failing: [ci_runs]
+          targets: [{{labels: {{workflow: ci, branch: main}}, state: {second}}}]
+"#
+        )
+    };
+    let file = dir.path().join("ci-runs.test.yaml");
+    std::fs::write(&file, case("query_failed")).expect("write");
+    let out = command().arg("--test-rules").arg(&file).output().expect("runs");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // The same expectation wrong in the second evaluation fails there, naming it.
+    std::fs::write(&file, case("up")).expect("write");
+    let out = command().arg("--test-rules").arg(&file).output().expect("runs");
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains(
+            "evaluation 2: target {workflow=\"ci\",branch=\"main\"} of signal 'ci_runs': expected up, got query_failed"
+        ),
+        "{shown}"
+    );
 }
