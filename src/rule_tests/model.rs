@@ -522,4 +522,12 @@ mod tests {
         walk(schema(), "", &mut missing);
         assert!(missing.is_empty(), "properties without a description: {missing:?}");
     }
+
+    #[test]
+    fn the_schemas_target_states_are_up_down_and_every_failure_kind() {
+        let states = &schema()["$defs"]["expect"]["properties"]["targets"]["items"]["properties"]["state"]["enum"];
+        let mut expected = vec!["up", "down"];
+        expected.extend(Failure::ALL.iter().map(|f| f.key()));
+        assert_eq!(states, &serde_json::json!(expected));
+    }
 }
