@@ -5,7 +5,7 @@
 //! `prometheus` crate's static collectors do not model; and a snapshot is rendered once and served
 //! many times, so rendering straight into bytes is both simpler and faster. Label names are sorted and
 //! series are sorted by label values, as Prometheus's own client libraries do, so the output is stable
-//! and comparable byte for byte. Both formats walk the same families the same way ([`render`]); they
+//! and comparable byte for byte. Both formats walk the same families the same way (`render.rs`); they
 //! differ only in the metadata lines, a few type names and OpenMetrics' `_created` series and `# EOF`.
 
 mod family;
