@@ -21,6 +21,7 @@
 //! 7. side by side with postgres_exporter, sql_exporter and query-exporter, all exporting the same
 //!    Kanary signal and PostgreSQL families from the same database (their series checked equal);
 //! 8. capacity: how many Kanary-shaped rules at 1m one instance carries.
+//! 9. OpenMetrics against the text format: scrape throughput of the same series in both, as a ratio.
 //!
 //! It prints a Markdown report (ratios first, raw figures after) to stdout and writes it to
 //! `target/bench-results.md`. nginx, wrk and the two Go peers come from Debian (`apt-get install -y nginx
@@ -41,6 +42,8 @@ mod fixtures;
 mod footprint;
 #[path = "bench/kanary.rs"]
 mod kanary;
+#[path = "bench/openmetrics.rs"]
+mod openmetrics;
 #[path = "bench/peer_bench.rs"]
 mod peer_bench;
 #[path = "bench/peers.rs"]
@@ -189,6 +192,12 @@ fn run() -> Result<()> {
     if std::env::args().any(|a| a == "--kanary-only") {
         return kanary_only(&ctx);
     }
+    if std::env::args().any(|a| a == "--formats-only") {
+        let mut o = String::new();
+        openmetrics::bench(&ctx)?.render(&mut o);
+        print!("{o}");
+        return Ok(());
+    }
     step("loading 1,000,000 rows of bench_runs (1,000 targets × 1,000 runs) …");
     let t = Instant::now();
     ctx.sql(fixtures::BENCH_RUNS_SQL)?;
@@ -204,6 +213,8 @@ fn run() -> Result<()> {
     let mut builds = Vec::new();
     let scrape = scrape::scrape_bench(&ctx)?;
     builds.push(("1. scrapes", watch.take()));
+    let formats = openmetrics::bench(&ctx)?;
+    builds.push(("9. OpenMetrics", watch.take()));
     let hang = scrape::hang_bench(&ctx)?;
     builds.push(("2. hang", watch.take()));
     let cost = evaluation::db_cost_bench(&ctx)?;
@@ -238,7 +249,8 @@ fn run() -> Result<()> {
         builds,
         total: started.elapsed(),
     };
-    let text = report.render();
+    let mut text = report.render();
+    formats.render(&mut text);
     print!("{text}");
     let out = target_dir().join("bench-results.md");
     fs::write(&out, &text).with_context(|| format!("writing {}", out.display()))?;
