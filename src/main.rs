@@ -207,7 +207,7 @@ fn convert(args: &[String], output: Option<&std::path::Path>) -> ExitCode {
     } else {
         eprintln!(
             "{} thing(s) did not convert; each is a NOT CONVERTED comment at its place in the rules file",
-            conversion.warnings.len()
+            conversion.not_converted()
         );
         ExitCode::FAILURE
     }

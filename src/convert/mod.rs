@@ -28,7 +28,7 @@ mod query_exporter;
 mod schedule;
 mod sql_exporter;
 
-pub use peer_file::{ConvertError, Variable, Warning};
+pub use peer_file::{ConvertError, Variable, Warning, WarningKind};
 
 /// A peer's configuration format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,16 +70,22 @@ impl Format {
 pub struct Conversion {
     /// The rules file, starting with the schema modeline.
     pub rules_yaml: String,
-    /// One per thing that could not be represented (also a comment in `rules_yaml`).
+    /// One per thing that could not be represented, or differs from the peer (also a comment in
+    /// `rules_yaml`).
     pub warnings: Vec<Warning>,
     /// Environment variables the rules file reads, each with what to put in it.
     pub variables: Vec<Variable>,
 }
 
 impl Conversion {
-    /// Whether everything converted (the command's exit status 0).
+    /// Whether everything converted (the command's exit status 0); differences do not count.
     pub fn is_complete(&self) -> bool {
-        self.warnings.is_empty()
+        self.not_converted() == 0
+    }
+
+    /// How many things did not convert.
+    pub fn not_converted(&self) -> usize {
+        self.warnings.iter().filter(|w| w.kind == WarningKind::NotConverted).count()
     }
 }
 

@@ -25,17 +25,37 @@ impl std::fmt::Display for ConvertError {
 
 impl std::error::Error for ConvertError {}
 
-/// Something of the peer's configuration the rules file does not represent.
+/// What a warning says of the peer's setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WarningKind {
+    /// The rules file does not represent it (the command exits 1).
+    NotConverted,
+    /// Converted, but the rules behave otherwise than the peer does in a case the warning names.
+    Differs,
+}
+
+/// Something of the peer's configuration the rules file does not represent, or represents with a
+/// difference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
+    pub kind: WarningKind,
     pub file: PathBuf,
     pub line: usize,
     pub message: String,
 }
 
+impl WarningKind {
+    fn wording(self) -> &'static str {
+        match self {
+            WarningKind::NotConverted => "not converted",
+            WarningKind::Differs => "differs from the peer",
+        }
+    }
+}
+
 impl std::fmt::Display for Warning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}: warning: not converted: {}", self.file.display(), self.line, self.message)
+        write!(f, "{}:{}: warning: {}: {}", self.file.display(), self.line, self.kind.wording(), self.message)
     }
 }
 
@@ -105,9 +125,18 @@ impl Report {
     /// Records that the node at `pointer` of `file` is not represented, and returns the comment to
     /// put at its place in the output.
     pub(super) fn left_out(&mut self, file: &PeerFile, pointer: &str, message: impl Into<String>) -> String {
-        let message = message.into();
-        let comment = format!("NOT CONVERTED ({}): {message}", file.at(pointer));
-        self.warnings.push(Warning { file: file.path.clone(), line: file.line(pointer), message });
+        self.warn(WarningKind::NotConverted, file, pointer, message.into())
+    }
+
+    /// Records that the node at `pointer` converted with a difference from the peer's behaviour,
+    /// and returns the comment to put at its place.
+    pub(super) fn differs(&mut self, file: &PeerFile, pointer: &str, message: impl Into<String>) -> String {
+        self.warn(WarningKind::Differs, file, pointer, message.into())
+    }
+
+    fn warn(&mut self, kind: WarningKind, file: &PeerFile, pointer: &str, message: String) -> String {
+        let comment = format!("{} ({}): {message}", kind.wording().to_ascii_uppercase(), file.at(pointer));
+        self.warnings.push(Warning { kind, file: file.path.clone(), line: file.line(pointer), message });
         comment
     }
 

@@ -103,7 +103,19 @@ fn namespace_rule(report: &mut Report, file: &PeerFile, at: (&str, &str), spec: 
     }
     let query = match spec.text("runonserver") {
         Some(range) => match version_condition(&range) {
-            Some(condition) => guarded_query(&query, &condition, &columns),
+            Some(condition) => {
+                let families: Vec<String> = rule.families.iter().map(|f| f.name.clone()).collect();
+                rule.comments.push(report.differs(
+                    file,
+                    &format!("{pointer}/runonserver"),
+                    format!(
+                        "runonserver {range:?} is honoured here, while postgres_exporter 0.11 ignores it in queries.yaml \
+                         (tested): on a server outside the range the peer runs the query and exports {}, the rule does not",
+                        families.join(", ")
+                    ),
+                ));
+                guarded_query(&query, &condition, &columns)
+            }
             None => {
                 rule.comments.push(report.left_out(
                     file,
@@ -137,12 +149,13 @@ fn column_family(report: &mut Report, file: &PeerFile, at: (&str, &Column), comm
         "DURATION" => Some(FamilyOut::new(&format!("{name}_milliseconds"), &column.help, KindOut::Gauge, as_number)),
         "MAPPEDMETRIC" => {
             let mut family = FamilyOut::new(&name, &column.help, KindOut::Gauge, as_number);
-            family.comments.push(report.left_out(
+            family.comments.push(report.differs(
                 file,
                 &column.pointer,
                 format!(
-                    "the mapping of MAPPEDMETRIC column '{}': postgres_exporter 0.11 reads the column as a number and \
-                     ignores the mapping, and so does this rule; to map text, write a CASE in the query",
+                    "the mapping of MAPPEDMETRIC column '{}' (family {name}) is not applied: postgres_exporter 0.11 \
+                     reads a queries.yaml column as a number and ignores its mapping (tested), and so does this rule; \
+                     to map text, write a CASE in the query",
                     column.name
                 ),
             ));

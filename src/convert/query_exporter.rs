@@ -224,18 +224,19 @@ fn metric_family(report: &mut Report, file: &PeerFile, at: (&str, &str)) -> Resu
     let help = spec.text("description").unwrap_or_default();
     let kind = spec.text("type").unwrap_or_default();
     let value = ValueOut::Column(metric.to_string());
+    // prometheus_client exports a counter `x` as `x_total`.
+    let counter_name = if metric.ends_with("_total") { metric.to_string() } else { format!("{metric}_total") };
     let mut family = match kind.as_str() {
         "gauge" => FamilyOut::new(metric, &help, KindOut::Gauge, value),
         "counter" if spec.get("increment").and_then(Value::as_bool) == Some(false) => {
-            let name = if metric.ends_with("_total") { metric.to_string() } else { format!("{metric}_total") };
-            FamilyOut::new(&name, &help, KindOut::Counter, value)
+            FamilyOut::new(&counter_name, &help, KindOut::Counter, value)
         }
         "counter" => {
             return Err(report.left_out(
                 file,
                 pointer,
                 format!(
-                    "counter '{metric}' increments by each result (increment: true, the default); a rule exports \
+                    "counter '{metric}' (family {counter_name}) increments by each result (increment: true, the default); a rule exports \
                      the value the query returns: make the query return the running total and set increment: false"
                 ),
             ))

@@ -68,14 +68,8 @@ pub(super) fn cron_period_millis(expr: &str) -> Option<u64> {
     if let Some(every) = expr.strip_prefix("@every ") {
         return go_duration_millis(every);
     }
-    let fields: Vec<&str> = expr.split_whitespace().collect();
-    // Six fields: robfig/cron's seconds first.
-    let (seconds, rest) = match fields.len() {
-        5 => ("0", &fields[..]),
-        6 => (fields[0], &fields[1..]),
-        _ => return None,
-    };
-    let [minute, hour, day, month, weekday] = [rest[0], rest[1], rest[2], rest[3], rest[4]];
+    // Five fields, as both peers read them (justwatch refuses six; croniter's sixth is not ours).
+    let [minute, hour, day, month, weekday]: [&str; 5] = expr.split_whitespace().collect::<Vec<_>>().try_into().ok()?;
     if [day, month, weekday].iter().any(|f| *f != "*" && *f != "?") {
         return None;
     }
@@ -86,10 +80,9 @@ pub(super) fn cron_period_millis(expr: &str) -> Option<u64> {
         }
     };
     let fixed = |field: &str| field.parse::<u64>().is_ok();
-    match (seconds, minute, hour) {
-        (s, "*", "*") if s != "0" && !fixed(s) => step(s, 60).map(|n| n * 1000),
-        (s, m, "*") if fixed(s) && !fixed(m) => step(m, 60).map(|n| n * 60_000),
-        (s, m, h) if fixed(s) && fixed(m) => step(h, 24).map(|n| n * 3_600_000),
+    match (minute, hour) {
+        (m, "*") if !fixed(m) => step(m, 60).map(|n| n * 60_000),
+        (m, h) if fixed(m) => step(h, 24).map(|n| n * 3_600_000),
         _ => None,
     }
 }
@@ -112,7 +105,7 @@ mod tests {
         assert_eq!(cron_period_millis("*/5 * * * *"), Some(300_000));
         assert_eq!(cron_period_millis("* * * * *"), Some(60_000));
         assert_eq!(cron_period_millis("0 */2 * * *"), Some(7_200_000));
-        assert_eq!(cron_period_millis("*/10 * * * * *"), Some(10_000));
+        assert_eq!(cron_period_millis("*/10 * * * * *"), None);
         assert_eq!(cron_period_millis("@every 90s"), Some(90_000));
         assert_eq!(cron_period_millis("0 3 * * 1-5"), None);
         assert_eq!(cron_period_millis("*/7 * * * *"), None);

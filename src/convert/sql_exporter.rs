@@ -63,6 +63,7 @@ pub(super) fn convert(report: &mut Report, files: &[PathBuf]) -> Result<RulesOut
         peer_files.push(file);
     }
     let mut rules = RulesOut::default();
+    let default_interval = peer_files[0].doc.get("global").and_then(|g| g.text("min_interval")).and_then(|t| interval_of(&t));
     let placements = placements(report, &peer_files[0], &collectors, &mut rules);
     for collector in &collectors {
         let file = &peer_files[collector.file];
@@ -74,7 +75,8 @@ pub(super) fn convert(report: &mut Report, files: &[PathBuf]) -> Result<RulesOut
             )));
             continue;
         };
-        collector_rules(report, (file, collector), placement, &mut rules);
+        let ctx = CollectorCtx { file, collector, placement, default_interval: default_interval.clone() };
+        collector_rules(report, &ctx, &mut rules);
     }
     Ok(rules)
 }
@@ -166,16 +168,33 @@ struct QueryGroup<'a> {
     metrics: Vec<(String, &'a Value)>,
 }
 
-fn collector_rules(report: &mut Report, at: (&PeerFile, &Collector), placement: &Placement, rules: &mut RulesOut) {
-    let (file, collector) = at;
+/// `min_interval` as a rule interval: none for 0s (the peer's "on every scrape").
+fn interval_of(text: &str) -> Option<String> {
+    match schedule::go_duration_millis(text) {
+        Some(ms) if ms >= 1000 => Some(schedule::duration_text(ms)),
+        _ => None,
+    }
+}
+
+/// One collector, and where it runs.
+struct CollectorCtx<'a> {
+    file: &'a PeerFile,
+    collector: &'a Collector,
+    placement: &'a Placement,
+    /// `global.min_interval`.
+    default_interval: Option<String>,
+}
+
+fn collector_rules(report: &mut Report, ctx: &CollectorCtx<'_>, rules: &mut RulesOut) {
+    let (file, collector, placement) = (ctx.file, ctx.collector, ctx.placement);
     let base = collector.pointer.as_str();
     let doc = if base.is_empty() { &file.doc } else { file.doc.pointer_value(base) };
     let mut comments =
         unknown_keys(report, file, (doc, base), &["collector_name", "min_interval", "metrics", "queries"]);
-    let interval = doc.text("min_interval").and_then(|t| match schedule::go_duration_millis(&t) {
-        Some(ms) if ms >= 1000 => Some(schedule::duration_text(ms)),
-        _ => None,
-    });
+    let interval = match doc.text("min_interval") {
+        Some(text) => interval_of(&text),
+        None => ctx.default_interval.clone(),
+    };
     let mut groups: Vec<QueryGroup<'_>> = Vec::new();
     for (q, query) in doc.items("queries").into_iter().enumerate() {
         let name = query.text("query_name").unwrap_or_else(|| format!("query{q}"));
