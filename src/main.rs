@@ -161,9 +161,15 @@ fn limit_malloc_arenas() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn limit_malloc_arenas() {}
 
+/// Where `--convert` writes the rules file.
+enum Destination<'a> {
+    Stdout,
+    File(&'a std::path::Path),
+}
+
 /// `--convert FORMAT FILE... [-o FILE]`: 0 when everything converted, 1 when something was left
 /// out (said on stderr and in the output), 2 on a usage error or a file that cannot be read.
-fn convert(args: &[String], output: Option<&std::path::Path>) -> ExitCode {
+fn convert(args: &[String], destination: Destination<'_>) -> ExitCode {
     use sql_signal_exporter::convert::{self as peer, Format};
     let (format, files) = match args.split_first() {
         Some((format, files)) => (format, files),
@@ -184,10 +190,10 @@ fn convert(args: &[String], output: Option<&std::path::Path>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let written = match output {
-        Some(path) => std::fs::write(path, &conversion.rules_yaml)
-            .map_err(|e| format!("-o {}: cannot write the rules file: {e}", path.display())),
-        None => {
+    let written = match destination {
+        Destination::File(path) => std::fs::write(path, &conversion.rules_yaml)
+            .map_err(|e| format!("-o {}: cannot write the rules file: {e}; check the directory exists and is writable", path.display())),
+        Destination::Stdout => {
             use std::io::Write;
             std::io::stdout().write_all(conversion.rules_yaml.as_bytes()).map_err(|e| format!("stdout: {e}"))
         }
@@ -221,7 +227,11 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if let Some(args) = &cli.convert {
-        return convert(args, cli.output.as_deref());
+        let destination = match cli.output.as_deref() {
+            Some(path) => Destination::File(path),
+            None => Destination::Stdout,
+        };
+        return convert(args, destination);
     }
     if let Some(files) = &cli.check_rules {
         let explain = cli.explain.then_some(sql_signal_exporter::source::ExplainLimits {

@@ -12,7 +12,16 @@ use super::output::DatabaseOut;
 use super::peer_file::{PeerFile, Report};
 
 /// URL schemes (or SQLAlchemy dialects) that name PostgreSQL.
-const POSTGRES_SCHEMES: &[&str] = &["postgres", "postgresql", "pg", "pgx", "postgresql+psycopg", "postgresql+psycopg2", "postgresql+asyncpg", "postgresql+pg8000"];
+const POSTGRES_SCHEMES: &[&str] = &[
+    "postgres",
+    "postgresql",
+    "pg",
+    "pgx",
+    "postgresql+psycopg",
+    "postgresql+psycopg2",
+    "postgresql+asyncpg",
+    "postgresql+pg8000",
+];
 
 /// Where a DSN was found, for its variables' names and its warnings.
 pub(super) struct DsnSite<'a> {
@@ -117,7 +126,10 @@ fn words(report: &mut Report, name: &str, info: &ConnInfo) -> String {
     }
     if info.get("password").is_some() {
         let var = format!("{prefix}_PASSWORD");
-        report.variable(&var, format!("the password of database '{name}' (the peer's configuration has it; it is not copied)"));
+        report.variable(
+            &var,
+            format!("the password of database '{name}' (the peer's configuration has it; it is not copied)"),
+        );
         out.push(format!("password='${{{var}}}'"));
     }
     for (key, value) in info.iter() {

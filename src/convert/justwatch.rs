@@ -17,7 +17,7 @@ use serde_yaml::Value;
 
 use super::dsn::{self, DsnSite};
 use super::output::{sql_template, EntryOut, FamilyOut, KindOut, RuleOut, RulesOut, ValueOut};
-use super::peer_file::{identifier, unknown_keys, ConvertError, PeerFile, Report, ValueExt};
+use super::peer_file::{identifier, unknown_keys, ConvertError, Node, PeerFile, Report, ValueExt};
 use super::schedule;
 
 /// The label the peer puts the value column's name in.
@@ -28,9 +28,13 @@ pub(super) fn convert(report: &mut Report, files: &[PathBuf]) -> Result<RulesOut
     let mut families = BTreeSet::new();
     for path in files {
         let file = PeerFile::read(path)?;
-        unknown_keys(report, &file, (&file.doc, ""), &["jobs", "queries"]);
+        unknown_keys(report, Node::root(&file), &["jobs", "queries"]);
         if file.doc.items("jobs").is_empty() {
-            return Err(file.shape_error("", "no `jobs:` list", "justwatchcom/sql_exporter's jobs, connections and queries"));
+            return Err(file.shape_error(
+                "",
+                "no `jobs:` list",
+                "justwatchcom/sql_exporter's jobs, connections and queries",
+            ));
         }
         for (j, job) in file.doc.items("jobs").into_iter().enumerate() {
             let ctx = JobCtx { file: &file, job, pointer: format!("/jobs/{j}") };
@@ -52,15 +56,16 @@ fn job_rules(report: &mut Report, ctx: &JobCtx<'_>, rules: &mut RulesOut, famili
     let job_name = job.text("name").unwrap_or_else(|| format!("job{}", pointer.rsplit('/').next().unwrap_or("0")));
     let mut comments = unknown_keys(
         report,
-        file,
-        (job, pointer),
+        Node { file, value: job, pointer },
         &["name", "interval", "cron_schedule", "connections", "startup_sql", "queries"],
     );
     if job.get("startup_sql").is_some() {
         comments.push(report.left_out(
             file,
             &format!("{pointer}/startup_sql"),
-            format!("startup_sql of job '{job_name}': rule sessions are the exporter's own (read-only, its own timeouts)"),
+            format!(
+                "startup_sql of job '{job_name}': rule sessions are the exporter's own (read-only, its own timeouts)"
+            ),
         ));
     }
     let interval = job_interval(report, ctx, &mut comments);
@@ -73,7 +78,11 @@ fn job_rules(report: &mut Report, ctx: &JobCtx<'_>, rules: &mut RulesOut, famili
         databases.push(name);
     }
     if databases.is_empty() {
-        rules.metrics.push(EntryOut::Comment(report.left_out(file, pointer, format!("job '{job_name}' has no connections"))));
+        rules.metrics.push(EntryOut::Comment(report.left_out(
+            file,
+            pointer,
+            format!("job '{job_name}' has no connections"),
+        )));
         return;
     }
     let labels = connection_labels(report, ctx, &connections, &mut comments);
@@ -171,7 +180,11 @@ fn query_rule(report: &mut Report, q: QueryCtx<'_>, families: &mut BTreeSet<Stri
     let file = q.job.file;
     let name = q.query.text("name").unwrap_or_default();
     let mut comments = vec![format!("{} job '{}', query '{name}'", file.at(q.pointer), q.job_name)];
-    comments.extend(unknown_keys(report, file, (q.query, q.pointer), &["name", "help", "labels", "values", "query", "query_ref"]));
+    comments.extend(unknown_keys(
+        report,
+        Node { file, value: q.query, pointer: q.pointer },
+        &["name", "help", "labels", "values", "query", "query_ref"],
+    ));
     let sql = match (q.query.text("query"), q.query.text("query_ref")) {
         (Some(sql), _) => sql,
         (None, Some(reference)) => match file.doc.get("queries").and_then(|m| m.text(&reference)) {
@@ -184,7 +197,13 @@ fn query_rule(report: &mut Report, q: QueryCtx<'_>, families: &mut BTreeSet<Stri
                 ))
             }
         },
-        (None, None) => return EntryOut::Comment(report.left_out(file, q.pointer, format!("query '{name}' has no query or query_ref"))),
+        (None, None) => {
+            return EntryOut::Comment(report.left_out(
+                file,
+                q.pointer,
+                format!("query '{name}' has no query or query_ref"),
+            ))
+        }
     };
     let family_name = format!("sql_{name}");
     if !families.insert(family_name.clone()) {

@@ -44,7 +44,8 @@ pub enum Format {
 }
 
 impl Format {
-    pub const ALL: [Format; 4] = [Format::PostgresExporter, Format::SqlExporter, Format::Justwatch, Format::QueryExporter];
+    pub const ALL: [Format; 4] =
+        [Format::PostgresExporter, Format::SqlExporter, Format::Justwatch, Format::QueryExporter];
 
     /// The name the command line spells it with.
     pub fn flag_name(self) -> &'static str {

@@ -85,7 +85,10 @@ impl PeerFile {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConvertError { message: format!("{}: cannot read the file: {e}", super::shown(path)) })?;
         let doc: Value = serde_yaml::from_str(&text).map_err(|e| ConvertError {
-            message: format!("{}: not a YAML document ({e}); expected the peer's configuration file", super::shown(path)),
+            message: format!(
+                "{}: not a YAML document ({e}); expected the peer's configuration file",
+                super::shown(path)
+            ),
         })?;
         // Positions are a help, not a requirement: a file serde_yaml reads but the span parser does not
         // gets line 1 for its warnings.
@@ -106,6 +109,21 @@ impl PeerFile {
     /// A shape error at `pointer`: the conversion of this file stops.
     pub(super) fn shape_error(&self, pointer: &str, found: &str, expected: &str) -> ConvertError {
         ConvertError { message: format!("{}: {found}; expected {expected}", self.at(pointer)) }
+    }
+}
+
+/// A node of a peer file: the file, the value there and its JSON pointer.
+#[derive(Clone, Copy)]
+pub(super) struct Node<'a> {
+    pub(super) file: &'a PeerFile,
+    pub(super) value: &'a Value,
+    pub(super) pointer: &'a str,
+}
+
+impl<'a> Node<'a> {
+    /// The whole document of `file`.
+    pub(super) fn root(file: &'a PeerFile) -> Node<'a> {
+        Node { file, value: &file.doc, pointer: "" }
     }
 }
 
@@ -215,8 +233,8 @@ impl ValueExt for Value {
 
 /// Warns about every key of the mapping at `pointer` that is not in `known`: a key the converter
 /// does not know is a setting it would otherwise drop silently.
-pub(super) fn unknown_keys(report: &mut Report, file: &PeerFile, at: (&Value, &str), known: &[&str]) -> Vec<String> {
-    let (value, pointer) = at;
+pub(super) fn unknown_keys(report: &mut Report, node: Node<'_>, known: &[&str]) -> Vec<String> {
+    let Node { file, value, pointer } = node;
     value
         .keys()
         .into_iter()

@@ -6,14 +6,15 @@
 //! |---|---|---|
 //! | `LABEL` | a label of every family of the query | a key label |
 //! | `GAUGE`, `COUNTER` | `<namespace>_<column>` | a gauge or counter family (a counter keeps its name) |
-//! | `MAPPEDMETRIC` | `<namespace>_<column>`, the column read as a number: 0.11 does not apply `mapping` to a queries.yaml column (a text value exports nothing) | a gauge of the column; the mapping is reported |
-//! | `DURATION` | `<namespace>_<column>_milliseconds`, the column read as a number | a gauge of that name |
+//! | `MAPPEDMETRIC` | `<namespace>_<column>`, the column read as a number: 0.11 does not apply `mapping` to a queries.yaml column (a text value exports nothing) | a gauge of the column read as a number the same way; the unapplied mapping is said as a difference |
+//! | `DURATION` | `<namespace>_<column>_milliseconds`, the column read as a number | a gauge of that name, read the same way |
 //! | `DISCARD` | nothing | nothing |
 //! | `HISTOGRAM` | a histogram from the `_bucket`, `_sum` and `_count` columns | not representable: reported |
 //!
 //! `cache_seconds` becomes the rule's interval; `runonserver` (a semver range of server versions)
 //! becomes a template condition on `server_version_num` that runs an empty query of the same
-//! columns on other servers; `master` needs nothing (a rule runs on the database of its DSN only).
+//! columns on other servers (0.11 ignores it in queries.yaml, which is said as a difference);
+//! `master` needs nothing (a rule runs on the database of its DSN only).
 //! The DSN is the peer's own `DATA_SOURCE_NAME`. The peer adds a `server="host:port"` label to
 //! every series; the rule does not (the exporter's own `sql_signal_exporter_rule_up` says which
 //! database a rule reads).
@@ -24,7 +25,7 @@ use serde_yaml::Value;
 
 use super::dsn;
 use super::output::{sql_template, EntryOut, FamilyOut, KindOut, RuleOut, RulesOut, ValueOut};
-use super::peer_file::{key_segment, unknown_keys, ConvertError, PeerFile, Report, ValueExt};
+use super::peer_file::{key_segment, unknown_keys, ConvertError, Node, PeerFile, Report, ValueExt};
 use super::schedule;
 
 /// The database every rule reads: the peer's DSN variable.
@@ -37,12 +38,20 @@ pub(super) fn convert(report: &mut Report, files: &[PathBuf]) -> Result<RulesOut
     for path in files {
         let file = PeerFile::read(path)?;
         if !file.doc.is_mapping() {
-            return Err(file.shape_error("", "the document is not a mapping", "namespaces, each with query and metrics"));
+            return Err(file.shape_error(
+                "",
+                "the document is not a mapping",
+                "namespaces, each with query and metrics",
+            ));
         }
         for namespace in file.doc.keys() {
             let pointer = format!("/{}", key_segment(&namespace));
             let Some(spec) = file.doc.get(namespace.as_str()) else { continue };
-            rules.metrics.push(namespace_rule(report, &file, (&namespace, &pointer), spec));
+            rules.metrics.push(namespace_rule(
+                report,
+                Node { file: &file, value: spec, pointer: &pointer },
+                &namespace,
+            ));
         }
     }
     Ok(rules)
@@ -72,15 +81,15 @@ fn columns(spec: &Value, pointer: &str) -> Vec<Column> {
 }
 
 /// One namespace: one rule, or a comment when nothing of it converts.
-fn namespace_rule(report: &mut Report, file: &PeerFile, at: (&str, &str), spec: &Value) -> EntryOut {
-    let (namespace, pointer) = at;
+fn namespace_rule(report: &mut Report, node: Node<'_>, namespace: &str) -> EntryOut {
+    let Node { file, value: spec, pointer } = node;
     let mut rule = RuleOut {
         name: super::peer_file::identifier(namespace),
         databases: vec![DATABASE.to_string()],
         comments: vec![format!("{} namespace '{namespace}'", file.at(pointer))],
         ..RuleOut::default()
     };
-    rule.comments.extend(unknown_keys(report, file, (spec, pointer), &["query", "metrics", "master", "cache_seconds", "runonserver"]));
+    rule.comments.extend(unknown_keys(report, node, &["query", "metrics", "master", "cache_seconds", "runonserver"]));
     let Some(query) = spec.text("query") else {
         return EntryOut::Comment(report.left_out(file, pointer, format!("namespace '{namespace}' has no query")));
     };
@@ -97,7 +106,7 @@ fn namespace_rule(report: &mut Report, file: &PeerFile, at: (&str, &str), spec: 
     let columns = columns(spec, pointer);
     let labels: Vec<String> = columns.iter().filter(|c| c.usage == "LABEL").map(|c| c.name.clone()).collect();
     for column in &columns {
-        if let Some(family) = column_family(report, file, (namespace, column), &mut rule.comments) {
+        if let Some(family) = column_family(report, file, namespace, column, &mut rule.comments) {
             rule.families.push(FamilyOut { key_labels: labels.clone(), ..family });
         }
     }
@@ -137,8 +146,13 @@ fn namespace_rule(report: &mut Report, file: &PeerFile, at: (&str, &str), spec: 
 }
 
 /// The family of one column, or `None` (a label, a discarded column, or one left out).
-fn column_family(report: &mut Report, file: &PeerFile, at: (&str, &Column), comments: &mut Vec<String>) -> Option<FamilyOut> {
-    let (namespace, column) = at;
+fn column_family(
+    report: &mut Report,
+    file: &PeerFile,
+    namespace: &str,
+    column: &Column,
+    comments: &mut Vec<String>,
+) -> Option<FamilyOut> {
     let name = format!("{namespace}_{}", column.name);
     let value = ValueOut::Column(column.name.clone());
     let as_number = ValueOut::Column(number_column(&column.name));

@@ -18,7 +18,9 @@ use serde_yaml::Value;
 
 use super::dsn::{self, DsnSite};
 use super::output::{sql_template, EntryOut, FamilyOut, KindOut, RuleOut, RulesOut, ValueOut};
-use super::peer_file::{identifier, key_segment, scalar_text, unknown_keys, ConvertError, PeerFile, Report, ValueExt};
+use super::peer_file::{
+    identifier, key_segment, scalar_text, unknown_keys, ConvertError, Node, PeerFile, Report, ValueExt,
+};
 use super::schedule;
 
 /// The label the peer puts the database's name in.
@@ -28,31 +30,37 @@ pub(super) fn convert(report: &mut Report, files: &[PathBuf]) -> Result<RulesOut
     let mut rules = RulesOut::default();
     for path in files {
         let file = PeerFile::read(path)?;
-        unknown_keys(report, &file, (&file.doc, ""), &["databases", "metrics", "queries", "builtin-metrics"]);
+        unknown_keys(report, Node::root(&file), &["databases", "metrics", "queries", "builtin-metrics"]);
         if file.doc.get("queries").is_none() {
-            return Err(file.shape_error("", "no `queries:` mapping", "query-exporter's databases, metrics and queries"));
+            return Err(file.shape_error(
+                "",
+                "no `queries:` mapping",
+                "query-exporter's databases, metrics and queries",
+            ));
         }
         for (name, db) in file.doc.entries("databases") {
             let pointer = format!("/databases/{}", key_segment(&name));
-            rules.databases.push(database(report, &file, (&name, &pointer), db));
+            rules.databases.push(database(report, Node { file: &file, value: db, pointer: &pointer }, &name));
         }
         for (name, query) in file.doc.entries("queries") {
             let pointer = format!("/queries/{}", key_segment(&name));
-            rules.metrics.push(query_rule(report, &file, (&name, &pointer), query));
+            rules.metrics.push(query_rule(report, Node { file: &file, value: query, pointer: &pointer }, &name));
         }
     }
     Ok(rules)
 }
 
-fn database(report: &mut Report, file: &PeerFile, at: (&str, &str), db: &Value) -> super::output::DatabaseOut {
-    let (name, pointer) = at;
+fn database(report: &mut Report, node: Node<'_>, name: &str) -> super::output::DatabaseOut {
+    let Node { file, value: db, pointer } = node;
     let key = identifier(name);
-    let mut comments = unknown_keys(report, file, (db, pointer), &["dsn", "labels", "connect-sql", "keep-connected", "autocommit"]);
+    let mut comments = unknown_keys(report, node, &["dsn", "labels", "connect-sql", "keep-connected", "autocommit"]);
     if db.get("connect-sql").is_some() {
         comments.push(report.left_out(
             file,
             &format!("{pointer}/connect-sql"),
-            format!("connect-sql of database '{name}': rule sessions are the exporter's own (read-only, its own timeouts)"),
+            format!(
+                "connect-sql of database '{name}': rule sessions are the exporter's own (read-only, its own timeouts)"
+            ),
         ));
     }
     let dsn_pointer = format!("{pointer}/dsn");
@@ -60,7 +68,9 @@ fn database(report: &mut Report, file: &PeerFile, at: (&str, &str), db: &Value) 
         Some(Value::String(text)) if text.starts_with("env:") => {
             dsn::from_variable(report, &key, text.trim_start_matches("env:"))
         }
-        Some(Value::String(text)) => dsn::database(report, &DsnSite { file, pointer: &dsn_pointer, database: &key }, text),
+        Some(Value::String(text)) => {
+            dsn::database(report, &DsnSite { file, pointer: &dsn_pointer, database: &key }, text)
+        }
         Some(Value::Mapping(_)) => {
             let dsn_value = db.get("dsn").unwrap_or(&Value::Null);
             let text = dsn_from_parts(dsn_value);
@@ -97,8 +107,8 @@ fn dsn_from_parts(parts: &Value) -> String {
     format!("{}://{auth}{}{port}/{}{query}", get("dialect"), get("host"), get("database"))
 }
 
-fn query_rule(report: &mut Report, file: &PeerFile, at: (&str, &str), query: &Value) -> EntryOut {
-    let (name, pointer) = at;
+fn query_rule(report: &mut Report, node: Node<'_>, name: &str) -> EntryOut {
+    let Node { file, value: query, pointer } = node;
     let mut rule = RuleOut {
         name: identifier(name),
         database_label: Some(DATABASE_LABEL.to_string()),
@@ -107,8 +117,7 @@ fn query_rule(report: &mut Report, file: &PeerFile, at: (&str, &str), query: &Va
     };
     rule.comments.extend(unknown_keys(
         report,
-        file,
-        (query, pointer),
+        node,
         &["databases", "metrics", "sql", "interval", "schedule", "timeout", "parameters"],
     ));
     if query.get("parameters").is_some() {
@@ -129,15 +138,18 @@ fn query_rule(report: &mut Report, file: &PeerFile, at: (&str, &str), query: &Va
             rule.comments.push(report.left_out(
                 file,
                 &format!("{pointer}/databases"),
-                format!("database name '{d}' is not an identifier; its series are labelled database=\"{}\"", identifier(d)),
+                format!(
+                    "database name '{d}' is not an identifier; its series are labelled database=\"{}\"",
+                    identifier(d)
+                ),
             ));
         }
     }
-    schedule_of(report, file, (query, pointer), &mut rule);
-    let static_labels = database_labels(report, file, (&databases, pointer), &mut rule.comments);
+    schedule_of(report, node, &mut rule);
+    let static_labels = database_labels(report, node, &databases, &mut rule.comments);
     for metric in query.strings("metrics") {
         let metric_pointer = format!("/metrics/{}", key_segment(&metric));
-        match metric_family(report, file, (&metric, &metric_pointer)) {
+        match metric_family(report, file, &metric, &metric_pointer) {
             Ok(mut family) => {
                 family.static_labels = static_labels.clone();
                 rule.families.push(family);
@@ -154,8 +166,8 @@ fn query_rule(report: &mut Report, file: &PeerFile, at: (&str, &str), query: &Va
 }
 
 /// `interval`, `schedule` and `timeout` onto `rule`.
-fn schedule_of(report: &mut Report, file: &PeerFile, at: (&Value, &str), rule: &mut RuleOut) {
-    let (query, pointer) = at;
+fn schedule_of(report: &mut Report, node: Node<'_>, rule: &mut RuleOut) {
+    let Node { file, value: query, pointer } = node;
     if let Some(cron) = query.text("schedule") {
         match schedule::cron_period_millis(&cron) {
             Some(ms) if ms >= 1000 => rule.interval = Some(schedule::duration_text(ms)),
@@ -190,11 +202,11 @@ fn schedule_of(report: &mut Report, file: &PeerFile, at: (&Value, &str), rule: &
 /// The databases' own `labels`, the same on every database of the query, as static labels.
 fn database_labels(
     report: &mut Report,
-    file: &PeerFile,
-    at: (&[String], &str),
+    query: Node<'_>,
+    databases: &[String],
     comments: &mut Vec<String>,
 ) -> Vec<(String, String)> {
-    let (databases, pointer) = at;
+    let Node { file, pointer, .. } = query;
     let labels_of = |db: &str| -> Vec<(String, String)> {
         let Some(spec) = file.doc.get("databases").and_then(|d| d.get(db)) else { return Vec::new() };
         let mut labels: Vec<(String, String)> =
@@ -216,8 +228,7 @@ fn database_labels(
 }
 
 /// The family of the metric at `pointer`, or the comment saying why it does not convert.
-fn metric_family(report: &mut Report, file: &PeerFile, at: (&str, &str)) -> Result<FamilyOut, String> {
-    let (metric, pointer) = at;
+fn metric_family(report: &mut Report, file: &PeerFile, metric: &str, pointer: &str) -> Result<FamilyOut, String> {
     let Some(spec) = file.doc.get("metrics").and_then(|m| m.get(metric)) else {
         return Err(report.left_out(file, pointer, format!("metric '{metric}' is not declared under `metrics:`")));
     };
@@ -254,8 +265,7 @@ fn metric_family(report: &mut Report, file: &PeerFile, at: (&str, &str)) -> Resu
     }
     family.comments.extend(unknown_keys(
         report,
-        file,
-        (spec, pointer),
+        Node { file, value: spec, pointer },
         &["type", "description", "labels", "buckets", "states", "expiration", "increment"],
     ));
     Ok(family)

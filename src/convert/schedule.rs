@@ -8,7 +8,7 @@
 pub(super) fn duration_text(millis: u64) -> String {
     const UNITS: [(u64, &str); 4] = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1000, "s")];
     for (size, unit) in UNITS {
-        if millis >= size && millis % size == 0 {
+        if millis >= size && millis.is_multiple_of(size) {
             return format!("{}{unit}", millis / size);
         }
     }
@@ -76,7 +76,9 @@ pub(super) fn cron_period_millis(expr: &str) -> Option<u64> {
     let step = |field: &str, whole: u64| -> Option<u64> {
         match field {
             "*" => Some(1),
-            f => f.strip_prefix("*/").and_then(|n| n.parse::<u64>().ok()).filter(|n| *n > 0 && whole % n == 0),
+            f => {
+                f.strip_prefix("*/").and_then(|n| n.parse::<u64>().ok()).filter(|n| *n > 0 && whole.is_multiple_of(*n))
+            }
         }
     };
     let fixed = |field: &str| field.parse::<u64>().is_ok();

@@ -18,7 +18,7 @@ use serde_yaml::Value;
 
 use super::dsn::{self, DsnSite};
 use super::output::{sql_template, EntryOut, FamilyOut, KindOut, RuleOut, RulesOut, ValueOut};
-use super::peer_file::{identifier, scalar_text, unknown_keys, ConvertError, PeerFile, Report, ValueExt};
+use super::peer_file::{identifier, scalar_text, unknown_keys, ConvertError, Node, PeerFile, Report, ValueExt};
 use super::schedule;
 
 /// The label the peer puts a target's name in, in `jobs` mode.
@@ -47,9 +47,13 @@ pub(super) fn convert(report: &mut Report, files: &[PathBuf]) -> Result<RulesOut
     let mut peer_files = vec![PeerFile::read(config_path)?];
     let mut collectors = Vec::new();
     let config = &peer_files[0];
-    unknown_keys(report, config, (&config.doc, ""), &["global", "target", "jobs", "collectors", "collector_files"]);
+    unknown_keys(report, Node::root(config), &["global", "target", "jobs", "collectors", "collector_files"]);
     for (i, c) in config.doc.items("collectors").into_iter().enumerate() {
-        collectors.push(Collector { file: 0, pointer: format!("/collectors/{i}"), name: c.text("collector_name").unwrap_or_default() });
+        collectors.push(Collector {
+            file: 0,
+            pointer: format!("/collectors/{i}"),
+            name: c.text("collector_name").unwrap_or_default(),
+        });
     }
     let mut paths: Vec<PathBuf> = files[1..].to_vec();
     for pattern in config.doc.strings("collector_files") {
@@ -59,11 +63,16 @@ pub(super) fn convert(report: &mut Report, files: &[PathBuf]) -> Result<RulesOut
     paths.dedup();
     for path in paths {
         let file = PeerFile::read(&path)?;
-        collectors.push(Collector { file: peer_files.len(), pointer: String::new(), name: file.doc.text("collector_name").unwrap_or_default() });
+        collectors.push(Collector {
+            file: peer_files.len(),
+            pointer: String::new(),
+            name: file.doc.text("collector_name").unwrap_or_default(),
+        });
         peer_files.push(file);
     }
     let mut rules = RulesOut::default();
-    let default_interval = peer_files[0].doc.get("global").and_then(|g| g.text("min_interval")).and_then(|t| interval_of(&t));
+    let default_interval =
+        peer_files[0].doc.get("global").and_then(|g| g.text("min_interval")).and_then(|t| interval_of(&t));
     let placements = placements(report, &peer_files[0], &collectors, &mut rules);
     for collector in &collectors {
         let file = &peer_files[collector.file];
@@ -131,7 +140,11 @@ fn placements(
         }
     };
     if let Some(target) = config.doc.get("target") {
-        unknown_keys(report, config, (target, "/target"), &["name", "data_source_name", "collectors", "enable_ping"]);
+        unknown_keys(
+            report,
+            Node { file: config, value: target, pointer: "/target" },
+            &["name", "data_source_name", "collectors", "enable_ping"],
+        );
         let name = identifier(&target.text("name").unwrap_or_else(|| "target".to_string()));
         let site = DsnSite { file: config, pointer: "/target/data_source_name", database: &name };
         rules.databases.push(dsn::database(report, &site, &target.text("data_source_name").unwrap_or_default()));
@@ -189,8 +202,11 @@ fn collector_rules(report: &mut Report, ctx: &CollectorCtx<'_>, rules: &mut Rule
     let (file, collector, placement) = (ctx.file, ctx.collector, ctx.placement);
     let base = collector.pointer.as_str();
     let doc = if base.is_empty() { &file.doc } else { file.doc.pointer_value(base) };
-    let mut comments =
-        unknown_keys(report, file, (doc, base), &["collector_name", "min_interval", "metrics", "queries"]);
+    let mut comments = unknown_keys(
+        report,
+        Node { file, value: doc, pointer: base },
+        &["collector_name", "min_interval", "metrics", "queries"],
+    );
     let interval = match doc.text("min_interval") {
         Some(text) => interval_of(&text),
         None => ctx.default_interval.clone(),
@@ -210,10 +226,15 @@ fn collector_rules(report: &mut Report, ctx: &CollectorCtx<'_>, rules: &mut Rule
                 None => comments.push(report.left_out(
                     file,
                     &pointer,
-                    format!("metric '{name}': query_ref '{reference}' names no query of collector '{}'", collector.name),
+                    format!(
+                        "metric '{name}': query_ref '{reference}' names no query of collector '{}'",
+                        collector.name
+                    ),
                 )),
             },
-            (None, None) => comments.push(report.left_out(file, &pointer, format!("metric '{name}' has no query or query_ref"))),
+            (None, None) => {
+                comments.push(report.left_out(file, &pointer, format!("metric '{name}' has no query or query_ref")))
+            }
         }
     }
     for group in groups.into_iter().filter(|g| !g.metrics.is_empty()) {
@@ -228,7 +249,7 @@ fn collector_rules(report: &mut Report, ctx: &CollectorCtx<'_>, rules: &mut Rule
         rule.comments.insert(0, format!("{} collector '{}', query '{}'", file.at(base), collector.name, group.name));
         let mut constants = Vec::new();
         for (pointer, metric) in &group.metrics {
-            match metric_family(report, (file, pointer.as_str()), metric, &mut constants) {
+            match metric_family(report, Node { file, value: metric, pointer }, &mut constants) {
                 Ok(mut family) => {
                     family.static_labels.extend(placement.static_labels.iter().cloned());
                     family.static_labels.sort();
@@ -258,29 +279,47 @@ fn with_constants(sql: &str, constants: &[(String, String)]) -> String {
 /// One metric's family; a `static_value` adds a constant column to `constants`.
 fn metric_family(
     report: &mut Report,
-    at: (&PeerFile, &str),
-    metric: &Value,
+    node: Node<'_>,
     constants: &mut Vec<(String, String)>,
 ) -> Result<FamilyOut, String> {
-    let (file, pointer) = at;
+    let Node { file, value: metric, pointer } = node;
     let name = metric.text("metric_name").unwrap_or_default();
     let mut comments = unknown_keys(
         report,
-        file,
-        (metric, pointer),
-        &["metric_name", "type", "help", "key_labels", "static_labels", "values", "value_label", "static_value", "timestamp_value", "query", "query_ref"],
+        node,
+        &[
+            "metric_name",
+            "type",
+            "help",
+            "key_labels",
+            "static_labels",
+            "values",
+            "value_label",
+            "static_value",
+            "timestamp_value",
+            "query",
+            "query_ref",
+        ],
     );
     if metric.get("timestamp_value").is_some() {
         comments.push(report.left_out(
             file,
             &format!("{pointer}/timestamp_value"),
-            format!("timestamp_value of metric '{name}': rules export no sample timestamps (the scrape's time applies)"),
+            format!(
+                "timestamp_value of metric '{name}': rules export no sample timestamps (the scrape's time applies)"
+            ),
         ));
     }
     let kind = match metric.text("type").unwrap_or_default().to_ascii_lowercase().as_str() {
         "counter" => KindOut::Counter,
         "gauge" => KindOut::Gauge,
-        other => return Err(report.left_out(file, pointer, format!("metric '{name}' has type {other:?}; expected gauge or counter"))),
+        other => {
+            return Err(report.left_out(
+                file,
+                pointer,
+                format!("metric '{name}' has type {other:?}; expected gauge or counter"),
+            ))
+        }
     };
     let values = metric.strings("values");
     let value = match (metric.text("static_value"), values.as_slice(), metric.text("value_label")) {
@@ -291,11 +330,18 @@ fn metric_family(
         }
         (_, [one], None) => ValueOut::Column(one.clone()),
         (_, [_, ..], Some(label)) => ValueOut::Columns { columns: values.clone(), label },
-        _ => return Err(report.left_out(file, pointer, format!("metric '{name}' has no values (or several without value_label)"))),
+        _ => {
+            return Err(report.left_out(
+                file,
+                pointer,
+                format!("metric '{name}' has no values (or several without value_label)"),
+            ))
+        }
     };
     let mut family = FamilyOut::new(&name, &metric.text("help").unwrap_or_default(), kind, value);
     family.key_labels = metric.strings("key_labels");
-    family.static_labels = metric.entries("static_labels").into_iter().map(|(k, v)| (k, scalar_text(v).unwrap_or_default())).collect();
+    family.static_labels =
+        metric.entries("static_labels").into_iter().map(|(k, v)| (k, scalar_text(v).unwrap_or_default())).collect();
     family.comments = comments;
     Ok(family)
 }

@@ -68,8 +68,15 @@ fn a_justwatch_configuration_exports_the_same_series_as_sql_exporter() {
     assert_eq!(converted.code, Some(1), "{}", converted.stderr);
     let warned: Vec<&str> = converted.stderr.lines().filter(|l| l.contains("warning: not converted")).collect();
     assert_eq!(warned.len(), 1, "{}", converted.stderr);
-    assert!(warned[0].starts_with(&format!("{}:7:", path.display())) && warned[0].contains("startup_sql"), "{warned:?}");
-    assert!(converted.yaml.contains("interval: \"15s\"") && converted.yaml.contains("interval: \"1m\""), "{}", converted.yaml);
+    assert!(
+        warned[0].starts_with(&format!("{}:7:", path.display())) && warned[0].contains("startup_sql"),
+        "{warned:?}"
+    );
+    assert!(
+        converted.yaml.contains("interval: \"15s\"") && converted.yaml.contains("interval: \"1m\""),
+        "{}",
+        converted.yaml
+    );
     assert!(converted.stderr.contains("set ORDERS_JOB_PASSWORD"), "{}", converted.stderr);
     let env = [("ORDERS_JOB_PASSWORD", db.password()), ("CRON_JOB_PASSWORD", db.password())];
     assert_strictly_valid(&converted, &env);

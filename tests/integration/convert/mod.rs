@@ -53,7 +53,8 @@ pub fn families(text: &str) -> Families {
         } else if !line.is_empty() && !line.starts_with('#') {
             let parsed = harness::Exposition::parse(line);
             for (name, series) in parsed.samples {
-                let family = if name.starts_with(current.as_str()) && !current.is_empty() { current.clone() } else { name };
+                let family =
+                    if name.starts_with(current.as_str()) && !current.is_empty() { current.clone() } else { name };
                 out.entry(family).or_default().series.extend(series);
             }
         }
@@ -202,7 +203,11 @@ pub fn differences(cmp: &Comparison<'_>, before: &Families, ours: &Families, aft
             out.push(format!("{name}: help {:?} here, {:?} in the peer", mine.help, peer.help));
         }
         let strip = |labels: &Labels| -> Labels {
-            labels.iter().filter(|(k, _)| !cmp.peer_only_labels.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
+            labels
+                .iter()
+                .filter(|(k, _)| !cmp.peer_only_labels.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
         };
         let later = after.get(name).map(|f| f.series.iter().map(|(l, v)| (strip(l), *v)).collect::<BTreeMap<_, _>>());
         // A NULL value is NaN in postgres_exporter and no series here (documented).
@@ -237,7 +242,11 @@ pub fn differences(cmp: &Comparison<'_>, before: &Families, ours: &Families, aft
 pub fn assert_same(cmp: &Comparison<'_>, peer: (&Families, &Families), ours: &Families, min_families: usize) {
     let diffs = differences(cmp, peer.0, ours, peer.1);
     assert!(diffs.is_empty(), "the converted rules differ from the peer:\n{}", diffs.join("\n"));
-    let compared = cmp.families.iter().filter(|n| peer.0.get(*n).is_some_and(|f| !f.series.is_empty()) && ours.contains_key(*n)).count();
+    let compared = cmp
+        .families
+        .iter()
+        .filter(|n| peer.0.get(*n).is_some_and(|f| !f.series.is_empty()) && ours.contains_key(*n))
+        .count();
     assert!(compared >= min_families, "only {compared} families compared, expected at least {min_families}");
 }
 

@@ -24,10 +24,15 @@ fn debian_example() -> Option<PathBuf> {
 fn start_peer(db: &Db, queries: &Path, dir: &Path) -> Peer {
     let port = port();
     let mut cmd = Command::new(PEER);
-    cmd.args(["--disable-default-metrics", "--disable-settings-metrics", "--no-collector.database", "--no-collector.bgwriter"])
-        .arg(format!("--extend.query-path={}", queries.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .env("DATA_SOURCE_NAME", db.dsn());
+    cmd.args([
+        "--disable-default-metrics",
+        "--disable-settings-metrics",
+        "--no-collector.database",
+        "--no-collector.bgwriter",
+    ])
+    .arg(format!("--extend.query-path={}", queries.display()))
+    .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+    .env("DATA_SOURCE_NAME", db.dsn());
     Peer::start(cmd, port, dir)
 }
 
@@ -63,7 +68,11 @@ fn the_debian_example_queries_export_the_same_series_as_postgres_exporter() {
     let dir = tempfile::tempdir().unwrap();
     let converted = convert("postgres_exporter", &[&example], dir.path());
     assert_eq!(converted.code, Some(1), "the example's histogram does not convert: exit 1\n{}", converted.stderr);
-    assert!(converted.stderr.contains("queries.yaml:") && converted.stderr.contains("HISTOGRAM"), "{}", converted.stderr);
+    assert!(
+        converted.stderr.contains("queries.yaml:") && converted.stderr.contains("HISTOGRAM"),
+        "{}",
+        converted.stderr
+    );
     assert!(converted.yaml.contains("NOT CONVERTED"), "{}", converted.yaml);
     let env = [("DATA_SOURCE_NAME", db.dsn())];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -107,7 +116,8 @@ convert_old_servers:
     - rows: { usage: "GAUGE", description: "Rows on old servers" }
 "#;
 
-const FIXTURE: &str = "CREATE TABLE convert_fixture (kind text, hits bigint, level float8, state text, uptime text, ignored int, \
+const FIXTURE: &str =
+    "CREATE TABLE convert_fixture (kind text, hits bigint, level float8, state text, uptime text, ignored int, \
      seconds float8[], seconds_bucket bigint[], seconds_sum float8, seconds_count bigint); \
      INSERT INTO convert_fixture VALUES \
      ('a', 3, 2.5, '1', '1500', 7, '{1,5}', '{1,2}', 3.5, 2), \

@@ -96,10 +96,15 @@ fn a_query_exporter_configuration_exports_the_same_series_as_query_exporter() {
     let before = peer.families_when(&["convert_jobs_by_state", "convert_jobs_seen_total"]);
     let mine = ours(&converted, &env);
     let cmp = Comparison {
-        families: ["convert_jobs_by_state", "convert_jobs_seen_total", "convert_jobs_added_total", "convert_job_seconds"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect::<BTreeSet<_>>(),
+        families: [
+            "convert_jobs_by_state",
+            "convert_jobs_seen_total",
+            "convert_jobs_added_total",
+            "convert_job_seconds",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<BTreeSet<_>>(),
         peer_only_labels: &[],
         warnings: &converted.stderr,
         values: |_| Values::Equal,

@@ -117,12 +117,18 @@ fn a_burningalchemist_configuration_exports_what_its_documentation_describes() {
     let (converted, mine) = run(&db, &[&path], dir.path(), &env);
     // Left out: timestamp_value, and the `global` settings this converter does not know.
     let warned: Vec<&str> = converted.stderr.lines().filter(|l| l.contains("warning: not converted")).collect();
-    assert!(warned.iter().any(|w| w.contains("timestamp_value") && w.starts_with(&format!("{}:32:", path.display()))), "{warned:?}");
+    assert!(
+        warned.iter().any(|w| w.contains("timestamp_value") && w.starts_with(&format!("{}:32:", path.display()))),
+        "{warned:?}"
+    );
     assert_eq!(converted.code, Some(1));
     assert!(converted.yaml.contains("interval: \"30s\""), "min_interval is the interval:\n{}", converted.yaml);
 
     let stall = &mine["convert_io_stall_seconds"];
-    assert_eq!((stall.kind.as_str(), stall.help.as_str()), ("counter", "Stall time in seconds per database and I/O operation."));
+    assert_eq!(
+        (stall.kind.as_str(), stall.help.as_str()),
+        ("counter", "Stall time in seconds per database and I/O operation.")
+    );
     assert_eq!(stall.series[&labels(&[("db", "sales"), ("operation", "io_stall_read")])], 1.5);
     assert_eq!(stall.series[&labels(&[("db", "sales"), ("operation", "io_stall_write")])], 2.25);
     assert_eq!(stall.series.len(), 4);

@@ -47,13 +47,9 @@ fn what_does_not_convert_is_a_comment_at_its_place_and_a_warning_with_its_line()
     assert_eq!(converted.code, Some(1), "{}", converted.stderr);
     assert!(!converted.yaml.contains("s3cr3t-pw") && !converted.stderr.contains("s3cr3t-pw"), "password copied");
     let file = path.display().to_string();
-    for (line, what) in [
-        (4, "connect-sql"),
-        (7, "job_state"),
-        (11, "jobs_done_total"),
-        (26, "parameters"),
-        (29, "0 3 * * 1-5"),
-    ] {
+    for (line, what) in
+        [(4, "connect-sql"), (7, "job_state"), (11, "jobs_done_total"), (26, "parameters"), (29, "0 3 * * 1-5")]
+    {
         let warning = format!("{file}:{line}: warning: not converted: ");
         assert!(
             converted.stderr.lines().any(|l| l.starts_with(&warning) && l.contains(what)),
