@@ -35,12 +35,14 @@ use std::time::Duration;
 use crate::rules::model::{Rule, RuleSet};
 use registry::Origin;
 
+pub mod fixture;
 mod http_json;
 mod postgres;
 mod registry;
 pub mod seam;
 pub mod tls;
 
+pub use fixture::*;
 pub use seam::*;
 
 /// A source, or why none could be built (a bad setting fails that source's rules only).
