@@ -211,8 +211,12 @@ fn convert(args: &[String], destination: Destination<'_>) -> ExitCode {
         }
     };
     let written = match destination {
-        Destination::File(path) => std::fs::write(path, &conversion.rules_yaml)
-            .map_err(|e| format!("-o {}: cannot write the rules file: {e}; check the directory exists and is writable", path.display())),
+        Destination::File(path) => std::fs::write(path, &conversion.rules_yaml).map_err(|e| {
+            format!(
+                "-o {}: cannot write the rules file: {e}; check the directory exists and is writable",
+                path.display()
+            )
+        }),
         Destination::Stdout => {
             use std::io::Write;
             std::io::stdout().write_all(conversion.rules_yaml.as_bytes()).map_err(|e| format!("stdout: {e}"))
