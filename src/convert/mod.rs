@@ -7,12 +7,12 @@
 //! dashboards and alerts keep working (the side-by-side tests in `tests/integration/convert/`
 //! compare the series with the real peers on one database).
 //!
-//! One file per format reads the peer's YAML ([`peer_file`] keeps the position of every node, so a
-//! warning names the file and line) into the output model of [`output`], which writes the rules YAML
+//! One file per format reads the peer's YAML (`peer_file` keeps the position of every node, so a
+//! warning names the file and line) into the output model of `output`, which writes the rules YAML
 //! with the schema modeline. Anything a rules file cannot represent is never dropped silently: it
 //! becomes a comment at its place in the output and a [`Warning`] naming the source file and line,
 //! and the command exits 1. DSNs become `databases:` entries whose password is a `${VAR}` reference
-//! ([`dsn`]): a password is never copied, the converter says which variable to set.
+//! (`dsn`): a password is never copied, the converter says which variable to set.
 //!
 //! This module depends only on [`crate::rules`] (for the DSN parser and YAML positions): converting
 //! reads files and writes text, it never connects anywhere.
