@@ -17,7 +17,7 @@
 //! This module depends only on [`crate::rules`] (for the DSN parser and YAML positions): converting
 //! reads files and writes text, it never connects anywhere.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 mod dsn;
 mod justwatch;
@@ -28,7 +28,8 @@ mod query_exporter;
 mod schedule;
 mod sql_exporter;
 
-pub use peer_file::{ConvertError, Variable, Warning, WarningKind};
+pub use output::SCHEMA_MODELINE;
+pub use peer_file::{Conversion, ConvertError, Variable, Warning, WarningKind};
 
 /// A peer's configuration format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,30 +67,6 @@ impl Format {
     }
 }
 
-/// A finished conversion: the rules file, what was left out, and the variables to set.
-#[derive(Debug)]
-pub struct Conversion {
-    /// The rules file, starting with the schema modeline.
-    pub rules_yaml: String,
-    /// One per thing that could not be represented, or differs from the peer (also a comment in
-    /// `rules_yaml`).
-    pub warnings: Vec<Warning>,
-    /// Environment variables the rules file reads, each with what to put in it.
-    pub variables: Vec<Variable>,
-}
-
-impl Conversion {
-    /// Whether everything converted (the command's exit status 0); differences do not count.
-    pub fn is_complete(&self) -> bool {
-        self.not_converted() == 0
-    }
-
-    /// How many things did not convert.
-    pub fn not_converted(&self) -> usize {
-        self.warnings.iter().filter(|w| w.kind == WarningKind::NotConverted).count()
-    }
-}
-
 /// Converts the peer configuration `files` (a format with one file takes the first; the others may
 /// take several).
 pub fn convert(format: Format, files: &[PathBuf]) -> Result<Conversion, ConvertError> {
@@ -100,15 +77,6 @@ pub fn convert(format: Format, files: &[PathBuf]) -> Result<Conversion, ConvertE
         Format::Justwatch => justwatch::convert(&mut report, files)?,
         Format::QueryExporter => query_exporter::convert(&mut report, files)?,
     };
-    let rules_yaml = output::render(&rules, format);
+    let rules_yaml = output::render(&rules, format.flag_name());
     Ok(report.finish(rules_yaml))
-}
-
-/// The modeline's schema reference: the schema file beside a rules file in this repository's
-/// layout, as the shipped rules files write it.
-pub const SCHEMA_MODELINE: &str = "# yaml-language-server: $schema=../schemas/rules.schema.json";
-
-/// Where a message should say a file is, as given on the command line.
-fn shown(path: &Path) -> String {
-    path.display().to_string()
 }

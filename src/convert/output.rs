@@ -6,7 +6,9 @@
 //! as block scalars. Every other scalar is written as a JSON string, which YAML reads as a
 //! double-quoted scalar, so no value can be misread as another type.
 
-use super::Format;
+/// The modeline's schema reference: the schema file beside a rules file in this repository's
+/// layout, as the shipped rules files write it.
+pub const SCHEMA_MODELINE: &str = "# yaml-language-server: $schema=../schemas/rules.schema.json";
 
 /// The rules file.
 #[derive(Default)]
@@ -113,15 +115,15 @@ fn list(items: &[String]) -> String {
     format!("[{}]", quoted.join(", "))
 }
 
-/// The rules YAML of `rules`, converted from `format`.
-pub(super) fn render(rules: &RulesOut, format: Format) -> String {
+/// The rules YAML of `rules`, converted from the format the command line calls `format`.
+pub(super) fn render(rules: &RulesOut, format: &str) -> String {
     let mut out = String::new();
-    out.push_str(super::SCHEMA_MODELINE);
+    out.push_str(SCHEMA_MODELINE);
     out.push('\n');
     out.push_str(&format!(
         "# Converted from a {} configuration by sql-signal-exporter --convert {} ({}).\n",
-        format.flag_name(),
-        format.flag_name(),
+        format,
+        format,
         crate::VERSION
     ));
     out.push_str("version: 1\n");

@@ -11,6 +11,35 @@ use serde_yaml::Value;
 
 use crate::rules::span::{self, SpanTree};
 
+/// A finished conversion: the rules file, what was left out, and the variables to set.
+#[derive(Debug)]
+pub struct Conversion {
+    /// The rules file, starting with the schema modeline.
+    pub rules_yaml: String,
+    /// One per thing that could not be represented, or differs from the peer (also a comment in
+    /// `rules_yaml`).
+    pub warnings: Vec<Warning>,
+    /// Environment variables the rules file reads, each with what to put in it.
+    pub variables: Vec<Variable>,
+}
+
+impl Conversion {
+    /// Whether everything converted (the command's exit status 0); differences do not count.
+    pub fn is_complete(&self) -> bool {
+        self.not_converted() == 0
+    }
+
+    /// How many things did not convert.
+    pub fn not_converted(&self) -> usize {
+        self.warnings.iter().filter(|w| w.kind == WarningKind::NotConverted).count()
+    }
+}
+
+/// Where a message should say a file is, as given on the command line.
+fn shown(path: &Path) -> String {
+    path.display().to_string()
+}
+
 /// A peer file that cannot be converted at all (unreadable, not YAML, not the format's shape).
 #[derive(Debug)]
 pub struct ConvertError {
@@ -83,12 +112,9 @@ impl PeerFile {
     /// Reads and parses `path`; a file that is not YAML is a [`ConvertError`] naming it.
     pub(super) fn read(path: &Path) -> Result<PeerFile, ConvertError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| ConvertError { message: format!("{}: cannot read the file: {e}", super::shown(path)) })?;
+            .map_err(|e| ConvertError { message: format!("{}: cannot read the file: {e}", shown(path)) })?;
         let doc: Value = serde_yaml::from_str(&text).map_err(|e| ConvertError {
-            message: format!(
-                "{}: not a YAML document ({e}); expected the peer's configuration file",
-                super::shown(path)
-            ),
+            message: format!("{}: not a YAML document ({e}); expected the peer's configuration file", shown(path)),
         })?;
         // Positions are a help, not a requirement: a file serde_yaml reads but the span parser does not
         // gets line 1 for its warnings.
@@ -103,7 +129,7 @@ impl PeerFile {
 
     /// "FILE:LINE", for comments in the output.
     pub(super) fn at(&self, pointer: &str) -> String {
-        format!("{}:{}", super::shown(&self.path), self.line(pointer))
+        format!("{}:{}", shown(&self.path), self.line(pointer))
     }
 
     /// A shape error at `pointer`: the conversion of this file stops.
@@ -165,8 +191,8 @@ impl Report {
         }
     }
 
-    pub(super) fn finish(self, rules_yaml: String) -> super::Conversion {
-        super::Conversion { rules_yaml, warnings: self.warnings, variables: self.variables }
+    pub(super) fn finish(self, rules_yaml: String) -> Conversion {
+        Conversion { rules_yaml, warnings: self.warnings, variables: self.variables }
     }
 }
 
