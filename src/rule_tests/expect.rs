@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::model::{Expect, ExpectedState, OtherSeries, SeriesBlock, TargetExpect};
 use super::series::{self, Series};
+use super::test_file::{Expect, ExpectedState, OtherSeries, SeriesBlock, TargetExpect};
 use crate::publish::outcome::{Outcome, Status};
 use crate::publish::targets::TargetView;
 use crate::rules::model::{Rule, RuleKind};

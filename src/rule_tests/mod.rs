@@ -20,14 +20,14 @@ use crate::check::{github_line, json_line, Format};
 use crate::rules::Diagnostic;
 
 mod expect;
-mod model;
-mod run;
+mod runner;
 mod series;
-mod spec;
+mod test_file;
+mod test_spec;
 mod time;
 
-pub use model::SCHEMA_TEXT;
-use run::CaseReport;
+use runner::CaseReport;
+pub use test_file::SCHEMA_TEXT;
 
 /// What `--test-rules` was asked.
 #[derive(Debug, Clone, Default)]
@@ -53,11 +53,11 @@ pub fn run(files: &[PathBuf], opts: &Options) -> u8 {
             return 2;
         }
     };
-    let ctx = model::LoadCtx { dsn_overrides: &opts.databases };
+    let ctx = test_file::LoadCtx { dsn_overrides: &opts.databases };
     let reports: Vec<FileReport> = files
         .iter()
-        .map(|path| match model::load(&ctx, path) {
-            Ok(file) => FileReport::Ran(path.clone(), runtime.block_on(run::run_file(&file))),
+        .map(|path| match test_file::load(&ctx, path) {
+            Ok(file) => FileReport::Ran(path.clone(), runtime.block_on(runner::run_file(&file))),
             Err(diags) => FileReport::Broken(diags),
         })
         .collect();
@@ -99,11 +99,18 @@ pub fn run(files: &[PathBuf], opts: &Options) -> u8 {
     }
 }
 
-/// `FILE:LINE:COL` of a position, as compilers print it.
-fn place(path: &std::path::Path, position: Option<(usize, usize)>) -> String {
-    match position {
-        Some((l, c)) => format!("{}:{l}:{c}", path.display()),
-        None => path.display().to_string(),
+/// A place in a test file, printed `FILE:LINE:COL` as compilers print it (`FILE` when unknown).
+struct At<'a> {
+    path: &'a std::path::Path,
+    position: Option<(usize, usize)>,
+}
+
+impl std::fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.position {
+            Some((l, c)) => write!(f, "{}:{l}:{c}", self.path.display()),
+            None => write!(f, "{}", self.path.display()),
+        }
     }
 }
 
@@ -112,9 +119,9 @@ fn case_text(path: &std::path::Path, case: &CaseReport, format: Format) -> Strin
     let verdict = if case.problems.is_empty() { "PASS" } else { "FAIL" };
     match format {
         Format::Text => {
-            let mut text = format!("{verdict} {}: {}", place(path, case.position), case.name);
+            let mut text = format!("{verdict} {}: {}", At { path, position: case.position }, case.name);
             for p in &case.problems {
-                text.push_str(&format!("\n  {}: {}", place(path, p.position.or(case.position)), p.message));
+                text.push_str(&format!("\n  {}: {}", At { path, position: p.position.or(case.position) }, p.message));
                 for l in &p.lines {
                     text.push_str(&format!("\n    {l}"));
                 }
@@ -139,7 +146,7 @@ fn case_text(path: &std::path::Path, case: &CaseReport, format: Format) -> Strin
         }
         Format::Github => {
             if case.problems.is_empty() {
-                return format!("PASS {}: {}", place(path, case.position), case.name);
+                return format!("PASS {}: {}", At { path, position: case.position }, case.name);
             }
             let diags: Vec<String> = case
                 .problems

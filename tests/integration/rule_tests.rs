@@ -272,3 +272,33 @@ cases:
         "{shown}"
     );
 }
+
+#[test]
+fn the_rule_runs_read_only_and_no_dsn_is_printed() {
+    let db = Db::shared();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = "version: 1\ndatabases:\n  horreum: {dsn: \"${UNSET_IN_THIS_TEST}\"}\nmetrics:\n  - name: writer\n    database: horreum\n    query: WITH d AS (DELETE FROM data RETURNING 1) SELECT count(*) AS n FROM d\n    families:\n      - {name: deleted_rows, help: Rows deleted., value: n}\n";
+    std::fs::write(dir.path().join("writer.yaml"), rules).expect("write");
+    // The fixture shadows another table: the DELETE reaches the real `data`, and must be refused.
+    let case = "version: 1\nrule_files: [writer.yaml]\ncases:\n  - name: a rule that writes\n    tables:\n      unrelated:\n        columns: [id integer]\n        rows: [[1]]\n    expect:\n      series: deleted_rows 0\n";
+    let file = dir.path().join("writer.test.yaml");
+    std::fs::write(&file, case).expect("write");
+    let out = test_rules(std::slice::from_ref(&file), &db);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("rule 'writer' failed") && shown.contains("read-only transaction"), "{shown}");
+
+    // A wrong password: the case fails saying why, and neither DSN nor password is printed.
+    let wrong = "n0t-the-passw0rd";
+    let dsn = db.dsn().replace(db.password(), wrong);
+    assert_ne!(dsn, db.dsn(), "the DSN carries the password");
+    let out =
+        command().arg("--test-rules").arg(&file).args(["--db", &format!("horreum={dsn}")]).output().expect("runs");
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("cannot open the fixture on 'horreum'"), "{shown}");
+    assert!(!shown.contains(wrong) && !shown.contains(&dsn), "{shown}");
+    // Without --db and without the variable, the case says what to pass.
+    let out = command().arg("--test-rules").arg(&file).output().expect("runs");
+    assert!(text(&out).contains("pass --db horreum=DSN"), "{}", text(&out));
+}

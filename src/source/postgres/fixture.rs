@@ -6,7 +6,8 @@
 //! unchanged. A schema-qualified name (`public.data`) is not shadowed: the rule then reads the real
 //! table. Rows are loaded by `json_populate_recordset`, so each value is read by its column type's
 //! input function, as `psql` would read it. After loading, the transaction is made read-only, so
-//! the rule's statement runs with the same rights as in production. The connection is taken out of
+//! the rule's statement cannot write a real table, as in production (PostgreSQL still allows writes
+//! to temporary tables there; the rollback discards them). The connection is taken out of
 //! the pool and closed at the end: it never serves a real evaluation.
 
 use std::time::Duration;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::expect::{self, Problem};
-use super::model::{Case, TestFile};
+use super::test_file::{Case, TestFile};
 use crate::publish::outcome::Outcome;
 use crate::rules::model::Rule;
 use crate::run::evaluate::{self, Memory};

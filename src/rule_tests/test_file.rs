@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use super::series::{self, Selector, Series};
-use super::spec::{
+use super::test_spec::{
     CaseSpec, ExpectSpec, FailureSpec, OtherSeriesSpec, ResponseSpec, SeriesSpec, StepSpec, TableSpec, TargetSpec,
     TestFileSpec,
 };
@@ -184,7 +184,7 @@ pub(super) fn load(ctx: &LoadCtx<'_>, path: &Path) -> Result<TestFile, Vec<Diagn
     };
     let trees: BTreeMap<PathBuf, span::SpanTree> = parsed.spans.into_iter().map(|t| (path.to_path_buf(), t)).collect();
     let built = spec.and_then(|spec| {
-        let mut b = Builder { path, trees: &trees, diags: &mut diags };
+        let mut b = TestFileBuilder { path, trees: &trees, diags: &mut diags };
         b.file(ctx, spec)
     });
     span::fill_positions(&mut diags, &trees);
@@ -195,13 +195,13 @@ pub(super) fn load(ctx: &LoadCtx<'_>, path: &Path) -> Result<TestFile, Vec<Diagn
 }
 
 /// Builds the typed file, reporting each problem at its pointer.
-struct Builder<'a> {
+struct TestFileBuilder<'a> {
     path: &'a Path,
     trees: &'a BTreeMap<PathBuf, span::SpanTree>,
     diags: &'a mut Vec<Diagnostic>,
 }
 
-impl Builder<'_> {
+impl TestFileBuilder<'_> {
     fn error(&mut self, pointer: impl Into<String>, msg: impl Into<String>) {
         self.diags.push(Diagnostic::error(self.path, pointer, msg));
     }
@@ -521,5 +521,13 @@ mod tests {
         let mut missing = Vec::new();
         walk(schema(), "", &mut missing);
         assert!(missing.is_empty(), "properties without a description: {missing:?}");
+    }
+
+    #[test]
+    fn the_schemas_target_states_are_up_down_and_every_failure_kind() {
+        let states = &schema()["$defs"]["expect"]["properties"]["targets"]["items"]["properties"]["state"]["enum"];
+        let mut expected = vec!["up", "down"];
+        expected.extend(Failure::ALL.iter().map(|f| f.key()));
+        assert_eq!(states, &serde_json::json!(expected));
     }
 }
