@@ -131,12 +131,23 @@ fn placements(
     rules: &mut RulesOut,
 ) -> BTreeMap<String, Placement> {
     let mut out: BTreeMap<String, Placement> = BTreeMap::new();
-    let use_collectors = |names: &[String], placement: &Placement, out: &mut BTreeMap<String, Placement>| {
+    // A collector placed twice with other labels (two jobs, or two static_configs with their own
+    // labels) would need two sets of static labels on one family: the first set is kept and the
+    // others are reported.
+    let mut relabelled: Vec<String> = Vec::new();
+    let mut use_collectors = |names: &[String], placement: &Placement, out: &mut BTreeMap<String, Placement>| {
         for c in collectors.iter().filter(|c| names.iter().any(|n| wildcard_match(n, &c.name))) {
+            let placed = out.contains_key(&c.name);
             let entry = out.entry(c.name.clone()).or_default();
+            if placed
+                && (entry.static_labels != placement.static_labels || entry.instance_label != placement.instance_label)
+            {
+                relabelled.push(c.name.clone());
+            } else {
+                entry.static_labels = placement.static_labels.clone();
+            }
             entry.databases.extend(placement.databases.iter().cloned());
             entry.instance_label |= placement.instance_label;
-            entry.static_labels = placement.static_labels.clone();
         }
     };
     if let Some(target) = config.doc.get("target") {
@@ -170,6 +181,15 @@ fn placements(
             }
             use_collectors(&job.strings("collectors"), &placement, &mut out);
         }
+    }
+    relabelled.sort();
+    relabelled.dedup();
+    for name in relabelled {
+        let message = format!(
+            "collector '{name}' runs on targets with different labels (job, static_configs labels): one family has \
+             one set of static labels; every target of the rule gets the first set"
+        );
+        rules.metrics.push(EntryOut::Comment(report.left_out(config, "/jobs", message)));
     }
     out
 }

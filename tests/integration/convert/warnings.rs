@@ -79,3 +79,35 @@ fn an_unknown_format_or_an_unreadable_file_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.yaml: cannot read the file"));
 }
+
+/// burningalchemist: one collector in two jobs, whose series the peer labels `job="a"` and `job="b"`.
+const SHARED_COLLECTOR: &str = r#"jobs:
+  - job_name: a
+    collectors: [count]
+    static_configs:
+      - targets: { pg1: 'postgres://monitor@db1.example/app' }
+  - job_name: b
+    collectors: [count]
+    static_configs:
+      - targets: { pg2: 'postgres://monitor@db2.example/app' }
+collectors:
+  - collector_name: count
+    metrics:
+      - metric_name: rows
+        type: gauge
+        help: Rows.
+        values: [n]
+        query: SELECT count(*) AS n FROM t
+"#;
+
+#[test]
+fn a_collector_shared_by_jobs_with_other_labels_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sql_exporter.yml");
+    std::fs::write(&path, SHARED_COLLECTOR).unwrap();
+    let converted = convert("sql_exporter", &[&path], dir.path());
+    assert_eq!(converted.code, Some(1), "{}", converted.stderr);
+    let warning = format!("{}:1: warning: not converted: collector 'count'", path.display());
+    assert!(converted.stderr.lines().any(|l| l.starts_with(&warning)), "{}", converted.stderr);
+    assert!(converted.yaml.contains(r#"database: ["pg1", "pg2"]"#), "{}", converted.yaml);
+}
