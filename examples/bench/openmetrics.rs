@@ -10,7 +10,7 @@ use anyhow::{bail, Result};
 
 use crate::scrape::{count_series, mean};
 use crate::wrk::{self, Load, WrkResult};
-use crate::{client, fixtures, step, Ctx, ROUNDS, SIZES};
+use crate::{client, fixtures, step, Ctx};
 
 /// What Prometheus 2.x sends by default.
 pub const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
@@ -52,7 +52,7 @@ fn scrape(url: &str, load: Load, accept: &str, encoding: usize) -> Result<WrkRes
 
 pub fn bench(ctx: &Ctx) -> Result<Formats> {
     let mut rows = Vec::new();
-    for wanted in SIZES {
+    for wanted in ctx.scale.sizes {
         step(&format!("OpenMetrics vs text at ~{wanted} series, plain and gzip …"));
         let name = format!("formats-{wanted}");
         let rules = ctx.write_rules(&name, &[fixtures::serve_rule("serve", wanted / 3, "10m")])?;
@@ -70,7 +70,7 @@ pub fn bench(ctx: &Ctx) -> Result<Formats> {
             scrape(&url, warm, PROMETHEUS_ACCEPT, encoding)?;
         }
         let mut runs: [[Vec<WrkResult>; 2]; 2] = Default::default();
-        for _ in 0..ROUNDS {
+        for _ in 0..ctx.scale.rounds {
             for encoding in [0, 1] {
                 runs[encoding][0].push(scrape(&url, ctx.load, "text/plain;version=0.0.4", encoding)?);
                 runs[encoding][1].push(scrape(&url, ctx.load, PROMETHEUS_ACCEPT, encoding)?);
