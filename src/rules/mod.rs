@@ -26,6 +26,7 @@ pub mod limits;
 mod loader;
 pub mod metric_rule;
 pub mod model;
+pub mod mysql_dsn;
 mod names;
 pub mod schema;
 pub mod schema_errors;

@@ -12,6 +12,10 @@ use crate::eval::cell::Cell;
 use crate::rules::model::Rule;
 use crate::rules::template;
 
+/// How every session of the exporter names itself to a server (PostgreSQL's `application_name`,
+/// MySQL's `program_name` connection attribute and statement comment), so a DBA sees who is querying.
+pub const SESSION_NAME: &str = "sql-signal-exporter";
+
 /// What a pooled source is built with besides its configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolSettings {
