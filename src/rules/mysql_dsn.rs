@@ -57,9 +57,11 @@ impl MySqlSslMode {
     /// [`MySqlSslMode::Preferred`] when it sets none.
     pub fn of(c: &ConnInfo) -> Result<MySqlSslMode, String> {
         let Some(text) = c.get("ssl-mode") else { return Ok(MySqlSslMode::Preferred) };
-        Self::NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(text)).map(|(_, m)| *m).ok_or_else(|| {
-            format!("ssl-mode must be one of {}", Self::NAMES.map(|(n, _)| n).join(", "))
-        })
+        Self::NAMES
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(text))
+            .map(|(_, m)| *m)
+            .ok_or_else(|| format!("ssl-mode must be one of {}", Self::NAMES.map(|(n, _)| n).join(", ")))
     }
 
     /// The mode's name, for messages.
@@ -112,7 +114,8 @@ pub fn check(c: &ConnInfo, files: FileCheck) -> (Vec<String>, Vec<String>) {
         Err(e) => return (vec![e], warnings),
     };
     if matches!(mode, MySqlSslMode::VerifyCa | MySqlSslMode::VerifyIdentity) && c.get("ssl-ca").is_none() {
-        errors.push(format!("ssl-mode={} needs ssl-ca: the CA certificate file to verify the server with", mode.name()));
+        errors
+            .push(format!("ssl-mode={} needs ssl-ca: the CA certificate file to verify the server with", mode.name()));
     }
     match (c.get("ssl-cert"), c.get("ssl-key")) {
         (Some(_), None) => errors.push("ssl-cert is set without ssl-key; give both for a client certificate".into()),

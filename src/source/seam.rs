@@ -106,6 +106,9 @@ pub struct Prepared {
     /// rules file's author (the parameters differ from the bound label columns, say).
     pub binding_problems: Vec<String>,
     pub columns: Vec<(String, ColumnType)>,
+    /// How this kind's SQL casts `column` to text: the fix a message suggests for a column of a type
+    /// the exporter cannot read (`x::text` in PostgreSQL, `CAST(x AS CHAR)` in MySQL).
+    pub cast_to_text: fn(&str) -> String,
 }
 
 /// Where `prepare` has to go to answer: what decides whether `--check-rules` needs `--db` for it.

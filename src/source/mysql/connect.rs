@@ -145,7 +145,12 @@ pub(super) struct MySqlManager {
 }
 
 impl MySqlManager {
-    pub(super) fn new(database: &Database, tls: MySqlTls, credentials: Credentials, limits: SessionLimits) -> Result<MySqlManager, String> {
+    pub(super) fn new(
+        database: &Database,
+        tls: MySqlTls,
+        credentials: Credentials,
+        limits: SessionLimits,
+    ) -> Result<MySqlManager, String> {
         let c = &database.conninfo;
         let port = match c.get("port") {
             None | Some("") => DEFAULT_PORT,

@@ -26,10 +26,21 @@ pub(super) fn mysql_decoded(column: &Column) -> Option<Decoded> {
         MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_INT24 | MYSQL_TYPE_LONG | MYSQL_TYPE_LONGLONG
         | MYSQL_TYPE_YEAR | MYSQL_TYPE_BIT => Decoded::Int,
         MYSQL_TYPE_FLOAT | MYSQL_TYPE_DOUBLE | MYSQL_TYPE_DECIMAL | MYSQL_TYPE_NEWDECIMAL => Decoded::Float,
-        MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING | MYSQL_TYPE_STRING | MYSQL_TYPE_TINY_BLOB
-        | MYSQL_TYPE_MEDIUM_BLOB | MYSQL_TYPE_LONG_BLOB | MYSQL_TYPE_BLOB | MYSQL_TYPE_ENUM | MYSQL_TYPE_SET
+        MYSQL_TYPE_VARCHAR
+        | MYSQL_TYPE_VAR_STRING
+        | MYSQL_TYPE_STRING
+        | MYSQL_TYPE_TINY_BLOB
+        | MYSQL_TYPE_MEDIUM_BLOB
+        | MYSQL_TYPE_LONG_BLOB
+        | MYSQL_TYPE_BLOB
+        | MYSQL_TYPE_ENUM
+        | MYSQL_TYPE_SET
         | MYSQL_TYPE_NULL => Decoded::Text,
-        MYSQL_TYPE_DATETIME | MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE | MYSQL_TYPE_DATETIME2
+        MYSQL_TYPE_DATETIME
+        | MYSQL_TYPE_TIMESTAMP
+        | MYSQL_TYPE_DATE
+        | MYSQL_TYPE_NEWDATE
+        | MYSQL_TYPE_DATETIME2
         | MYSQL_TYPE_TIMESTAMP2 => Decoded::Timestamp,
         MYSQL_TYPE_JSON => Decoded::Json,
         _ => return None,
@@ -114,7 +125,10 @@ fn mysql_cell(value: Value, column: &Column) -> Cell {
             let date = chrono::NaiveDate::from_ymd_opt(y.into(), mo.into(), d.into());
             match date.and_then(|d| d.and_hms_micro_opt(h.into(), mi.into(), s.into(), us)) {
                 Some(t) => Cell::Timestamp(t.and_utc()),
-                None => Cell::Unsupported(format!("{} {y:04}-{mo:02}-{d:02} (not a calendar date)", mysql_type_name(column))),
+                None => Cell::Unsupported(format!(
+                    "{} {y:04}-{mo:02}-{d:02} (not a calendar date)",
+                    mysql_type_name(column)
+                )),
             }
         }
         (Decoded::Text | Decoded::Json, Value::Bytes(b)) => match String::from_utf8(b) {

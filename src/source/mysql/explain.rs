@@ -58,11 +58,13 @@ mod tests {
     #[test]
     fn full_scans_above_the_threshold_warn_in_both_shapes() {
         let limits = ExplainLimits { min_rows: 100.0, max_cost: 0.0 };
-        let maria: Json = serde_json::json!({"query_block": {"table": {"table_name": "data", "access_type": "ALL", "rows": 5000}}});
+        let maria: Json =
+            serde_json::json!({"query_block": {"table": {"table_name": "data", "access_type": "ALL", "rows": 5000}}});
         assert!(mysql_plan_warnings(&maria, &limits)[0].contains("full scan of data"));
         let mysql: Json = serde_json::json!({"query_block": {"nested_loop": [{"table": {"table_name": "t", "access_type": "ALL", "rows_examined_per_scan": 50}}]}});
         assert!(mysql_plan_warnings(&mysql, &limits).is_empty());
-        let index: Json = serde_json::json!({"query_block": {"table": {"table_name": "data", "access_type": "ref", "rows": 5000}}});
+        let index: Json =
+            serde_json::json!({"query_block": {"table": {"table_name": "data", "access_type": "ref", "rows": 5000}}});
         assert!(mysql_plan_warnings(&index, &limits).is_empty());
     }
 }

@@ -97,7 +97,13 @@ impl MySqlSource {
             .recycle_timeout(Some(RECYCLE_TIMEOUT))
             .build()
             .map_err(|e| named(format!("cannot build the connection pool: {e}")))?;
-        Ok(MySqlSource { database, pool, secrets, backoff: Backoff::new(settings.max_backoff), kills: TaskTracker::new() })
+        Ok(MySqlSource {
+            database,
+            pool,
+            secrets,
+            backoff: Backoff::new(settings.max_backoff),
+            kills: TaskTracker::new(),
+        })
     }
 
     /// Removes the DSN and every password from a message of the driver or server.
@@ -180,6 +186,7 @@ impl MySqlSource {
                 self.scrub(&describe_mysql_error(&e))
             ))),
             Ok(Ok(stmt)) => Ok(Prepared {
+                cast_to_text: mysql_cast_to_text,
                 binding_problems: binding_problems(usize::from(stmt.num_params()), fetch.rule.bindings().labels),
                 columns: stmt
                     .columns()
@@ -324,6 +331,11 @@ fn binding_problems(params: usize, labels: &[String]) -> Vec<String> {
             labels[0]
         )],
     }
+}
+
+/// This kind's cast of `column` to text, for messages.
+fn mysql_cast_to_text(column: &str) -> String {
+    format!("CAST({column} AS CHAR)")
 }
 
 #[cfg(test)]

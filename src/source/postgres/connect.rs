@@ -54,4 +54,3 @@ impl managed::Manager for PgManager {
         }
     }
 }
-

@@ -236,6 +236,7 @@ impl PgSource {
                 Err(FetchError::Query(format!("the server rejects the query: {}", self.scrub(&msg))))
             }
             Ok(Ok(stmt)) => Ok(Prepared {
+                cast_to_text: pg_cast_to_text,
                 binding_problems: binding_problems(&stmt.params, fetch.rule.bindings().labels),
                 columns: stmt.columns.iter().map(|(name, ty)| (name.clone(), column_type(ty))).collect(),
                 sql,
@@ -369,6 +370,11 @@ fn binding_problems(params: &[Type], labels: &[String]) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// This kind's cast of `column` to text, for messages.
+fn pg_cast_to_text(column: &str) -> String {
+    format!("{column}::text")
 }
 
 #[cfg(test)]

@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
-use crate::harness::{assert_fail_safe, golden, is_fail_safe, kanary_signal, once, repo_root, Db, Exporter, Exposition, MyDb, KANARY_DB_ERROR};
+use crate::harness::{
+    assert_fail_safe, golden, is_fail_safe, kanary_signal, once, repo_root, Db, Exporter, Exposition, MyDb,
+    KANARY_DB_ERROR,
+};
 use crate::kanary::{cases, load_cases, DOWN_TARGET, GOLDEN, GOLDEN_DB_ERROR};
 
 /// The MySQL Kanary rules.
@@ -71,7 +74,8 @@ fn mariadb_down_at_start_serves_fail_safe_then_recovers_without_restart() {
     load_mysql_cases(&my);
     my.private_server().stop().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let rules = mysql_kanary_rules_with(dir.path(), &[("interval: 1m", "interval: 1s"), ("timeout: 30s", "timeout: 900ms")]);
+    let rules =
+        mysql_kanary_rules_with(dir.path(), &[("interval: 1m", "interval: 1s"), ("timeout: 30s", "timeout: 900ms")]);
     let dsn = my.dsn();
     let ex = Exporter::spawn(&["--rules", rules.to_str().unwrap()], &[("CONNECTION_STRING", &dsn)]);
     ex.wait_ready();

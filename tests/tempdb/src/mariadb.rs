@@ -179,12 +179,21 @@ impl TempMariaDb {
             if self.mariadb("mysql", "SELECT 1").is_ok() {
                 return Ok(());
             }
-            let exited = self.server.lock().unwrap_or_else(|e| e.into_inner()).as_mut().and_then(|c| c.try_wait().ok().flatten());
+            let exited = self
+                .server
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
             if let Some(status) = exited {
                 bail!("mariadbd exited ({status}) while starting:\n{}", log_tail(&self.error_log(), LOG_TAIL_LINES));
             }
             if Instant::now() >= deadline {
-                bail!("mariadbd did not answer within {}s:\n{}", MARIADB_SETUP_TIMEOUT.as_secs(), log_tail(&self.error_log(), LOG_TAIL_LINES));
+                bail!(
+                    "mariadbd did not answer within {}s:\n{}",
+                    MARIADB_SETUP_TIMEOUT.as_secs(),
+                    log_tail(&self.error_log(), LOG_TAIL_LINES)
+                );
             }
             // Polling the condition (the server answers), with a growing pause.
             std::thread::sleep(pause);
@@ -318,7 +327,9 @@ fn sweep_stale_mariadb() {
             continue;
         }
         let dir = entry.path();
-        if let Some(server) = fs::read_to_string(dir.join("mariadb.pid")).ok().and_then(|t| t.trim().parse::<u32>().ok()) {
+        if let Some(server) =
+            fs::read_to_string(dir.join("mariadb.pid")).ok().and_then(|t| t.trim().parse::<u32>().ok())
+        {
             // Only a process whose command line names this directory (a reused pid is never hit).
             let cmdline = fs::read(format!("/proc/{server}/cmdline")).unwrap_or_default();
             let needle = dir.to_string_lossy().into_owned();
