@@ -19,6 +19,11 @@ use crate::secret::Secret;
 const DEFAULT_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 const DEFAULT_CMD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Parses a DSN of one engine's syntax.
+type DsnParser = fn(&str) -> Result<ConnInfo, String>;
+/// Checks the TLS keys of a parsed DSN: errors, then warnings.
+type TlsChecker = fn(&ConnInfo, FileCheck) -> (Vec<String>, Vec<String>);
+
 /// A DSN as the loader sees it: with `${VAR}` expanded, and as written in the file (`None` when it
 /// came from `dsn_file`), to tell a password written into the rules file.
 struct DsnText<'a> {
@@ -95,11 +100,10 @@ impl Ctx<'_> {
     /// written into the rules file itself. Neither message shows the DSN.
     fn parse_dsn(&mut self, path: &Path, pointer: String, dsn: DsnText<'_>, files: FileCheck) -> ConnInfo {
         let DsnText { expanded, written } = dsn;
-        let (parse, check): (fn(&str) -> Result<ConnInfo, String>, fn(&ConnInfo, FileCheck) -> _) =
-            match mysql_dsn::engine_of(expanded) {
-                Engine::Postgres => (ConnInfo::parse, tls_files::check),
-                Engine::MySql => (mysql_dsn::parse, mysql_dsn::check),
-            };
+        let (parse, check): (DsnParser, TlsChecker) = match mysql_dsn::engine_of(expanded) {
+            Engine::Postgres => (ConnInfo::parse, tls_files::check),
+            Engine::MySql => (mysql_dsn::parse, mysql_dsn::check),
+        };
         let conninfo = match parse(expanded) {
             Ok(c) => c,
             Err(msg) => {

@@ -44,6 +44,6 @@ extern "C" fn stop_all() {
     let kept = std::mem::take(&mut *KEPT.lock().unwrap_or_else(|e| e.into_inner()));
     for teardown in kept {
         // A panic must not unwind into C.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| teardown()));
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(teardown));
     }
 }
