@@ -21,12 +21,15 @@
 //! - [`run`]: the scheduler, one evaluation's glue, the sinks rows stream into, the watchdog.
 //! - [`check`]: `--check-rules`, the loader's checks for CI, with every statement prepared through
 //!   the seam.
+//! - [`rule_tests`]: `--test-rules`, the rules' own evaluation run on fixture rows and responses,
+//!   judged against the series and target states a test file expects.
 //! - [`http`]: the routes, the status page, `--web.config.file`; reads only what was published.
 //! - [`app`]: start, reload, `--once`, shutdown.
 //! - [`secret`], [`logging`]: leaves every module may use.
 //!
 //! Imports point down this order: `secret`/`logging` ← `rules` ← `eval` ← `source`, `publish` ←
-//! `run`, `check`, `http` ← `app`; `http` never reaches `run` or `source`. The architecture test
+//! `run`, `check`, `http` ← `app`, with `rule_tests` above `run` and `check` (only `main.rs`
+//! calls it); `http` never reaches `run` or `source`. The architecture test
 //! (`tests/integration/architecture.rs`) holds that order and the absence of cycles between files.
 
 // Functions stay at or under clippy.toml's 80 lines, split by job; an exception says why in an
@@ -39,6 +42,7 @@ pub mod eval;
 pub mod http;
 pub mod logging;
 pub mod publish;
+pub mod rule_tests;
 pub mod rules;
 pub mod run;
 pub mod secret;

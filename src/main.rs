@@ -9,9 +9,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 
-use sql_signal_exporter::check;
 use sql_signal_exporter::http::web::Web;
 use sql_signal_exporter::{app, http};
+use sql_signal_exporter::{check, rule_tests};
 
 /// A Prometheus exporter whose metrics and fail-safe health signals are SQL rules in YAML.
 #[derive(Parser, Debug)]
@@ -58,10 +58,11 @@ struct Cli {
     #[arg(long = "check-rules", value_name = "FILE", num_args = 1..)]
     check_rules: Option<Vec<PathBuf>>,
 
-    /// With --check-rules: also connect to each database and prepare (never run) every query,
-    /// checking its SQL, the columns the rule reads and their types.
-    #[arg(long, requires = "check_rules")]
-    db: bool,
+    /// With --check-rules (no value): also connect to each database and prepare (never run) every
+    /// query, checking its SQL, the columns the rule reads and their types. With --test-rules
+    /// (NAME=DSN, repeatable): run the SQL cases of database NAME on DSN.
+    #[arg(long, value_name = "NAME=DSN", num_args = 0..=1, action = clap::ArgAction::Append)]
+    db: Option<Vec<String>>,
 
     /// With --check-rules --db: also EXPLAIN (never run) every query and warn about a sequential
     /// scan over a big table or a costly plan.
@@ -81,13 +82,32 @@ struct Cli {
     #[arg(long, requires = "check_rules")]
     strict: bool,
 
-    /// With --check-rules: how diagnostics are printed.
+    /// Run the cases of rule test files and exit: 0 when all pass, 1 when a case fails, 2 when a
+    /// test file is broken (see README, "Testing rules").
+    #[arg(long = "test-rules", value_name = "FILE", num_args = 1.., conflicts_with = "check_rules")]
+    test_rules: Option<Vec<PathBuf>>,
+
+    /// With --check-rules or --test-rules: how diagnostics and results are printed.
     #[arg(long, value_enum, default_value = "text")]
     format: check::Format,
 
     /// Print the JSON Schema of rules files and exit.
     #[arg(long = "print-schema")]
     print_schema: bool,
+}
+
+/// `--db NAME=DSN` of `--test-rules`, by name; the message says which one is not of that form.
+fn test_databases(values: &[String]) -> Result<std::collections::BTreeMap<String, String>, String> {
+    values
+        .iter()
+        .map(|v| match v.split_once('=') {
+            Some((name, dsn)) if !name.is_empty() && !dsn.is_empty() => Ok((name.to_string(), dsn.to_string())),
+            _ => Err(format!(
+                "--test-rules --db expects NAME=DSN (the database's name in the rules file, then its DSN), got a value without a name or a DSN{}",
+                if v.contains('=') { "" } else { " (no '=')" }
+            )),
+        })
+        .collect()
 }
 
 /// A duration flag: `30s`, `1m`.
@@ -150,6 +170,39 @@ fn limit_malloc_arenas() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn limit_malloc_arenas() {}
 
+/// `--test-rules` or `--check-rules` when asked (their exit code), or a misplaced `--db` (2);
+/// `None` when the exporter is to run.
+fn check_or_test(cli: &Cli) -> Option<ExitCode> {
+    if let Some(files) = &cli.test_rules {
+        return Some(match test_databases(cli.db.as_deref().unwrap_or_default()) {
+            Ok(databases) => {
+                ExitCode::from(rule_tests::run(files, &rule_tests::Options { databases, format: cli.format }))
+            }
+            Err(msg) => {
+                eprintln!("error: {msg}");
+                ExitCode::from(2)
+            }
+        });
+    }
+    if let Some(files) = &cli.check_rules {
+        if cli.db.as_ref().is_some_and(|v| !v.is_empty()) {
+            eprintln!("error: --check-rules --db takes no value: it connects with each rules file's own DSN (NAME=DSN is for --test-rules)");
+            return Some(ExitCode::from(2));
+        }
+        let explain = cli.explain.then_some(sql_signal_exporter::source::ExplainLimits {
+            min_rows: cli.explain_min_rows,
+            max_cost: cli.explain_max_cost,
+        });
+        let opts = check::Options { db: cli.db.is_some(), explain, strict: cli.strict, format: cli.format };
+        return Some(ExitCode::from(check::run(files, &opts)));
+    }
+    if cli.db.is_some() {
+        eprintln!("error: --db goes with --check-rules (or, as --db NAME=DSN, with --test-rules)");
+        return Some(ExitCode::from(2));
+    }
+    None
+}
+
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
@@ -157,13 +210,8 @@ fn main() -> ExitCode {
         print!("{}", sql_signal_exporter::rules::schema::SCHEMA_TEXT);
         return ExitCode::SUCCESS;
     }
-    if let Some(files) = &cli.check_rules {
-        let explain = cli.explain.then_some(sql_signal_exporter::source::ExplainLimits {
-            min_rows: cli.explain_min_rows,
-            max_cost: cli.explain_max_cost,
-        });
-        let opts = check::Options { db: cli.db, explain, strict: cli.strict, format: cli.format };
-        return ExitCode::from(check::run(files, &opts));
+    if let Some(code) = check_or_test(&cli) {
+        return code;
     }
     init_logging(cli.log_level, cli.log_format);
 

@@ -155,7 +155,7 @@ pub fn check(files: &[PathBuf], opts: &Options) -> Report {
 
 /// `{"file","line","column","severity","message","pointer"}`, keys in that order (written by hand:
 /// serde_json's map would sort them), `line` and `column` null when unknown.
-fn json_line(d: &Diagnostic) -> String {
+pub fn json_line(d: &Diagnostic) -> String {
     let text = |s: &str| serde_json::Value::from(s).to_string();
     let (line, column) = match d.position {
         Some((l, c)) => (l.to_string(), c.to_string()),
@@ -172,7 +172,7 @@ fn json_line(d: &Diagnostic) -> String {
 
 /// A GitHub Actions annotation; `%`, CR and LF are escaped in the message, and `,` and `:` as well
 /// in properties, as the workflow command syntax requires.
-fn github_line(d: &Diagnostic) -> String {
+pub fn github_line(d: &Diagnostic) -> String {
     fn data(s: &str) -> String {
         s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
     }

@@ -13,7 +13,7 @@ use super::diagnostic::Diagnostic;
 use super::diagnostic::MAX_DIAGNOSTICS_PER_FILE;
 use super::model::RuleSet;
 use super::span::{self, SpanTree};
-use super::{input, schema, schema_errors, spec};
+use super::{document, schema, spec};
 
 /// Looks up an environment variable by name.
 pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -88,53 +88,15 @@ impl Ctx<'_> {
     /// The file's document, positions and duplicate keys recorded; `None` (reported) when it is
     /// not a YAML document the loader can take.
     fn parse_file(&mut self, path: &Path, text: &str) -> Option<serde_json::Value> {
-        if text.len() > input::MAX_FILE_BYTES {
-            self.error(path, "", input::too_large());
-            return None;
+        let parsed = document::parse(path, text);
+        self.diags.extend(parsed.diagnostics);
+        if let Some(at) = parsed.unpositioned {
+            self.unpositioned.insert(path.to_path_buf(), at);
         }
-        // A position-keeping parse first: it also refuses nesting and alias expansion past their
-        // limits before serde_yaml builds the document, and finds duplicate keys, which serde_yaml
-        // resolves silently (last one wins). Its syntax errors are left to serde_yaml's wording; a
-        // text serde_yaml accepts and this parser does not merely has no positions.
-        let spans = match span::parse(text) {
-            Ok(parsed) => Some(parsed),
-            Err(e) if e.limit => {
-                self.diags.push(Diagnostic::error(path, "", e.message).at(e.position.0, e.position.1));
-                return None;
-            }
-            Err(e) => {
-                self.unpositioned.insert(path.to_path_buf(), e.position);
-                None
-            }
-        };
-        let doc: serde_json::Value = match serde_yaml::from_str(text) {
-            Ok(v) => v,
-            Err(e) => {
-                let mut d = Diagnostic::error(path, "", format!("invalid YAML: {}", yaml_message(&e)));
-                if let Some(loc) = e.location() {
-                    d = d.at(loc.line(), loc.column());
-                } else if let Some(line) = second_document_line(text) {
-                    d = Diagnostic::error(
-                        path,
-                        "",
-                        "a rules file holds one YAML document; this '---' starts a second one",
-                    )
-                    .at(line, 1);
-                } else {
-                    // serde_yaml said nowhere; the top of the file is better than no place at all.
-                    d = d.at(1, 1);
-                }
-                self.diags.push(d);
-                return None;
-            }
-        };
-        if let Some((tree, duplicates)) = spans {
-            for dup in duplicates {
-                let msg = format!("duplicate key '{}' (first at line {}); give each key once", dup.key, dup.first.0);
-                self.diags.push(Diagnostic::error(path, dup.pointer, msg).at(dup.position.0, dup.position.1));
-            }
+        if let Some(tree) = parsed.spans {
             self.spans.insert(path.to_path_buf(), tree);
         }
+        let doc = parsed.value?;
         if doc.is_null() {
             let msg = "the rules file is empty; it must start with `version: 1`";
             self.diags.push(Diagnostic::error(path, "", msg).at(1, 1));
@@ -151,14 +113,12 @@ impl Ctx<'_> {
         // (Unknown keys do not count: building a rule ignores them.)
         let mut reported = BTreeSet::new();
         // Past the cap nothing is shown (see `cap_per_file`); a few more keep the order right.
-        for err in schema::validator().iter_errors(doc).take(MAX_DIAGNOSTICS_PER_FILE + 1) {
-            let unknown_key = matches!(err.kind(), jsonschema::error::ValidationErrorKind::AdditionalProperties { .. });
-            for problem in schema_errors::describe(schema::value(), &err) {
-                if !unknown_key && !problem.pointer.is_empty() {
-                    reported.insert(problem.pointer.clone());
-                }
-                self.error(path, problem.pointer, problem.message);
+        let cap = MAX_DIAGNOSTICS_PER_FILE + 1;
+        for (problem, unknown_key) in document::schema_problems(schema::validator(), schema::value(), doc, cap) {
+            if !unknown_key && !problem.pointer.is_empty() {
+                reported.insert(problem.pointer.clone());
             }
+            self.error(path, problem.pointer, problem.message);
         }
         self.schema_pointers.insert(path.to_path_buf(), reported);
     }
@@ -258,49 +218,5 @@ impl Ctx<'_> {
         while self.rule_pointers.len() < self.set.rules.len() {
             self.rule_pointers.push(pointer.to_string());
         }
-    }
-}
-
-fn yaml_message(e: &serde_yaml::Error) -> String {
-    // serde_yaml appends " at line X column Y" (printed in front instead), and sometimes what it was
-    // parsing and where that began, which is often the line to fix (an unclosed bracket).
-    let msg = e.to_string();
-    let Some(i) = msg.find(" at line ") else { return msg };
-    let context = msg[i..].split_once(", ").map(|(_, c)| c);
-    match context {
-        Some(c) => format!("{} ({c})", &msg[..i]),
-        None => msg[..i].to_string(),
-    }
-}
-
-/// The line of the `---` that starts a second YAML document, for serde_yaml's error without position.
-fn second_document_line(text: &str) -> Option<usize> {
-    let mut content_seen = false;
-    for (n, line) in text.lines().enumerate() {
-        let is_marker = line == "---" || line.starts_with("--- ");
-        if is_marker && content_seen {
-            return Some(n + 1);
-        }
-        let trimmed = line.trim();
-        if !trimmed.is_empty() && !trimmed.starts_with('#') && !is_marker {
-            content_seen = true;
-        }
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn yaml_errors_keep_their_context_and_a_second_document_is_found() {
-        let e = serde_yaml::from_str::<serde_json::Value>("a: [1, 2\nb: 3\n").unwrap_err();
-        assert_eq!(
-            yaml_message(&e),
-            "did not find expected ',' or ']' (while parsing a flow sequence at line 1 column 4)"
-        );
-        assert_eq!(second_document_line("# c\n---\na: 1\n---\nb: 2\n"), Some(4));
-        assert_eq!(second_document_line("---\na: 1\n"), None);
     }
 }

@@ -19,6 +19,7 @@ pub mod columns;
 pub mod conninfo;
 mod database;
 pub mod diagnostic;
+pub mod document;
 pub mod duration;
 mod endpoint;
 pub mod input;

@@ -40,6 +40,7 @@ use registry::Origin;
 
 mod backoff;
 mod credentials;
+pub mod fixture;
 mod http_json;
 mod mysql;
 mod postgres;
@@ -47,6 +48,7 @@ mod registry;
 pub mod seam;
 pub mod tls;
 
+pub use fixture::*;
 pub use seam::*;
 
 /// A source, or why none could be built (a bad setting fails that source's rules only).

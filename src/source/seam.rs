@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
+use super::fixture::Fixture;
 use crate::eval::cell::Cell;
 use crate::rules::model::Rule;
 use crate::rules::template;
@@ -190,6 +191,27 @@ pub trait Source: Send + Sync + fmt::Debug {
     ) -> BoxFuture<'a, Result<Vec<String>, FetchError>> {
         Box::pin(async { Err(FetchError::Query("this source has no query planner to ask".into())) })
     }
+    /// A session that serves `fixture` instead of the real data, for one evaluation of a rule test
+    /// (`--test-rules`); `timeout` bounds opening it. What a kind must guarantee:
+    ///
+    /// - the rule's statements run unchanged, rendered and bound as [`Source::fetch`] does;
+    /// - a SQL kind takes a connection of its own (never returned to a pool), creates each
+    ///   [`FixtureTable`](super::FixtureTable) as a temporary table of that name, so that it
+    ///   shadows the real table for the rule's unqualified names, inside a transaction that
+    ///   [`FixtureSession::finish`] rolls back before closing the connection; the rule's statement
+    ///   then runs read-only, as in production;
+    /// - an endpoint answers each named request with its
+    ///   [`FixtureResponse`](super::FixtureResponse), judged like a real response (status, size),
+    ///   and opens no socket: nothing is fetched, no proxy is asked;
+    /// - a kind serves its own part of the fixture (tables for SQL, responses for endpoints) and
+    ///   ignores the other, so one case may hold both for rules of both kinds;
+    /// - what the fixture lacks (a request without an answer) is an error naming it, never a
+    ///   fallback to real data; a table the fixture does not give is the real one (SQL kinds).
+    fn open_fixture<'a>(
+        &'a self,
+        fixture: &'a Fixture,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Box<dyn FixtureSession>, FetchError>>;
     /// Connections open now, and those of them lent to a running statement.
     fn connections(&self) -> Connections;
     /// Closes idle connections; in-use ones close when returned.
@@ -203,4 +225,13 @@ pub trait Source: Send + Sync + fmt::Debug {
 pub struct Connections {
     pub open: usize,
     pub in_use: usize,
+}
+
+/// A source serving a [`Fixture`] for one evaluation (see [`Source::open_fixture`]). Its `fetch` runs the rule's statements as the
+/// source would, on the fixture's data; nothing it does is kept.
+pub trait FixtureSession: Source {
+    /// Ends the session: whatever the fixture created is undone (a SQL transaction rolled back, its
+    /// connection closed). Dropping a session without finishing it closes its connection, which
+    /// also ends the transaction on the server, uncommitted.
+    fn finish(self: Box<Self>) -> BoxFuture<'static, Result<(), FetchError>>;
 }

@@ -7,6 +7,7 @@
 //! - [`faults`]: faults, reload, secrets, shutdown and logs of the running binary;
 //! - [`check_rules`]: `--check-rules` with the corpus in `tests/check_rules/`;
 //! - [`endpoints`]: rules on HTTP JSON endpoints against a fixture server (DTR, Matillion, typing);
+//! - [`rule_tests`]: `--test-rules`: the shipped rule tests, mutations they catch, no fetch, no residue;
 //! - [`explain`]: `--check-rules --db --explain`: costly plans warn, nothing runs;
 //! - [`deploy_role`]: `examples/postgres/role.sql` is enough for the shipped rules, and no more;
 //! - [`prometheus`]: a real Prometheus scrapes us and evaluates the shipped alerts and dashboard;
@@ -33,6 +34,7 @@ mod metric_rules;
 mod mysql;
 mod postgres_tls;
 mod prometheus;
+mod rule_tests;
 mod schedule;
 mod stall;
 mod status;

@@ -13,12 +13,16 @@ use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use tokio::time::{timeout_at, Instant};
 
-use super::seam::{ColumnType, Connections, Fetch, FetchError, Prepared, Reach, RowSink, Source, StatementCheck};
+use super::fixture::Fixture;
+use super::seam::{
+    ColumnType, Connections, Fetch, FetchError, FixtureSession, Prepared, Reach, RowSink, Source, StatementCheck,
+};
 use crate::rules::model::{Auth, Endpoint, EndpointRule, Placement, Proxy, Rule};
 use crate::rules::template;
 use crate::secret::redact;
 
 mod client;
+mod fixture;
 mod sqlite;
 
 /// What one evaluation of a rule on an endpoint fetches and runs, its templates rendered.
@@ -140,13 +144,10 @@ impl HttpSource {
         let mut resp = req.send().await.map_err(failed)?;
         let status = resp.status();
         if !status.is_success() {
-            let why =
-                if status.is_redirection() { " (a redirect not followed: another host, with credentials)" } else { "" };
-            return Err(FetchError::Query(format!("request '{name}': HTTP {status}{why}")));
+            return Err(status_refused(name, status));
         }
         let limit = self.endpoint.max_body_bytes;
-        let too_big =
-            || FetchError::Query(format!("request '{name}': the response is larger than max_body_bytes ({limit})"));
+        let too_big = || too_large(name, limit);
         if resp.content_length().is_some_and(|n| n > limit as u64) {
             return Err(too_big());
         }
@@ -174,56 +175,81 @@ impl HttpSource {
             Ok(Err(e)) => return Err(e),
             Ok(Ok(r)) => r,
         };
-        let bindings = fetch.rule.bindings();
-        let (labels, targets) = (bindings.labels.to_vec(), bindings.targets.to_vec());
-        let queries = work.queries.clone();
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(256);
-        let blocking = tokio::task::spawn_blocking(move || {
-            let mut db = match sqlite::open(&labels, &targets) {
-                Ok(db) => db,
-                Err(m) => return Err(m),
-            };
-            if tx.blocking_send(Msg::Handle(db.interrupt_handle())).is_err() {
-                return Ok(());
+        run_queries(fetch, work.queries, responses, sink, deadline).await.map_err(|e| match e {
+            FetchError::Query(m) => FetchError::Query(self.scrub(&m)),
+            e => e,
+        })
+    }
+}
+
+/// Runs the rule's queries in SQLite over `responses`, pushing their rows into `sink` by `deadline`:
+/// the same for fetched and for canned responses. Messages are not yet scrubbed.
+async fn run_queries(
+    fetch: Fetch<'_>,
+    queries: Vec<(String, String)>,
+    responses: Vec<sqlite::Response>,
+    sink: &mut dyn RowSink,
+    deadline: Instant,
+) -> Result<(), FetchError> {
+    let bindings = fetch.rule.bindings();
+    let (labels, targets) = (bindings.labels.to_vec(), bindings.targets.to_vec());
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Msg>(256);
+    let blocking = tokio::task::spawn_blocking(move || {
+        let mut db = match sqlite::open(&labels, &targets) {
+            Ok(db) => db,
+            Err(m) => return Err(m),
+        };
+        if tx.blocking_send(Msg::Handle(db.interrupt_handle())).is_err() {
+            return Ok(());
+        }
+        for r in responses {
+            db.bind_response(r)?;
+        }
+        db.run(&queries, |e| tx.blocking_send(Msg::Emit(e)).is_ok())
+    });
+    let mut handle = None;
+    let mut outcome = Ok(());
+    loop {
+        match timeout_at(deadline, rx.recv()).await {
+            Err(_) => {
+                outcome = Err(FetchError::Timeout(fetch.timeout));
+                break;
             }
-            for r in responses {
-                db.bind_response(r)?;
-            }
-            db.run(&queries, |e| tx.blocking_send(Msg::Emit(e)).is_ok())
-        });
-        let mut handle = None;
-        let mut outcome = Ok(());
-        loop {
-            match timeout_at(deadline, rx.recv()).await {
-                Err(_) => {
-                    outcome = Err(FetchError::Timeout(fetch.timeout));
+            Ok(None) => break,
+            Ok(Some(Msg::Handle(h))) => handle = Some(h),
+            Ok(Some(Msg::Emit(sqlite::Emit::Query(q)))) => sink.query(&q),
+            Ok(Some(Msg::Emit(sqlite::Emit::Columns(c)))) => sink.columns(c),
+            Ok(Some(Msg::Emit(sqlite::Emit::Row(r)))) => {
+                if let Err(e) = sink.row(r) {
+                    outcome = Err(e);
                     break;
                 }
-                Ok(None) => break,
-                Ok(Some(Msg::Handle(h))) => handle = Some(h),
-                Ok(Some(Msg::Emit(sqlite::Emit::Query(q)))) => sink.query(&q),
-                Ok(Some(Msg::Emit(sqlite::Emit::Columns(c)))) => sink.columns(c),
-                Ok(Some(Msg::Emit(sqlite::Emit::Row(r)))) => {
-                    if let Err(e) = sink.row(r) {
-                        outcome = Err(e);
-                        break;
-                    }
-                }
             }
-        }
-        if outcome.is_err() {
-            if let Some(h) = &handle {
-                h.interrupt();
-            }
-            drop(rx);
-            return outcome;
-        }
-        match blocking.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(m)) => Err(FetchError::Query(self.scrub(&m))),
-            Err(e) => Err(FetchError::Query(format!("the SQLite task failed: {e}"))),
         }
     }
+    if outcome.is_err() {
+        if let Some(h) = &handle {
+            h.interrupt();
+        }
+        drop(rx);
+        return outcome;
+    }
+    match blocking.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(m)) => Err(FetchError::Query(m)),
+        Err(e) => Err(FetchError::Query(format!("the SQLite task failed: {e}"))),
+    }
+}
+
+/// Why a response with a status other than 2xx fails the fetch.
+fn status_refused(name: &str, status: reqwest::StatusCode) -> FetchError {
+    let why = if status.is_redirection() { " (a redirect not followed: another host, with credentials)" } else { "" };
+    FetchError::Query(format!("request '{name}': HTTP {status}{why}"))
+}
+
+/// Why a body over `max_body_bytes` fails the fetch.
+fn too_large(name: &str, limit: usize) -> FetchError {
+    FetchError::Query(format!("request '{name}': the response is larger than max_body_bytes ({limit})"))
 }
 
 /// One query of `rule` prepared in an empty SQLite.
@@ -288,6 +314,15 @@ impl Source for HttpSource {
 
     fn reach(&self) -> Reach {
         Reach::Local
+    }
+
+    fn open_fixture<'a>(
+        &'a self,
+        fixture: &'a Fixture,
+        _timeout: Duration,
+    ) -> BoxFuture<'a, Result<Box<dyn FixtureSession>, FetchError>> {
+        let session = self.fixture_session(fixture).map(|s| Box::new(s) as Box<dyn FixtureSession>);
+        async move { session }.boxed()
     }
 
     fn connections(&self) -> Connections {

@@ -30,7 +30,7 @@ impl MySqlInFlight {
         MySqlInFlight { conn: Some(conn), id, pool, kills }
     }
 
-    pub(super) fn conn(&mut self) -> &mut MySqlConn {
+    pub(super) fn conn(&mut self) -> &mut mysql_async::Conn {
         self.conn.as_mut().expect("the session is present until finish or drop, both of which take self")
     }
 

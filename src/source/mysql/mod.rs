@@ -36,6 +36,8 @@ use mysql_async::{Params, Statement, Value};
 use tokio::time::{timeout_at, Instant};
 use tokio_util::task::TaskTracker;
 
+use super::fixture::Fixture;
+use super::seam::FixtureSession;
 use super::seam::{
     parameter_mismatch, render_statement, ColumnType, Connections, ExplainLimits, Fetch, FetchError, PoolSettings,
     Prepared, Reach, RowSink, Source, StatementCheck, SESSION_NAME,
@@ -49,9 +51,10 @@ mod connect;
 mod decode;
 mod error;
 mod explain;
+mod fixture;
 
 use cancel::MySqlInFlight;
-use connect::{MySqlConn, MySqlManager, MySqlPool, MySqlTls, SessionLimits};
+use connect::{MySqlConn, MySqlManager, MySqlPool, MySqlTls, ServerFacts, SessionLimits};
 use decode::{mysql_cells, mysql_decoded, mysql_type_name};
 use error::{describe_mysql_error, describe_mysql_pool_error};
 
@@ -113,11 +116,7 @@ impl MySqlSource {
 
     /// The rule's statement for this server, with the comment that names it.
     fn statement(&self, rule: &Rule) -> Result<String, FetchError> {
-        let facts = &self.pool.manager().facts;
-        let sql = render_statement(rule, facts.version_num().unwrap_or(ASSUMED_MYSQL_VERSION_NUM))?;
-        // A rule's name is an identifier, but a comment must never be closed early by one.
-        let name = rule.name.replace("*/", "");
-        Ok(format!("/* {SESSION_NAME} rule={name} */ {sql}"))
+        statement_for(rule, &self.pool.manager().facts)
     }
 
     /// A session within the deadline, or why none.
@@ -151,7 +150,7 @@ impl MySqlSource {
         let sql = self.statement(fetch.rule)?;
         sink.statement(MAIN_QUERY, &sql);
         let mut in_flight = MySqlInFlight::new(conn, self.pool.clone(), self.kills.clone());
-        let ran = timeout_at(deadline, run(in_flight.conn(), &sql, fetch.rule.bindings(), sink)).await;
+        let ran = timeout_at(deadline, run_statement(in_flight.conn(), &sql, fetch.rule.bindings(), sink)).await;
         match ran {
             Ok(Ok(())) => {
                 in_flight.finish();
@@ -261,6 +260,18 @@ impl Source for MySqlSource {
         .boxed()
     }
 
+    fn open_fixture<'a>(
+        &'a self,
+        fixture: &'a Fixture,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Box<dyn FixtureSession>, FetchError>> {
+        async move {
+            let session = self.open_fixture_session(fixture, timeout).await?;
+            Ok(Box::new(session) as Box<dyn FixtureSession>)
+        }
+        .boxed()
+    }
+
     fn connections(&self) -> Connections {
         let s = self.pool.status();
         Connections { open: s.size, in_use: s.size.saturating_sub(s.available) }
@@ -280,10 +291,18 @@ impl Source for MySqlSource {
     }
 }
 
+/// The rule's statement for a server of `facts`, with the comment that names it.
+fn statement_for(rule: &Rule, facts: &ServerFacts) -> Result<String, FetchError> {
+    let sql = render_statement(rule, facts.version_num().unwrap_or(ASSUMED_MYSQL_VERSION_NUM))?;
+    // A rule's name is an identifier, but a comment must never be closed early by one.
+    let name = rule.name.replace("*/", "");
+    Ok(format!("/* {SESSION_NAME} rule={name} */ {sql}"))
+}
+
 /// Prepares `sql` (once per session: the driver caches it), binds the targets and streams each
 /// decoded row into `sink`.
-async fn run(
-    conn: &mut MySqlConn,
+async fn run_statement(
+    conn: &mut mysql_async::Conn,
     sql: &str,
     bindings: Bindings<'_>,
     sink: &mut dyn RowSink,

@@ -25,9 +25,10 @@ use tokio::time::{timeout_at, Instant};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_util::task::TaskTracker;
 
+use super::fixture::Fixture;
 use super::seam::{
-    parameter_mismatch, render_statement, ColumnType, Connections, ExplainLimits, Fetch, FetchError, PoolSettings,
-    Prepared, Reach, RowSink, Source, StatementCheck,
+    parameter_mismatch, render_statement, ColumnType, Connections, ExplainLimits, Fetch, FetchError, FixtureSession,
+    PoolSettings, Prepared, Reach, RowSink, Source, StatementCheck,
 };
 use crate::rules::model::{Bindings, Database, Rule, MAIN_QUERY};
 use crate::rules::template::ASSUMED_SERVER_VERSION_NUM;
@@ -40,6 +41,7 @@ mod connect;
 mod decode;
 mod error;
 mod explain;
+mod fixture;
 mod plan;
 mod pooler;
 mod tls;
@@ -294,6 +296,18 @@ impl Source for PgSource {
         .boxed()
     }
 
+    fn open_fixture<'a>(
+        &'a self,
+        fixture: &'a Fixture,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Box<dyn FixtureSession>, FetchError>> {
+        async move {
+            let session = self.open_fixture_session(fixture, timeout).await?;
+            Ok(Box::new(session) as Box<dyn FixtureSession>)
+        }
+        .boxed()
+    }
+
     fn connections(&self) -> Connections {
         let s = self.pool.status();
         Connections { open: s.size, in_use: s.size.saturating_sub(s.available) }
@@ -322,7 +336,7 @@ fn column_type(ty: &Type) -> ColumnType {
 
 /// Runs `sql` with the rule's target columns bound as text arrays `$1, $2, …`, pushing each row.
 async fn run(
-    client: &connect::Client,
+    client: &deadpool_postgres::ClientWrapper,
     sql: &str,
     bindings: Bindings<'_>,
     sink: &mut dyn RowSink,

@@ -105,3 +105,40 @@ signals:
     assert_eq!(error("text", "bad_value"), 1.0, "{text}");
     assert_eq!(error("binary", "bad_value"), 1.0, "{text}");
 }
+
+#[tokio::test]
+async fn a_fixture_shadows_the_real_table_and_leaves_nothing_behind() {
+    use sql_signal_exporter::source::fixture::{Fixture, FixtureColumn, FixtureTable};
+    let Some(my) = MyDb::shared() else { return };
+    my.mariadb("CREATE TABLE queue (name VARCHAR(10), depth INT); INSERT INTO queue VALUES ('real', 1);").unwrap();
+    let set = rules_on(
+        &my.dsn(),
+        "  - name: depth\n    database: main\n    query: SELECT name, depth FROM queue\n    families: [{name: depth, help: Depth., key_labels: [name], value: depth}]\n",
+    );
+    let mut sources = crate::harness::api::Sources::build(&set, Default::default());
+    let slot = sources.slot("main");
+    let source = crate::harness::api::as_source(&slot).unwrap();
+    let column = |name: &str, sql_type: &str| FixtureColumn { name: name.into(), sql_type: sql_type.into() };
+    let fixture = Fixture {
+        tables: vec![FixtureTable {
+            name: "queue".into(),
+            columns: vec![column("name", "VARCHAR(10)"), column("depth", "INT")],
+            rows: vec![vec!["fixture".into(), 7.into()], vec![serde_json::Value::Null, serde_json::Value::Null]],
+        }],
+        responses: Vec::new(),
+    };
+    let session = source.open_fixture(&fixture, std::time::Duration::from_secs(5)).await.unwrap();
+    let rule = &set.rules[0];
+    let outcome = crate::harness::api::evaluation::evaluate(
+        rule,
+        &[Ok(session.as_ref() as &dyn sql_signal_exporter::source::Source)],
+    )
+    .await;
+    session.finish().await.unwrap();
+    let text = String::from_utf8(crate::harness::api::exposition::render(&outcome.families)).unwrap();
+    assert_eq!(outcome.rows, 2, "{:?} {text}", outcome.status);
+    assert_eq!(parse(&text)["depth"], BTreeMap::from([(labels(&[("name", "fixture")]), 7.0)]), "{text}");
+    let (real, _) = run_once(&set).await;
+    assert_eq!(parse(&real)["depth"], BTreeMap::from([(labels(&[("name", "real")]), 1.0)]));
+    sources.close();
+}

@@ -10,7 +10,8 @@
 //!   `root` uses (no password: the socket is in a private directory); the binary log is off and
 //!   the buffer pool small, since the data is thrown away;
 //! * a login user `exporter` with a generated password, granted `SELECT`, `PROCESS` and
-//!   `REPLICATION CLIENT` (what a monitoring user needs) and nothing that writes; a database
+//!   `REPLICATION CLIENT` (what a monitoring user needs) and `CREATE TEMPORARY TABLES` (rule tests),
+//!   nothing that writes a real table; a database
 //!   `demo` exists at once;
 //! * as root, the server runs as root (`--user=root`): MariaDB allows it, so no user switching.
 //!
@@ -123,7 +124,7 @@ impl TempMariaDb {
             "mysql",
             &format!(
                 "CREATE USER '{MARIADB_EXPORTER_USER}'@'%' IDENTIFIED BY '{pw}';\n\
-                 GRANT SELECT, PROCESS, REPLICATION CLIENT ON *.* TO '{MARIADB_EXPORTER_USER}'@'%';\n\
+                 GRANT SELECT, PROCESS, REPLICATION CLIENT, CREATE TEMPORARY TABLES ON *.* TO '{MARIADB_EXPORTER_USER}'@'%';\n\
                  CREATE DATABASE {MARIADB_DEMO_DATABASE};"
             ),
         )
