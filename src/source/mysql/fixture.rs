@@ -12,6 +12,7 @@
 //! a temporary table cannot be named twice in one statement (a self-join, or a CTE that reads it
 //! twice: `ER_CANT_REOPEN_TABLE`), and a schema-qualified name reads the real table.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -20,6 +21,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Value};
 use tokio::time::{timeout_at, Instant};
 
+use super::connect::ServerFacts;
 use super::error::{describe_mysql_error, describe_mysql_pool_error};
 use super::{run_statement, MySqlSource};
 use crate::rules::model::MAIN_QUERY;
@@ -35,8 +37,8 @@ pub(super) struct MySqlFixture {
     name: String,
     /// `None` once finished.
     conn: tokio::sync::Mutex<Option<Conn>>,
-    /// The rule's statement as the source renders it (for this server, with its comment).
-    statement: Box<dyn Fn(&crate::rules::model::Rule) -> Result<String, FetchError> + Send + Sync>,
+    /// What the source knows of the server, to render the rule's statement as it does.
+    facts: Arc<ServerFacts>,
     secrets: Secrets,
 }
 
@@ -62,15 +64,12 @@ impl MySqlSource {
         match timeout_at(deadline, load(&mut conn, fixture)).await {
             Err(_) => Err(FetchError::Timeout(timeout)),
             Ok(Err(e)) => Err(FetchError::Query(self.scrub(&e))),
-            Ok(Ok(())) => {
-                let facts = self.pool.manager().facts.clone();
-                Ok(MySqlFixture {
-                    name: self.database.name.clone(),
-                    conn: tokio::sync::Mutex::new(Some(conn)),
-                    statement: Box::new(move |rule| super::statement_for(rule, &facts)),
-                    secrets: self.secrets.clone(),
-                })
-            }
+            Ok(Ok(())) => Ok(MySqlFixture {
+                name: self.database.name.clone(),
+                conn: tokio::sync::Mutex::new(Some(conn)),
+                facts: self.pool.manager().facts.clone(),
+                secrets: self.secrets.clone(),
+            }),
         }
     }
 }
@@ -130,7 +129,7 @@ fn quote_ident(name: &str) -> String {
 impl MySqlFixture {
     async fn fetch_fixture(&self, fetch: Fetch<'_>, sink: &mut dyn RowSink) -> Result<(), FetchError> {
         let deadline = Instant::now() + fetch.timeout;
-        let sql = (self.statement)(fetch.rule)?;
+        let sql = super::statement_for(fetch.rule, &self.facts)?;
         sink.statement(MAIN_QUERY, &sql);
         let mut guard = self.conn.lock().await;
         let Some(conn) = guard.as_mut() else {
