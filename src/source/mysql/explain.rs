@@ -13,10 +13,13 @@ use serde_json::Value as Json;
 use super::connect::MySqlConn;
 use super::error::describe_mysql_error;
 use crate::rules::model::Bindings;
-use crate::source::seam::ExplainLimits;
+use crate::source::seam::{ExplainLimits, Fetch, FetchError};
+use tokio::time::{timeout_at, Instant};
+
+use super::MySqlSource;
 
 /// The plan of `explain_sql` (an `EXPLAIN FORMAT=JSON` statement) with `bindings` bound.
-pub(super) async fn plan_json(conn: &mut MySqlConn, explain_sql: &str, bindings: Bindings<'_>) -> Result<Json, String> {
+async fn plan_json(conn: &mut MySqlConn, explain_sql: &str, bindings: Bindings<'_>) -> Result<Json, String> {
     let stmt = conn.prep(explain_sql).await.map_err(|e| describe_mysql_error(&e))?;
     let params = super::bind(usize::from(stmt.num_params()), bindings).map_err(|e| e.to_string())?;
     let text: Option<String> = conn.exec_first(&stmt, params).await.map_err(|e| describe_mysql_error(&e))?;
@@ -24,8 +27,26 @@ pub(super) async fn plan_json(conn: &mut MySqlConn, explain_sql: &str, bindings:
     serde_json::from_str(&text).map_err(|e| format!("EXPLAIN returned a plan that is not JSON: {e}"))
 }
 
+impl MySqlSource {
+    /// The plan's warnings for the rule's statement with its real targets bound.
+    pub(super) async fn explain_plan(
+        &self,
+        fetch: Fetch<'_>,
+        limits: &ExplainLimits,
+    ) -> Result<Vec<String>, FetchError> {
+        let deadline = Instant::now() + fetch.timeout;
+        let mut conn = self.session(deadline, fetch.timeout).await?;
+        let sql = format!("EXPLAIN FORMAT=JSON {}", self.statement(fetch.rule)?);
+        let plan = timeout_at(deadline, plan_json(&mut conn, &sql, fetch.rule.bindings()))
+            .await
+            .map_err(|_| FetchError::Timeout(fetch.timeout))?
+            .map_err(|m| FetchError::Query(self.scrub(&m)))?;
+        Ok(mysql_plan_warnings(&plan, limits))
+    }
+}
+
 /// A warning per full scan of a table above `limits.min_rows`.
-pub(super) fn mysql_plan_warnings(plan: &Json, limits: &ExplainLimits) -> Vec<String> {
+fn mysql_plan_warnings(plan: &Json, limits: &ExplainLimits) -> Vec<String> {
     let mut out = Vec::new();
     walk(plan, limits, &mut out);
     out

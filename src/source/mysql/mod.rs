@@ -247,17 +247,7 @@ impl Source for MySqlSource {
         fetch: Fetch<'a>,
         limits: &'a ExplainLimits,
     ) -> BoxFuture<'a, Result<Vec<String>, FetchError>> {
-        async move {
-            let deadline = Instant::now() + fetch.timeout;
-            let mut conn = self.session(deadline, fetch.timeout).await?;
-            let sql = format!("EXPLAIN FORMAT=JSON {}", self.statement(fetch.rule)?);
-            let plan = timeout_at(deadline, explain::plan_json(&mut conn, &sql, fetch.rule.bindings()))
-                .await
-                .map_err(|_| FetchError::Timeout(fetch.timeout))?
-                .map_err(|m| FetchError::Query(self.scrub(&m)))?;
-            Ok(explain::mysql_plan_warnings(&plan, limits))
-        }
-        .boxed()
+        self.explain_plan(fetch, limits).boxed()
     }
 
     fn open_fixture<'a>(
