@@ -57,7 +57,7 @@ mod wrk;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use tempdb::{TempPostgres, TempPostgresOptions};
@@ -68,14 +68,66 @@ use wrk::Load;
 
 pub use report::{mark, mib};
 
-/// Series sizes of the scrape benchmark.
-const SIZES: [usize; 3] = [100, 10_000, 100_000];
-/// Rounds of each wrk measurement (interleaved exporter/nginx, averaged).
-const ROUNDS: usize = 2;
-/// Hung runs of the hang benchmark (idle runs: one more).
-const HANG_ROUNDS: usize = 3;
-/// The series size of the hang benchmark.
-const HANG_SERIES: usize = 10_000;
+/// How big the bench runs: in full, or with `--short` every section once on small sizes, in a few
+/// minutes, so CI (`.ci/run`) notices a change that breaks the bench. Short figures are not the
+/// README's.
+#[derive(Clone, Copy, Debug)]
+pub struct Scale {
+    pub short: bool,
+    /// Series sizes of the scrape benchmark.
+    pub sizes: [usize; 3],
+    /// Rounds of each wrk measurement (interleaved exporter/nginx, averaged).
+    pub rounds: usize,
+    /// Hung runs of the hang benchmark (idle runs: one more).
+    pub hang_rounds: usize,
+    /// The series size of the hang benchmark.
+    pub hang_series: usize,
+    /// Runs per target of `bench_runs` (1,000 targets).
+    pub runs_per_target: usize,
+    /// Rows of each Kanary table shape.
+    pub kanary_rows: usize,
+    /// Rule counts the capacity section tries.
+    pub capacity_steps: &'static [usize],
+    /// How long the peers' database cost is watched.
+    pub peer_window: Duration,
+    /// Series of the memory section's rules.
+    pub memory_series: usize,
+    /// Rows of the memory section's 1M-row rules.
+    pub memory_rows: usize,
+    /// Seconds of each wrk run unless `BENCH_SECONDS` says otherwise.
+    pub wrk_seconds: u32,
+}
+
+impl Scale {
+    pub const FULL: Scale = Scale {
+        short: false,
+        sizes: [100, 10_000, 100_000],
+        rounds: 2,
+        hang_rounds: 3,
+        hang_series: 10_000,
+        runs_per_target: 1000,
+        kanary_rows: 1_000_000,
+        capacity_steps: &[24, 96, 384, 1536],
+        peer_window: Duration::from_secs(60),
+        memory_series: 100_000,
+        memory_rows: 1_000_000,
+        wrk_seconds: 4,
+    };
+    pub const SHORT: Scale = Scale {
+        short: true,
+        sizes: [100, 1_000, 10_000],
+        rounds: 1,
+        hang_rounds: 1,
+        hang_series: 1_000,
+        runs_per_target: 20,
+        kanary_rows: 20_000,
+        capacity_steps: &[4, 24],
+        peer_window: Duration::from_secs(15),
+        memory_series: 10_000,
+        memory_rows: 20_000,
+        wrk_seconds: 1,
+    };
+}
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -106,6 +158,7 @@ pub struct Ctx {
     bin: PathBuf,
     dir: tempfile::TempDir,
     load: Load,
+    scale: Scale,
 }
 
 impl Ctx {
@@ -173,7 +226,8 @@ fn run() -> Result<()> {
         Ok::<_, tokio_postgres::Error>(client)
     })?;
     let dsn = pg.dsn("demo");
-    let seconds = env_u32("BENCH_SECONDS", 4);
+    let scale = if std::env::args().any(|a| a == "--short") { Scale::SHORT } else { Scale::FULL };
+    let seconds = env_u32("BENCH_SECONDS", scale.wrk_seconds);
     let connections = env_u32("BENCH_CONNECTIONS", 16);
     let ctx = Ctx {
         rt,
@@ -184,14 +238,15 @@ fn run() -> Result<()> {
         bin,
         dir: tempfile::Builder::new().prefix("ssx-bench-").tempdir()?,
         load: Load { threads: 2, connections, seconds },
+        scale,
     };
 
     if std::env::args().any(|a| a == "--kanary-only") {
         return kanary_only(&ctx);
     }
-    step("loading 1,000,000 rows of bench_runs (1,000 targets × 1,000 runs) …");
+    step(&format!("loading bench_runs (1,000 targets × {} runs) …", scale.runs_per_target));
     let t = Instant::now();
-    ctx.sql(fixtures::BENCH_RUNS_SQL)?;
+    ctx.sql(&fixtures::bench_runs_sql(scale.runs_per_target))?;
     ctx.sql("VACUUM ANALYZE bench_runs")?;
     ctx.sql("VACUUM ANALYZE bench_ctl")?;
     step(&format!("  done in {:.1}s", t.elapsed().as_secs_f64()));
@@ -211,9 +266,8 @@ fn run() -> Result<()> {
     let eval = evaluation::eval_bench(&ctx)?;
     builds.push(("3. evaluation", watch.take()));
 
-    kanary::load_data(&ctx, &ctx.root)?;
     watch.take();
-    let kanary = kanary::bench(&ctx)?;
+    let kanary = kanary::bench(&ctx, scale.kanary_rows)?;
     builds.push(("6. Kanary query", watch.take()));
     let peers = peer_bench::bench(&ctx)?;
     builds.push(("7. peers", watch.take()));
@@ -227,6 +281,7 @@ fn run() -> Result<()> {
         machine,
         machine_after,
         load: ctx.load,
+        scale: ctx.scale,
         scrape,
         hang,
         cost,
@@ -252,7 +307,7 @@ fn run() -> Result<()> {
 /// `--hold`: keeps the database up with the benchmark's rules files written, for profiling by hand.
 fn hold(ctx: &Ctx) -> Result<()> {
     let mut files = Vec::new();
-    for n in SIZES {
+    for n in ctx.scale.sizes {
         files.push(ctx.write_rules(&format!("serve-{n}"), &[fixtures::serve_rule("serve", n / 3, "10m")])?);
     }
     files.push(ctx.write_rules("eval-lateral", &[fixtures::kanary_style_rule("lateral", false, "3s", "2s")])?);
@@ -268,9 +323,8 @@ fn hold(ctx: &Ctx) -> Result<()> {
 
 /// `--kanary-only`: sections 6 to 8 alone (the Kanary query, the peers, capacity), to stdout.
 fn kanary_only(ctx: &Ctx) -> Result<()> {
-    kanary::load_data(ctx, &ctx.root)?;
     let mut o = String::new();
-    kanary::bench(ctx)?.render(&mut o);
+    kanary::bench(ctx, ctx.scale.kanary_rows)?.render(&mut o);
     let peers = peer_bench::bench(ctx)?;
     peers.render(&mut o);
     capacity::bench(ctx)?.render(&mut o);

@@ -25,6 +25,8 @@
 //!   judged against the series and target states a test file expects.
 //! - [`http`]: the routes, the status page, `--web.config.file`; reads only what was published.
 //! - [`app`]: start, reload, `--once`, shutdown.
+//! - [`convert`]: `--convert`, a peer exporter's configuration turned into a rules file (reads
+//!   files, writes text; depends on `rules` only).
 //! - [`secret`], [`logging`]: leaves every module may use.
 //!
 //! Imports point down this order: `secret`/`logging` ← `rules` ← `eval` ← `source`, `publish` ←
@@ -38,6 +40,7 @@
 
 pub mod app;
 pub mod check;
+pub mod convert;
 pub mod eval;
 pub mod http;
 pub mod logging;

@@ -91,6 +91,17 @@ struct Cli {
     #[arg(long, value_enum, default_value = "text")]
     format: check::Format,
 
+    /// Convert a peer's configuration into a rules file and exit: FORMAT is postgres_exporter,
+    /// sql_exporter (burningalchemist's: the config, then any collector files), justwatch or
+    /// query-exporter, then its FILEs. Writes to stdout or -o; what cannot be represented is a
+    /// comment in the output and a warning on stderr, and the exit status is then 1.
+    #[arg(long = "convert", value_name = "FORMAT FILE", num_args = 2..)]
+    convert: Option<Vec<String>>,
+
+    /// With --convert: write the rules file here instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE", requires = "convert")]
+    output: Option<PathBuf>,
+
     /// Print the JSON Schema of rules files and exit.
     #[arg(long = "print-schema")]
     print_schema: bool,
@@ -170,6 +181,68 @@ fn limit_malloc_arenas() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn limit_malloc_arenas() {}
 
+/// Where `--convert` writes the rules file.
+enum Destination<'a> {
+    Stdout,
+    File(&'a std::path::Path),
+}
+
+/// `--convert FORMAT FILE... [-o FILE]`: 0 when everything converted, 1 when something was left
+/// out (said on stderr and in the output), 2 on a usage error or a file that cannot be read.
+fn convert(args: &[String], destination: Destination<'_>) -> ExitCode {
+    use sql_signal_exporter::convert::{self as peer, Format};
+    let (format, files) = match args.split_first() {
+        Some((format, files)) => (format, files),
+        None => return ExitCode::from(2),
+    };
+    let format = match Format::from_flag_name(format) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let files: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
+    let conversion = match peer::convert(format, &files) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let written = match destination {
+        Destination::File(path) => std::fs::write(path, &conversion.rules_yaml).map_err(|e| {
+            format!(
+                "-o {}: cannot write the rules file: {e}; check the directory exists and is writable",
+                path.display()
+            )
+        }),
+        Destination::Stdout => {
+            use std::io::Write;
+            std::io::stdout().write_all(conversion.rules_yaml.as_bytes()).map_err(|e| format!("stdout: {e}"))
+        }
+    };
+    if let Err(e) = written {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    for warning in &conversion.warnings {
+        eprintln!("{warning}");
+    }
+    for variable in &conversion.variables {
+        eprintln!("{variable}");
+    }
+    if conversion.is_complete() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "{} thing(s) did not convert; each is a NOT CONVERTED comment at its place in the rules file",
+            conversion.not_converted()
+        );
+        ExitCode::FAILURE
+    }
+}
+
 /// `--test-rules` or `--check-rules` when asked (their exit code), or a misplaced `--db` (2);
 /// `None` when the exporter is to run.
 fn check_or_test(cli: &Cli) -> Option<ExitCode> {
@@ -209,6 +282,13 @@ fn main() -> ExitCode {
     if cli.print_schema {
         print!("{}", sql_signal_exporter::rules::schema::SCHEMA_TEXT);
         return ExitCode::SUCCESS;
+    }
+    if let Some(args) = &cli.convert {
+        let destination = match cli.output.as_deref() {
+            Some(path) => Destination::File(path),
+            None => Destination::Stdout,
+        };
+        return convert(args, destination);
     }
     if let Some(code) = check_or_test(&cli) {
         return code;

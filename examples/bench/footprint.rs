@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 
 use crate::evaluation::series_value;
 use crate::scrape::ScrapeRow;
-use crate::{client, fixtures, procs, step, Ctx, SIZES};
+use crate::{client, fixtures, procs, step, Ctx};
 
 pub struct Footprint {
     pub binary_bytes: u64,
@@ -63,7 +63,7 @@ pub fn footprint_bench(ctx: &Ctx, scrape: &[ScrapeRow]) -> Result<Footprint> {
 
     // Peak memory over re-evaluations: each one renders a new body while the old one is served. Again
     // with glibc limited to one malloc arena, to show what the allocator's per-thread arenas cost.
-    let wanted = SIZES[SIZES.len() - 1];
+    let wanted = ctx.scale.sizes[ctx.scale.sizes.len() - 1];
     let rules = ctx.write_rules("reeval", &[fixtures::serve_rule("serve", wanted / 3, "3s")])?;
     let mut reeval = Vec::new();
     for env in [&[][..], &[("MALLOC_ARENA_MAX", "1")][..]] {

@@ -22,8 +22,7 @@ use crate::scrape::count_series;
 use crate::wrk::{self, Load};
 use crate::{client, mib, step, Ctx};
 
-/// The database-cost window, and how often each exporter is scraped in it.
-const WINDOW: Duration = Duration::from_secs(60);
+/// How often each exporter is scraped in the database-cost window (`Scale::peer_window`).
 const SCRAPE_EVERY: Duration = Duration::from_secs(15);
 /// Series of the Kanary signal: 24 targets × (up + 2 error reasons).
 const KANARY_SERIES: usize = 72;
@@ -52,6 +51,8 @@ pub struct Entry {
 pub struct PeerBench {
     pub entries: Vec<Entry>,
     pub load: Load,
+    /// How long the database cost was watched.
+    pub window: Duration,
 }
 
 enum Running {
@@ -158,7 +159,8 @@ pub fn bench(ctx: &Ctx) -> Result<PeerBench> {
     {
         step("peers: starting ours (rules/kanary.yaml + rules/postgres.yaml) …");
         let log = work.join("ours.log");
-        let kanary = ctx.root.join("rules/kanary.yaml").display().to_string();
+        // The table has examples/kanary/indexes.sql's index (section 6 left it), so the rule uses it.
+        let kanary = crate::kanary::rules_file(ctx, crate::kanary::RuleVariant::Index)?.display().to_string();
         let postgres = ctx.root.join("rules/postgres.yaml").display().to_string();
         let d = dsn(OURS.1);
         let mut ex = Exporter::spawn(
@@ -181,20 +183,21 @@ pub fn bench(ctx: &Ctx) -> Result<PeerBench> {
         entries.push(first_look(r, (kind.name(), role_of(kind)), ready, &mut ours_kanary, false)?);
     }
 
-    step(&format!("peers: {}s of database cost, each scraped every {}s …", WINDOW.as_secs(), SCRAPE_EVERY.as_secs()));
+    let window = ctx.scale.peer_window;
+    step(&format!("peers: {}s of database cost, each scraped every {}s …", window.as_secs(), SCRAPE_EVERY.as_secs()));
     let before = role_stats(ctx)?;
     let t0 = Instant::now();
     let mut k = 0u32;
-    while t0.elapsed() < WINDOW {
+    while t0.elapsed() < window {
         let at = SCRAPE_EVERY * k;
-        if at < WINDOW {
+        if at < window {
             std::thread::sleep(at.saturating_sub(t0.elapsed()));
             for (_, _, r) in &running {
                 client::get(r.addr(), "/metrics", &[])?;
             }
             k += 1;
         } else {
-            std::thread::sleep(WINDOW.saturating_sub(t0.elapsed()));
+            std::thread::sleep(window.saturating_sub(t0.elapsed()));
         }
     }
     let seconds = t0.elapsed().as_secs_f64();
@@ -222,7 +225,7 @@ pub fn bench(ctx: &Ctx) -> Result<PeerBench> {
         ));
     }
     drop(running);
-    Ok(PeerBench { entries, load: ctx.load })
+    Ok(PeerBench { entries, load: ctx.load, window })
 }
 
 /// Start to ready, the body, its Kanary series against ours, idle RSS after a few scrapes.
@@ -282,14 +285,14 @@ impl PeerBench {
         let _ = writeln!(o, "\n## 7. Side by side with the peers\n");
         let _ = writeln!(
             o,
-            "Each exports the Kanary signal (ours: `rules/kanary.yaml`; the peers: `examples/bench/peers/kanary_signal.sql`) \
-             and the PostgreSQL families of `rules/postgres.yaml`, from the same database (1M-row Kanary table with \
+            "Each exports the Kanary signal (ours: `rules/kanary.yaml` with `use_run_group_index: true`; the peers: `examples/bench/peers/kanary_signal.sql`) \
+             and the PostgreSQL families of `rules/postgres.yaml`, from the same database (the `dense` Kanary table of section 6 with \
              `examples/kanary/indexes.sql`), each as its own role. Ready: spawn → the first `/metrics` with all {KANARY_SERIES} \
              Kanary series. Database cost: pg_stat_statements of the role over {} s while each exporter was scraped every {} s \
              (the exporters ran side by side, their roles keep the figures apart). `/metrics`: `wrk -t{} -c{} -d{}s`, one \
              exporter at a time. postgres_exporter runs its queries on every scrape (as shipped, no cache); \
              sql_exporter and query-exporter on their 1-minute schedule. Ratios: ours ÷ the best peer.\n",
-            WINDOW.as_secs(),
+            self.window.as_secs(),
             SCRAPE_EVERY.as_secs(),
             l.threads,
             l.connections,

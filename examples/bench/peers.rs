@@ -24,7 +24,7 @@ use anyhow::{bail, Context, Result};
 use crate::client;
 
 /// query-exporter as the bench installs it (its PostgreSQL driver is psycopg 3).
-const QUERY_EXPORTER_PIP: &[&str] = &["query-exporter==5.0.2", "psycopg[binary]"];
+const QUERY_EXPORTER_PIP: &[&str] = &["query-exporter==5.0.2", "psycopg[binary]==3.3.9"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {

@@ -12,7 +12,6 @@ use crate::kanary::KanaryCost;
 use crate::peer_bench::PeerBench;
 use crate::scrape::{HangResult, ScrapeRow};
 use crate::wrk::Load;
-use crate::{HANG_ROUNDS, ROUNDS};
 
 pub struct Machine {
     pub nproc: usize,
@@ -60,6 +59,7 @@ pub struct Report {
     pub machine: Machine,
     pub machine_after: Machine,
     pub load: Load,
+    pub scale: crate::Scale,
     pub scrape: Vec<ScrapeRow>,
     pub hang: HangResult,
     pub cost: CostResult,
@@ -195,13 +195,14 @@ impl Report {
         let _ = writeln!(o, "\n## 1. Scrapes: exporter vs nginx serving the same bytes\n");
         let _ = writeln!(
             o,
-            "`wrk -t{} -c{} -d{}s --latency` on loopback, {ROUNDS} interleaved runs each (means), after a 1 s warm-up. \
+            "`wrk -t{} -c{} -d{}s --latency` on loopback, {} interleaved runs each (means), after a 1 s warm-up. \
              nginx {} workers (one per CPU, as the exporter's runtime has one thread per CPU), `sendfile`, no access log; \
              its `/metrics` file is the exporter's body fetched once (self-metrics included). gzip: nginx `gzip_static` \
              serves the exporter's own gzipped bytes from a `.gz` file, so both sides serve bytes compressed once.\n",
             l.threads,
             l.connections,
             l.seconds,
+            self.scale.rounds,
             self.machine.nproc
         );
         let _ = writeln!(o, "| series | encoding | body bytes | ours req/s | nginx req/s | ratio | ours p50 ms | nginx p50 ms | ours p99 ms | nginx p99 ms |");
@@ -229,10 +230,11 @@ impl Report {
         let _ = writeln!(
             o,
             "{} series; a second rule (interval 10s, timeout 9s) runs `pg_sleep(60)`, measured while it was in `pg_sleep` \
-             ({}), against the same process idle; {HANG_ROUNDS} hung runs alternating with {} idle runs (means).\n",
+             ({}), against the same process idle; {} hung runs alternating with {} idle runs (means).\n",
             h.series,
             if h.hung_throughout { "it was, from before each run to after it" } else { "NOT for the whole of every run" },
-            HANG_ROUNDS + 1
+            self.scale.hang_rounds,
+            self.scale.hang_rounds + 1
         );
         let _ = writeln!(o, "| state | req/s | p50 ms | p99 ms |");
         let _ = writeln!(o, "|---|---:|---:|---:|");
@@ -243,11 +245,13 @@ impl Report {
         let _ = writeln!(o, "\n## 3. Evaluation at scale\n");
         let _ = writeln!(
             o,
-            "A kanary-style signal over 1,000 declared targets of a 1,000,000-row table (1,000 runs each, index on \
+            "A kanary-style signal over 1,000 declared targets of a {}-row table ({} runs each, index on \
              `(target, start DESC)`), window 3. Wall time runs from query start to the snapshot swap (in-process, \
              polled every 0.2 ms); cold includes opening the connection, warm is the median of later evaluations. \
              Server time is `EXPLAIN (ANALYZE)` planning + execution of the same statement; pg_stat_statements' mean \
-             also counts the time to send the rows. Peak RSS is `VmHWM` of the release binary after its first evaluation.\n"
+             also counts the time to send the rows. Peak RSS is `VmHWM` of the release binary after its first evaluation.\n",
+            1000 * self.scale.runs_per_target,
+            self.scale.runs_per_target
         );
         let _ = writeln!(o, "| query | rows to the exporter | cold ms | warm ms | server ms (EXPLAIN) | server ms (pg_stat_statements) | peak RSS MiB | targets up |");
         let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|");

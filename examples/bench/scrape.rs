@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::wrk::{self, Load, WrkResult};
-use crate::{client, fixtures, procs, step, Ctx, HANG_ROUNDS, HANG_SERIES, ROUNDS, SIZES};
+use crate::{client, fixtures, procs, step, Ctx};
 use procs::Nginx;
 
 pub struct Pair {
@@ -60,7 +60,7 @@ pub fn scrape_bench(ctx: &Ctx) -> Result<Vec<ScrapeRow>> {
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let nginx = Nginx::start(&nginx_dir, workers)?;
     let mut rows = Vec::new();
-    for wanted in SIZES {
+    for wanted in ctx.scale.sizes {
         step(&format!("scrapes at ~{wanted} series: exporter vs nginx, plain and gzip …"));
         let rules = ctx.write_rules(&format!("serve-{wanted}"), &[fixtures::serve_rule("serve", wanted / 3, "10m")])?;
         let mut ex = ctx.spawn(&format!("serve-{wanted}"), &rules)?;
@@ -86,7 +86,7 @@ pub fn scrape_bench(ctx: &Ctx) -> Result<Vec<ScrapeRow>> {
             wrk_checked(&nginx_url, warm, gzip)?;
         }
         let mut runs: [[Vec<WrkResult>; 2]; 2] = Default::default();
-        for _ in 0..ROUNDS {
+        for _ in 0..ctx.scale.rounds {
             for (g, gzip) in [false, true].into_iter().enumerate() {
                 runs[g][0].push(wrk_checked(&ours_url, ctx.load, gzip)?);
                 runs[g][1].push(wrk_checked(&nginx_url, ctx.load, gzip)?);
@@ -132,10 +132,12 @@ pub struct HangResult {
 }
 
 pub fn hang_bench(ctx: &Ctx) -> Result<HangResult> {
-    step(&format!("scrapes while a query hangs (~{HANG_SERIES} series) …"));
+    step(&format!("scrapes while a query hangs (~{} series) …", ctx.scale.hang_series));
     ctx.sql("UPDATE bench_ctl SET hang_seconds = 0")?;
-    let rules =
-        ctx.write_rules("hang", &[fixtures::serve_rule("serve", HANG_SERIES / 3, "10m"), fixtures::hang_rule()])?;
+    let rules = ctx.write_rules(
+        "hang",
+        &[fixtures::serve_rule("serve", ctx.scale.hang_series / 3, "10m"), fixtures::hang_rule()],
+    )?;
     let mut ex = ctx.spawn("hang", &rules)?;
     ex.wait_ready(Duration::from_secs(120))?;
     let series = count_series(&client::get(ex.addr, "/metrics", &[])?.body);
@@ -145,7 +147,7 @@ pub fn hang_bench(ctx: &Ctx) -> Result<HangResult> {
                    WHERE application_name = 'sql-signal-exporter' AND state = 'active' AND query LIKE '%pg_sleep%'";
     // Idle and hung runs alternate, idle first and last, so drift in the machine's load hits both.
     let (mut idle, mut hung, mut throughout) = (vec![wrk_checked(&url, ctx.load, false)?], Vec::new(), true);
-    for round in 0..HANG_ROUNDS {
+    for round in 0..ctx.scale.hang_rounds {
         ctx.sql("UPDATE bench_ctl SET hang_seconds = 60")?;
         let since = wait_for(Duration::from_secs(15), || Ok(ctx.query(hanging)?.first().map(|r| r.get::<_, f64>(0))))?
             .context("the hang rule's query never started")?;

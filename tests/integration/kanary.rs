@@ -251,6 +251,22 @@ fn kanary_rules_reproduce_the_go_exporter_series_for_series() {
     golden::check(GOLDEN, &stdout);
 }
 
+/// The same cases through the rule's other branch: `examples/kanary/indexes.sql`'s index created and
+/// `use_run_group_index: true`, so the run groups come from a walk of the index instead of a scan.
+#[test]
+fn kanary_rules_on_the_run_group_index_reproduce_the_go_exporter_series_for_series() {
+    let db = Db::shared();
+    load_cases(&db, &cases());
+    let index = std::fs::read_to_string(repo_root().join("examples/kanary/indexes.sql")).expect("indexes.sql");
+    db.psql(&index).expect("create the run group index");
+    db.psql("ANALYZE data").expect("analyze");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = kanary_rules(dir.path(), &[("use_run_group_index: false", "use_run_group_index: true")]);
+    let (code, stdout, stderr) = once(&rules, &[("CONNECTION_STRING", &db.dsn())]);
+    assert_eq!(code, Some(0), "{stderr}");
+    golden::check(GOLDEN, &stdout);
+}
+
 #[test]
 fn a_failed_query_reports_db_error_for_every_target_and_fails_once() {
     let db = Db::shared();

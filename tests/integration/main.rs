@@ -6,6 +6,7 @@
 //! - [`metric_rules`]: metric rules on a real server, and `rules/postgres.yaml`;
 //! - [`faults`]: faults, reload, secrets, shutdown and logs of the running binary;
 //! - [`check_rules`]: `--check-rules` with the corpus in `tests/check_rules/`;
+//! - [`convert`]: `--convert` from the peers' configurations, side by side with the real peers;
 //! - [`endpoints`]: rules on HTTP JSON endpoints against a fixture server (DTR, Matillion, typing);
 //! - [`rule_tests`]: `--test-rules`: the shipped rule tests, mutations they catch, no fetch, no residue;
 //! - [`explain`]: `--check-rules --db --explain`: costly plans warn, nothing runs;
@@ -24,6 +25,7 @@ mod harness;
 
 mod architecture;
 mod check_rules;
+mod convert;
 mod deploy_role;
 mod endpoints;
 mod explain;

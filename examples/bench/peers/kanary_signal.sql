@@ -6,9 +6,9 @@
 -- kanary_error{...,reason} is 1 for the reason that occurred (db_error: fewer than 3 runs, an
 -- unreadable newest `.ended` or error count; no_test_results: newest run ended over 3h ago).
 -- Rows with reason '' are kanary_up (an empty label is an absent label in Prometheus).
--- The newest-3 selection is rules/kanary.yaml's query with the targets inlined (peers take no bind
--- parameters); keep the two in step.
-WITH targets AS MATERIALIZED (
+-- The newest-3 selection is rules/kanary.yaml's query (`use_run_group_index: false`, one sequential scan)
+-- with the targets inlined (peers take no bind parameters); keep the two in step.
+WITH targets AS (
   SELECT t.tested_cluster, t.type, '%' || t.tested_cluster || '%' AS pattern
   FROM (VALUES
     ('stone-stage-p01', 'container-single-arch'),
@@ -37,98 +37,55 @@ WITH targets AS MATERIALIZED (
     ('kfluxfedorap01', 'rpm')
   ) AS t(tested_cluster, type)
 ),
--- Pass 1: the test's newest rows by start (with the recommended index, a short index range; without
--- it, one scan that reads no jsonb). Only these rows' jsonb is read.
-recent AS MATERIALIZED (
-  SELECT d.ctid AS id, d.start
-  FROM data d
-  WHERE d.horreum_testid = 372
-  ORDER BY d.start DESC
-  LIMIT 5000
-),
-recent_runs AS (
-  SELECT r.id, r.start, x.member_cluster,
-         x.repo LIKE '%nodejs-devfile-sample%' AND x.dir = 'nodejs-devfile-sample-SingleArch/' AS single_arch,
-         x.repo LIKE '%nodejs-devfile-sample%' AND x.dir = 'nodejs-devfile-sample-MultiArch/' AS multi_arch,
-         x.repo LIKE '%libecpg%' AS rpm
-  FROM recent r
-  CROSS JOIN LATERAL (
-    SELECT d.label_values ->> '.metadata.env.MEMBER_CLUSTER' AS member_cluster,
-           d.label_values ->> '.parameters.options.ComponentRepoUrl' AS repo,
-           d.label_values ->> '__parameters_options_PipelineRepoTemplatingSourceDir' AS dir
-    FROM data d
-    WHERE d.ctid = r.id
-    OFFSET 0
-  ) AS x
-),
--- The targets are matched against the few distinct (cluster, kind) groups, not against every row.
-recent_groups AS (
-  SELECT r.member_cluster, r.single_arch, r.multi_arch, r.rpm,
-         array_agg(r.start) AS starts, array_agg(r.id) AS ids
-  FROM recent_runs r
-  WHERE r.member_cluster IS NOT NULL AND (r.single_arch OR r.multi_arch OR r.rpm)
-  GROUP BY r.member_cluster, r.single_arch, r.multi_arch, r.rpm
-),
-recent_newest AS MATERIALIZED (
-  SELECT m.tested_cluster, m.type, m.start, m.id
+-- 1. The run groups, from one sequential scan: each run's start and row id go into its group's arrays.
+-- (OFFSET 0 makes the planner expect few groups, so it hashes them instead of sorting every run.)
+run_groups AS (
+  SELECT r.run_group, array_agg(r.start) AS starts, array_agg(r.id) AS ids
   FROM (
-    SELECT t.tested_cluster, t.type, x.start, x.id,
-           row_number() OVER (PARTITION BY t.tested_cluster, t.type ORDER BY x.start DESC) AS n
-    FROM targets t
-    JOIN recent_groups g
-      ON g.member_cluster LIKE t.pattern
-     AND CASE t.type WHEN 'container-single-arch' THEN g.single_arch
-                     WHEN 'container-multi-arch' THEN g.multi_arch
-                     WHEN 'rpm' THEN g.rpm
-                     ELSE false END
-    CROSS JOIN LATERAL (
-      SELECT u.start, u.id FROM unnest(g.starts, g.ids) AS u(start, id) ORDER BY u.start DESC LIMIT 3
-    ) AS x
-  ) AS m
-  WHERE m.n <= 3
-),
--- Targets without a full window among those rows. (BETWEEN rather than <: the planner then expects
--- few, so the second pass, rarely run, does not raise the plan's estimated cost into JIT compilation,
--- which would cost more than the query.)
-incomplete AS MATERIALIZED (
-  SELECT t.tested_cluster, t.type, t.pattern
-  FROM targets t
-  WHERE (SELECT count(*) FROM recent_newest n WHERE n.tested_cluster = t.tested_cluster AND n.type = t.type)
-        BETWEEN 0 AND 3 - 1
-),
--- Pass 2, for incomplete targets only: each one's newest rows from the whole test, as the Go exporter
--- selects them.
-full_newest AS (
-  SELECT t.tested_cluster, t.type, x.start, x.id
-  FROM incomplete t
-  CROSS JOIN LATERAL (
-    SELECT d.start, d.ctid AS id
+    SELECT ARRAY[d.label_values ->> '.metadata.env.MEMBER_CLUSTER',
+            d.label_values ->> '.parameters.options.ComponentRepoUrl',
+            d.label_values ->> '__parameters_options_PipelineRepoTemplatingSourceDir'] AS run_group, d.start, d.ctid AS id
     FROM data d
     WHERE d.horreum_testid = 372
-      AND d.label_values ->> '.metadata.env.MEMBER_CLUSTER' LIKE t.pattern
-      AND CASE t.type
-            WHEN 'container-single-arch' THEN
-                 d.label_values ->> '.parameters.options.ComponentRepoUrl' LIKE '%nodejs-devfile-sample%'
-             AND d.label_values ->> '__parameters_options_PipelineRepoTemplatingSourceDir' = 'nodejs-devfile-sample-SingleArch/'
-            WHEN 'container-multi-arch' THEN
-                 d.label_values ->> '.parameters.options.ComponentRepoUrl' LIKE '%nodejs-devfile-sample%'
-             AND d.label_values ->> '__parameters_options_PipelineRepoTemplatingSourceDir' = 'nodejs-devfile-sample-MultiArch/'
-            WHEN 'rpm' THEN
-                 d.label_values ->> '.parameters.options.ComponentRepoUrl' LIKE '%libecpg%'
-            ELSE false
-          END
-    ORDER BY d.start DESC
+    OFFSET 0
+  ) AS r
+  GROUP BY r.run_group
+),
+-- 2. Each target's groups: [1] is the cluster URL, [2] the repository, [3] the directory.
+target_groups AS (
+  SELECT t.tested_cluster, t.type, g.*
+  FROM targets t
+  JOIN run_groups g
+    ON g.run_group[1] LIKE t.pattern
+   AND CASE t.type
+         WHEN 'container-single-arch' THEN
+              g.run_group[2] LIKE '%nodejs-devfile-sample%' AND g.run_group[3] = 'nodejs-devfile-sample-SingleArch/'
+         WHEN 'container-multi-arch' THEN
+              g.run_group[2] LIKE '%nodejs-devfile-sample%' AND g.run_group[3] = 'nodejs-devfile-sample-MultiArch/'
+         WHEN 'rpm' THEN g.run_group[2] LIKE '%libecpg%'
+         ELSE false
+       END
+),
+-- 3. The newest runs of each of those groups, then of each target.
+group_newest AS (
+  SELECT tg.tested_cluster, tg.type, x.start, x.id
+  FROM target_groups tg
+  CROSS JOIN LATERAL (
+    SELECT u.start, u.id
+    FROM unnest(tg.starts, tg.ids) AS u(start, id)
+    ORDER BY u.start DESC
     LIMIT 3
   ) AS x
 ),
 newest AS (
-  SELECT n.tested_cluster, n.type, n.start, n.id
-  FROM recent_newest n
-  WHERE NOT EXISTS (SELECT 1 FROM incomplete i WHERE i.tested_cluster = n.tested_cluster AND i.type = n.type)
-  UNION ALL
-  SELECT f.tested_cluster, f.type, f.start, f.id
-  FROM full_newest f
+  SELECT g.tested_cluster, g.type, g.start, g.id
+  FROM (
+    SELECT g.*, row_number() OVER (PARTITION BY g.tested_cluster, g.type ORDER BY g.start DESC) AS n
+    FROM group_newest g
+  ) AS g
+  WHERE g.n <= 3
 ),
+-- 4. Only these runs' end time and error count are read.
 window_rows AS (
   SELECT n.tested_cluster, n.type, n.start, v.ended, v.errors
   FROM newest n
