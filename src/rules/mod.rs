@@ -28,6 +28,7 @@ mod loader;
 pub mod metric_family;
 pub mod metric_rule;
 pub mod model;
+pub mod mysql_dsn;
 mod names;
 pub mod schema;
 pub mod schema_errors;

@@ -56,6 +56,8 @@ impl RuleSet {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Database {
     pub name: String,
+    /// The server's engine, chosen by the DSN's scheme: what kind of source serves the database.
+    pub engine: Engine,
     /// The DSN with `${VAR}` already expanded. Never printed: see [`Secret`].
     pub dsn: Secret,
     /// The DSN parsed (see [`ConnInfo`]); its values are as secret as the DSN.
@@ -67,6 +69,16 @@ pub struct Database {
     pub password: PasswordSource,
     /// A connection pooler in between: session settings go per transaction, not into startup.
     pub pooler: Option<Pooler>,
+}
+
+/// The engine a database runs, told by its DSN: `mysql://` or `mariadb://` is MySQL (or MariaDB),
+/// anything else PostgreSQL (a libpq URL or `key=value` string).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Engine {
+    #[default]
+    Postgres,
+    /// MySQL or MariaDB (the source tells which when it connects).
+    MySql,
 }
 
 /// Where a new connection's password comes from. Rotating credentials are read per connection.

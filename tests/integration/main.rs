@@ -12,6 +12,7 @@
 //! - [`explain`]: `--check-rules --db --explain`: costly plans warn, nothing runs;
 //! - [`deploy_role`]: `examples/postgres/role.sql` is enough for the shipped rules, and no more;
 //! - [`prometheus`]: a real Prometheus scrapes us and evaluates the shipped alerts and dashboard;
+//! - [`mysql`]: MySQL/MariaDB as a source: Kanary, types, faults, `--check-rules --db`;
 //! - [`postgres_tls`]: TLS to PostgreSQL (every sslmode, failures named), rotating passwords, PgBouncer;
 //! - [`status`]: the status page and `/api/v1/status` say why each target is in error (with Chromium);
 //! - [`schedule`]: rules sharing an interval run at their own offsets after the first run;
@@ -33,6 +34,7 @@ mod histograms;
 mod hostile_input;
 mod kanary;
 mod metric_rules;
+mod mysql;
 mod postgres_tls;
 mod prometheus;
 mod rule_tests;
