@@ -20,11 +20,20 @@ impl std::fmt::Display for MySqlConnectError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             MySqlConnectError::Driver(e) => f.write_str(&describe_mysql_error(e)),
-            MySqlConnectError::Tls(mode, e @ Error::Io(IoError::Tls(_))) => write!(
+            MySqlConnectError::Tls(MySqlSslMode::VerifyCa, e)
+                if tls_cause(e).is_some_and(|c| c.contains("not valid for name")) =>
+            {
+                write!(
+                    f,
+                    "the TLS handshake failed under ssl-mode=VERIFY_CA: {}; the MySQL driver cannot skip the host name check with this rustls (its VERIFY_CA matches an error text rustls no longer prints), so VERIFY_CA verifies the name too: connect by a name the certificate holds",
+                    tls_cause(e).unwrap_or_default()
+                )
+            }
+            MySqlConnectError::Tls(mode, e) if tls_cause(e).is_some() => write!(
                 f,
                 "the TLS handshake failed under ssl-mode={}: {} (check ssl-ca, the server's certificate and the host name in the DSN)",
                 mode.name(),
-                describe_mysql_error(e)
+                tls_cause(e).unwrap_or_default()
             ),
             MySqlConnectError::Tls(mode, e @ Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer)) => {
                 write!(
@@ -38,6 +47,28 @@ impl std::fmt::Display for MySqlConnectError {
             MySqlConnectError::Password(m) => f.write_str(m),
         }
     }
+}
+
+/// The TLS error behind a driver error, however deep the driver wrapped it.
+fn tls_cause(e: &Error) -> Option<String> {
+    if let Error::Io(IoError::Tls(t)) = e {
+        return Some(t.to_string());
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(t) = s.downcast_ref::<rustls::Error>() {
+            return Some(t.to_string());
+        }
+        if let Some(t) = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|i| i.downcast_ref::<rustls::Error>())
+        {
+            return Some(t.to_string());
+        }
+        source = s.source();
+    }
+    None
 }
 
 pub(super) fn describe_mysql_pool_error(e: &deadpool::managed::PoolError<MySqlConnectError>) -> String {

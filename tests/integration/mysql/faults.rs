@@ -98,3 +98,55 @@ metrics:
     assert_eq!(evaluation::evaluate(&starved, &[as_source(&slot)]).await.status, Status::Success);
     sources.close();
 }
+
+/// A global status counter of the server (a private one: nothing else prepares statements there).
+fn global_status(my: &MyDb, name: &str) -> f64 {
+    let out = my.mariadb(&format!("SHOW GLOBAL STATUS LIKE '{name}'")).unwrap();
+    out.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{name}: {out:?}"))
+}
+
+#[test]
+fn one_statement_per_rule_per_interval_however_many_scrape() {
+    let Some(my) = MyDb::private(Default::default()) else { return };
+    crate::mysql::kanary::load_mysql_cases(&my);
+    let dir = tempfile::tempdir().unwrap();
+    let rules = crate::mysql::kanary::mysql_kanary_rules_with(
+        dir.path(),
+        &[("interval: 1m", "interval: 1s"), ("timeout: 30s", "timeout: 900ms")],
+    );
+    let executes_before = global_status(&my, "Com_stmt_execute");
+    let ex =
+        crate::harness::Exporter::spawn(&["--rules", rules.to_str().unwrap()], &[("CONNECTION_STRING", &my.dsn())]);
+    ex.wait_ready();
+    let key = "sql_signal_exporter_rule_evaluations_total{result=\"success\",rule=\"kanary\"}";
+    let evaluated = |e: &crate::harness::Exporter| e.metrics().value(key).unwrap_or(0.0);
+    let first = evaluated(&ex);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let scrapes = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..5 {
+            s.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    assert_eq!(ex.get("/metrics").0, 200);
+                    scrapes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+        struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let _stop = StopOnDrop(&stop);
+        ex.wait_until(Duration::from_secs(20), "four more evaluations while scraped", |e| evaluated(e) >= first + 4.0);
+    });
+    let before = evaluated(&ex);
+    let executes = global_status(&my, "Com_stmt_execute") - executes_before;
+    let after = evaluated(&ex);
+    let prepares = global_status(&my, "Com_stmt_prepare");
+    assert!(scrapes.into_inner() > 50, "too few scrapes");
+    assert!(before <= executes && executes <= after, "statements {executes} vs evaluations {before}..{after}");
+    // Prepared once per session: at most one per connection the pool opened (max_connections 4).
+    assert!(prepares <= 4.0, "{prepares} prepares");
+}

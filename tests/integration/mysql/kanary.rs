@@ -17,7 +17,7 @@ fn mysql_kanary_rules() -> std::path::PathBuf {
 }
 
 /// The MySQL Kanary rules with textual replacements, written into `dir`.
-fn mysql_kanary_rules_with(dir: &std::path::Path, replacements: &[(&str, &str)]) -> std::path::PathBuf {
+pub(crate) fn mysql_kanary_rules_with(dir: &std::path::Path, replacements: &[(&str, &str)]) -> std::path::PathBuf {
     let mut text = std::fs::read_to_string(mysql_kanary_rules()).expect("the MySQL Kanary rules");
     for (from, to) in replacements {
         assert!(text.contains(from), "examples/kanary/mysql/kanary.yaml no longer contains {from:?}");

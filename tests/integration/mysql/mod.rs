@@ -7,3 +7,4 @@ mod check;
 mod faults;
 mod kanary;
 mod mapping;
+mod tls;
