@@ -20,8 +20,23 @@ pub struct Negotiated(pub Format);
 impl std::str::FromStr for Negotiated {
     type Err = std::convert::Infallible;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Negotiated(negotiate(s)))
+        // A scraper sends the same header every time: parse it once per thread, not per scrape (the
+        // media-range parse costs about as much as serving a small body).
+        LAST_ACCEPT.with(|last| {
+            let mut last = last.borrow_mut();
+            if let Some((_, format)) = last.as_ref().filter(|(header, _)| header == s) {
+                return Ok(Negotiated(*format));
+            }
+            let format = negotiate(s);
+            *last = Some((s.to_string(), format));
+            Ok(Negotiated(format))
+        })
     }
+}
+
+thread_local! {
+    /// The last `Accept` value this thread negotiated, and its answer.
+    static LAST_ACCEPT: std::cell::RefCell<Option<(String, Format)>> = const { std::cell::RefCell::new(None) };
 }
 
 /// The format an `Accept` value asks for.
@@ -78,5 +93,15 @@ mod tests {
         }
         assert_eq!(negotiate("application/openmetrics-text"), Format::OpenMetrics);
         assert_eq!(negotiate("*/*, application/openmetrics-text"), Format::OpenMetrics);
+    }
+
+    #[test]
+    fn the_remembered_answer_follows_the_header() {
+        let parse = |s: &str| s.parse::<Negotiated>().map(|n| n.0).unwrap_or(Format::Text);
+        for _ in 0..2 {
+            assert_eq!(parse("application/openmetrics-text"), Format::OpenMetrics);
+            assert_eq!(parse("application/openmetrics-text"), Format::OpenMetrics);
+            assert_eq!(parse("text/plain"), Format::Text);
+        }
     }
 }
