@@ -20,7 +20,9 @@
 //!    peers' set-based SQL, without an index and with `examples/kanary/indexes.sql`;
 //! 7. side by side with postgres_exporter, sql_exporter and query-exporter, all exporting the same
 //!    Kanary signal and PostgreSQL families from the same database (their series checked equal);
-//! 8. capacity: how many Kanary-shaped rules at 1m one instance carries.
+//! 8. capacity: how many Kanary-shaped rules at 1m one instance carries;
+//! 9. MySQL rules: the MySQL Kanary example's evaluation against its bare statement, and statements
+//!    per evaluation, on a throwaway MariaDB (`-- --mysql-only` runs this section alone).
 //!
 //! It prints a Markdown report (ratios first, raw figures after) to stdout and writes it to
 //! `target/bench-results.md`. nginx, wrk and the two Go peers come from Debian (`apt-get install -y nginx
@@ -41,6 +43,8 @@ mod fixtures;
 mod footprint;
 #[path = "bench/kanary.rs"]
 mod kanary;
+#[path = "bench/mysql.rs"]
+mod mysql;
 #[path = "bench/peer_bench.rs"]
 mod peer_bench;
 #[path = "bench/peers.rs"]
@@ -212,6 +216,11 @@ fn run() -> Result<()> {
     if cfg!(debug_assertions) {
         bail!("build the benchmark with optimisations: cargo run --release --example bench");
     }
+    if std::env::args().any(|a| a == "--mysql-only") {
+        // Section 9 alone: it needs only MariaDB.
+        print!("{}", mysql::bench(std::env::args().any(|a| a == "--short"))?.render());
+        return Ok(());
+    }
     let started = Instant::now();
     let machine = Machine::probe();
     ensure_tools()?;
@@ -275,6 +284,8 @@ fn run() -> Result<()> {
     builds.push(("8. capacity", watch.take()));
     let footprint = footprint::footprint_bench(&ctx, &scrape)?;
     builds.push(("5. footprint", watch.take()));
+    let mysql = mysql::bench(scale.short)?;
+    builds.push(("9. MySQL rules", watch.take()));
 
     let machine_after = Machine::probe();
     let report = Report {
@@ -293,7 +304,7 @@ fn run() -> Result<()> {
         builds,
         total: started.elapsed(),
     };
-    let text = report.render();
+    let text = report.render() + &mysql.render();
     print!("{text}");
     let out = target_dir().join("bench-results.md");
     fs::write(&out, &text).with_context(|| format!("writing {}", out.display()))?;
