@@ -41,6 +41,8 @@ mod fixtures;
 mod footprint;
 #[path = "bench/kanary.rs"]
 mod kanary;
+#[path = "bench/memory.rs"]
+mod memory;
 #[path = "bench/peer_bench.rs"]
 mod peer_bench;
 #[path = "bench/peers.rs"]
@@ -244,6 +246,12 @@ fn run() -> Result<()> {
     if std::env::args().any(|a| a == "--kanary-only") {
         return kanary_only(&ctx);
     }
+    if std::env::args().any(|a| a == "--memory-only") {
+        let mut o = String::new();
+        memory::bench(&ctx)?.render(&mut o);
+        print!("{o}");
+        return Ok(());
+    }
     step(&format!("loading bench_runs (1,000 targets × {} runs) …", scale.runs_per_target));
     let t = Instant::now();
     ctx.sql(&fixtures::bench_runs_sql(scale.runs_per_target))?;
@@ -275,6 +283,8 @@ fn run() -> Result<()> {
     builds.push(("8. capacity", watch.take()));
     let footprint = footprint::footprint_bench(&ctx, &scrape)?;
     builds.push(("5. footprint", watch.take()));
+    let memory = memory::bench(&ctx)?;
+    builds.push(("9. memory", watch.take()));
 
     let machine_after = Machine::probe();
     let report = Report {
@@ -290,6 +300,7 @@ fn run() -> Result<()> {
         peers,
         capacity,
         footprint,
+        memory,
         builds,
         total: started.elapsed(),
     };
