@@ -21,6 +21,7 @@
 //! 7. side by side with postgres_exporter, sql_exporter and query-exporter, all exporting the same
 //!    Kanary signal and PostgreSQL families from the same database (their series checked equal);
 //! 8. capacity: how many Kanary-shaped rules at 1m one instance carries.
+//! 9. OpenMetrics against the text format: scrape throughput of the same series in both, as a ratio.
 //!
 //! It prints a Markdown report (ratios first, raw figures after) to stdout and writes it to
 //! `target/bench-results.md`. nginx, wrk and the two Go peers come from Debian (`apt-get install -y nginx
@@ -43,6 +44,8 @@ mod footprint;
 mod kanary;
 #[path = "bench/memory.rs"]
 mod memory;
+#[path = "bench/openmetrics.rs"]
+mod openmetrics;
 #[path = "bench/peer_bench.rs"]
 mod peer_bench;
 #[path = "bench/peers.rs"]
@@ -252,6 +255,12 @@ fn run() -> Result<()> {
         print!("{o}");
         return Ok(());
     }
+    if std::env::args().any(|a| a == "--formats-only") {
+        let mut o = String::new();
+        openmetrics::bench(&ctx)?.render(&mut o);
+        print!("{o}");
+        return Ok(());
+    }
     step(&format!("loading bench_runs (1,000 targets × {} runs) …", scale.runs_per_target));
     let t = Instant::now();
     ctx.sql(&fixtures::bench_runs_sql(scale.runs_per_target))?;
@@ -267,6 +276,8 @@ fn run() -> Result<()> {
     let mut builds = Vec::new();
     let scrape = scrape::scrape_bench(&ctx)?;
     builds.push(("1. scrapes", watch.take()));
+    let formats = openmetrics::bench(&ctx)?;
+    builds.push(("9. OpenMetrics", watch.take()));
     let hang = scrape::hang_bench(&ctx)?;
     builds.push(("2. hang", watch.take()));
     let cost = evaluation::db_cost_bench(&ctx)?;
@@ -284,7 +295,7 @@ fn run() -> Result<()> {
     let footprint = footprint::footprint_bench(&ctx, &scrape)?;
     builds.push(("5. footprint", watch.take()));
     let memory = memory::bench(&ctx)?;
-    builds.push(("9. memory", watch.take()));
+    builds.push(("10. memory", watch.take()));
 
     let machine_after = Machine::probe();
     let report = Report {
@@ -304,7 +315,8 @@ fn run() -> Result<()> {
         builds,
         total: started.elapsed(),
     };
-    let text = report.render();
+    let mut text = report.render();
+    formats.render(&mut text);
     print!("{text}");
     let out = target_dir().join("bench-results.md");
     fs::write(&out, &text).with_context(|| format!("writing {}", out.display()))?;

@@ -1,4 +1,4 @@
-//! Section 9: memory of every rule kind the bench can drive from PostgreSQL: peak RSS over ten
+//! Section 10: memory of every rule kind the bench can drive from PostgreSQL: peak RSS over ten
 //! evaluations of a 100k-series rule while scraped plain and gzip (a signal; a metric rule with three
 //! key labels), and a rule whose query returns 1M rows, above an idle exporter's RSS (a signal, whose
 //! rows fold into windows as they stream; a metric rule, whose rows are its series).
@@ -180,7 +180,7 @@ impl Memory {
     }
 
     pub fn render(&self, o: &mut String) {
-        let _ = writeln!(o, "\n## 9. Memory of each rule kind\n");
+        let _ = writeln!(o, "\n## 10. Memory of each rule kind\n");
         let _ = writeln!(
             o,
             "Peak RSS (`VmHWM`) of the release binary running one rule, scraped plain and gzip every 0.3 s until the \

@@ -240,7 +240,8 @@ fn statement_problems(at: &RuleAt<'_>, query: &str, several: bool, p: &Prepared,
                 if returned.is_empty() { "no columns".to_string() } else { returned.join(", ") }
             )),
             Some(ColumnType::Unsupported(name)) => Some(format!(
-                "column '{column}' ({role}) has type {name}, which the exporter cannot read; cast it in the query (e.g. {column}::text)"
+                "column '{column}' ({role}) has type {name}, which the exporter cannot read; cast it in the query (e.g. {})",
+                (p.cast_to_text)(column)
             )),
             Some(ColumnType::Known(d, name)) if !accepts(used.need, *d) => Some(format!(
                 "column '{column}' ({role}) has type {name}, which cannot be read as {}; cast it in the query",

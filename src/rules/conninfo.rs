@@ -60,6 +60,11 @@ impl ConnInfo {
         self.params.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
+    /// A parsed DSN of another syntax (see `mysql_dsn`), its keys already checked.
+    pub(super) fn from_params(params: BTreeMap<String, String>) -> ConnInfo {
+        ConnInfo { params }
+    }
+
     /// Sets a keyword (for defaults the exporter adds).
     pub fn set(&mut self, key: &str, value: impl Into<String>) {
         self.params.insert(key.to_string(), value.into());
@@ -70,7 +75,7 @@ impl ConnInfo {
         let text = text.trim();
         let params = if let Some(rest) = text.strip_prefix("postgresql://").or_else(|| text.strip_prefix("postgres://"))
         {
-            parse_url(rest)?
+            parse_url(rest, &LIBPQ_URL)?
         } else {
             parse_words(text)?
         };
@@ -91,7 +96,12 @@ impl ConnInfo {
 /// in a password) can put a piece of a secret where a key is expected, so a key is shown only when
 /// it is a near miss of a known one, which is also when showing it helps.
 fn describe_key(key: &str) -> String {
-    match KNOWN_KEYS.iter().find(|k| key.len() <= 40 && edit_distance(k, key) <= 2) {
+    describe_key_among(key, KNOWN_KEYS)
+}
+
+/// [`describe_key`] against another list of known keys.
+pub(super) fn describe_key_among(key: &str, known_keys: &[&str]) -> String {
+    match known_keys.iter().find(|k| key.len() <= 40 && edit_distance(k, key) <= 2) {
         Some(known) if *known != key => format!("'{key}' (did you mean '{known}'?)"),
         Some(_) => format!("'{key}'"),
         None => "an unknown parameter".to_string(),
@@ -100,9 +110,21 @@ fn describe_key(key: &str) -> String {
 
 const HELP: &str = "see https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-CONNSTRING";
 
-/// `user:pw@host:port,host2/db?k=v` (after the scheme).
-fn parse_url(rest: &str) -> Result<BTreeMap<String, String>, String> {
-    let invalid = |what: &str| format!("the DSN is not a valid libpq URL ({what}); {HELP}");
+/// What a URL DSN is, for the messages about one that is malformed.
+pub(super) struct UrlSyntax {
+    /// What it should have been, e.g. `libpq URL`.
+    pub(super) name: &'static str,
+    /// Where its syntax is documented.
+    pub(super) help: &'static str,
+}
+
+/// libpq's URL syntax.
+const LIBPQ_URL: UrlSyntax = UrlSyntax { name: "libpq URL", help: HELP };
+
+/// `user:pw@host:port,host2/db?k=v` (after the scheme): libpq's URL, which MySQL's URL DSN shares
+/// (with `dbname` for the path and the query's own keys).
+pub(super) fn parse_url(rest: &str, syntax: &UrlSyntax) -> Result<BTreeMap<String, String>, String> {
+    let invalid = |what: &str| format!("the DSN is not a valid {} ({what}); {}", syntax.name, syntax.help);
     let mut params = BTreeMap::new();
     let (before_query, query) = match rest.split_once('?') {
         Some((b, q)) => (b, Some(q)),

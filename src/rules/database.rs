@@ -10,13 +10,19 @@ use super::conninfo::ConnInfo;
 use super::diagnostic::Diagnostic;
 use super::limits::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 use super::loader::Ctx;
-use super::model::{Database, PasswordSource, Rule};
+use super::model::{Database, Engine, PasswordSource, Rule};
+use super::mysql_dsn;
 use super::spec::DatabaseSpec;
 use super::tls_files::{self, FileCheck};
 use crate::secret::Secret;
 
 const DEFAULT_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 const DEFAULT_CMD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Parses a DSN of one engine's syntax.
+type DsnParser = fn(&str) -> Result<ConnInfo, String>;
+/// Checks the TLS keys of a parsed DSN: errors, then warnings.
+type TlsChecker = fn(&ConnInfo, FileCheck) -> (Vec<String>, Vec<String>);
 
 /// A DSN as the loader sees it: with `${VAR}` expanded, and as written in the file (`None` when it
 /// came from `dsn_file`), to tell a password written into the rules file.
@@ -62,6 +68,11 @@ impl Ctx<'_> {
             ConnInfo::default()
         };
         let password = self.password_source(path, &name, &spec);
+        let engine = mysql_dsn::engine_of(&dsn);
+        if spec.pooler.is_some() && engine == Engine::MySql {
+            let msg = "pooler is a PostgreSQL setting (PgBouncer's transaction mode); drop it for a MySQL database";
+            self.error(path, ptr("pooler"), msg);
+        }
         if spec.pooler.is_some() && conninfo.get("options").is_some() {
             let msg = "a transaction pooler refuses the options startup parameter; drop options from the DSN (the exporter sets its timeouts per transaction)";
             self.error(path, ptr("pooler"), msg);
@@ -73,6 +84,7 @@ impl Ctx<'_> {
             name.clone(),
             Arc::new(Database {
                 name,
+                engine,
                 dsn: Secret::new(dsn),
                 conninfo,
                 max_connections: spec.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
@@ -88,14 +100,18 @@ impl Ctx<'_> {
     /// written into the rules file itself. Neither message shows the DSN.
     fn parse_dsn(&mut self, path: &Path, pointer: String, dsn: DsnText<'_>, files: FileCheck) -> ConnInfo {
         let DsnText { expanded, written } = dsn;
-        let conninfo = match ConnInfo::parse(expanded) {
+        let (parse, check): (DsnParser, TlsChecker) = match mysql_dsn::engine_of(expanded) {
+            Engine::Postgres => (ConnInfo::parse, tls_files::check),
+            Engine::MySql => (mysql_dsn::parse, mysql_dsn::check),
+        };
+        let conninfo = match parse(expanded) {
             Ok(c) => c,
             Err(msg) => {
                 self.error(path, pointer, msg);
                 return ConnInfo::default();
             }
         };
-        let (errors, warnings) = tls_files::check(&conninfo, files);
+        let (errors, warnings) = check(&conninfo, files);
         let failed = !errors.is_empty();
         for e in errors {
             self.error(path, pointer.clone(), e);
@@ -107,7 +123,7 @@ impl Ctx<'_> {
             return ConnInfo::default();
         }
         let literal_password = written
-            .and_then(|w| ConnInfo::parse(w).ok())
+            .and_then(|w| parse(w).ok())
             .and_then(|c| c.get("password").map(|p| !p.is_empty() && !p.contains("${")))
             .unwrap_or(false);
         if literal_password {

@@ -1,7 +1,9 @@
 //! Sources: where a rule's rows come from, behind one seam ([`seam`]) that every kind implements.
 //!
 //! A source is the only place that does I/O for a rule. Each kind is a folder here: `postgres`
-//! (PostgreSQL), `http_json` (JSON over HTTP queried in an embedded SQLite). Nothing outside this
+//! (PostgreSQL), `mysql` (MySQL and MariaDB), `http_json` (JSON over HTTP queried in an embedded
+//! SQLite). What the kinds with a server share is beside them: `backoff` (after connection
+//! failures) and `credentials` (`password_file`, `password_command`, scrubbing). Nothing outside this
 //! folder names a kind: the one place that picks a kind for a database or an endpoint of the rules
 //! file is `registry`, and [`Sources`] builds every source through it. Decisions the seam makes for
 //! every kind:
@@ -12,8 +14,9 @@
 //!   statement as rendered ([`RowSink::statement`]).
 //! - **Targets are bound as a table, not as arrays.** A rule binds
 //!   [`Bindings`](crate::rules::model::Bindings): one column per label, one row per target.
-//!   PostgreSQL passes each column as a `text[]` parameter (`$1`, `$2`, …); a source without arrays
-//!   (SQLite) loads the same table as a temporary table `targets`.
+//!   PostgreSQL passes each column as a `text[]` parameter (`$1`, `$2`, …); MySQL passes the table
+//!   as one JSON parameter that the query opens with `JSON_TABLE`; SQLite loads the same table as a
+//!   temporary table `targets`.
 //! - **Rows stream.** `fetch` pushes each decoded row into a [`RowSink`] as it arrives and never
 //!   holds the result itself, so an evaluation that folds rows as they come needs no memory for the
 //!   whole result.
@@ -35,8 +38,11 @@ use std::time::Duration;
 use crate::rules::model::{Rule, RuleSet};
 use registry::Origin;
 
+mod backoff;
+mod credentials;
 pub mod fixture;
 mod http_json;
+mod mysql;
 mod postgres;
 mod registry;
 pub mod seam;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::seam::{PoolSettings, Reach, Source};
-use crate::rules::model::{Database, Endpoint, RuleSet};
+use crate::rules::model::{Database, Endpoint, Engine, RuleSet};
 
 /// What a source is built from: compared on reload to keep a source whose origin is unchanged.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,9 +47,14 @@ pub(super) fn reach(origin: &Origin) -> Reach {
 /// Builds the source of `origin`, choosing its kind.
 pub(super) fn build(origin: &Origin) -> Result<Box<dyn Source>, String> {
     match origin {
-        Origin::Database(db, settings) => {
-            super::postgres::PgSource::new(db.clone(), *settings).map(|s| Box::new(s) as Box<dyn Source>)
-        }
+        Origin::Database(db, settings) => match db.engine {
+            Engine::Postgres => {
+                super::postgres::PgSource::new(db.clone(), *settings).map(|s| Box::new(s) as Box<dyn Source>)
+            }
+            Engine::MySql => {
+                super::mysql::MySqlSource::new(db.clone(), *settings).map(|s| Box::new(s) as Box<dyn Source>)
+            }
+        },
         Origin::Endpoint(ep) => super::http_json::HttpSource::new(ep.clone()).map(|s| Box::new(s) as Box<dyn Source>),
     }
 }

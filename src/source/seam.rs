@@ -13,6 +13,10 @@ use crate::eval::cell::Cell;
 use crate::rules::model::Rule;
 use crate::rules::template;
 
+/// How every session of the exporter names itself to a server (PostgreSQL's `application_name`,
+/// MySQL's `program_name` connection attribute and statement comment), so a DBA sees who is querying.
+pub const SESSION_NAME: &str = "sql-signal-exporter";
+
 /// What a pooled source is built with besides its configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolSettings {
@@ -103,6 +107,9 @@ pub struct Prepared {
     /// rules file's author (the parameters differ from the bound label columns, say).
     pub binding_problems: Vec<String>,
     pub columns: Vec<(String, ColumnType)>,
+    /// How this kind's SQL casts `column` to text: the fix a message suggests for a column of a type
+    /// the exporter cannot read (`x::text` in PostgreSQL, `CAST(x AS CHAR)` in MySQL).
+    pub cast_to_text: fn(&str) -> String,
 }
 
 /// Where `prepare` has to go to answer: what decides whether `--check-rules` needs `--db` for it.

@@ -81,8 +81,27 @@ const LAYERS: [(&str, &[&str]); 12] = [
 fn only_source_postgres_names_the_postgresql_driver_or_pool_crates() {
     let outside: Vec<PathBuf> =
         rust_files(&src()).into_iter().filter(|f| !f.starts_with(src().join("source/postgres"))).collect();
-    let found = offenders(&outside, &["tokio_postgres", "deadpool", "postgres_types", "postgres_protocol"]);
+    let found = offenders(&outside, &["tokio_postgres", "deadpool_postgres", "postgres_types", "postgres_protocol"]);
     assert!(found.is_empty(), "the PostgreSQL driver is named outside src/source/postgres:\n{}", found.join("\n"));
+}
+
+#[test]
+fn only_source_mysql_names_the_mysql_driver() {
+    let outside: Vec<PathBuf> =
+        rust_files(&src()).into_iter().filter(|f| !f.starts_with(src().join("source/mysql"))).collect();
+    let found = offenders(&outside, &["mysql_async", "mysql_common"]);
+    assert!(found.is_empty(), "the MySQL driver is named outside src/source/mysql:\n{}", found.join("\n"));
+}
+
+#[test]
+fn only_the_kinds_with_a_server_name_the_pool_crate() {
+    // deadpool bounds the sessions of PostgreSQL and MySQL alike; nothing else pools.
+    let outside: Vec<PathBuf> = rust_files(&src())
+        .into_iter()
+        .filter(|f| !f.starts_with(src().join("source/postgres")) && !f.starts_with(src().join("source/mysql")))
+        .collect();
+    let found = offenders(&outside, &["deadpool"]);
+    assert!(found.is_empty(), "the pool crate is named outside the kinds with a server:\n{}", found.join("\n"));
 }
 
 #[test]

@@ -24,7 +24,7 @@ enum Want {
 }
 
 /// One target's runs (SQL calls of `kanary_run`) and the state the Go exporter's rules give it.
-struct Case {
+pub(crate) struct Case {
     cluster: &'static str,
     kind: &'static str,
     runs: Vec<String>,
@@ -45,7 +45,7 @@ fn case(cluster: &'static str, kind: &'static str, runs: Vec<String>, want: Want
 }
 
 /// 24 targets, one scenario each, covering every branch of the evaluation.
-fn cases() -> Vec<Case> {
+pub(crate) fn cases() -> Vec<Case> {
     use Want::*;
     let int = |n: i64| format!("to_jsonb({n})");
     let ok3 = |c, k| runs(c, k, &["to_jsonb(0)", "to_jsonb(0)", "to_jsonb(0)"]);
@@ -215,20 +215,20 @@ fn expected_exposition(cases: &[Case]) -> String {
     )
 }
 
-fn load_cases(db: &Db, cases: &[Case]) {
+pub(crate) fn load_cases(db: &Db, cases: &[Case]) {
     let sql: Vec<String> = cases.iter().flat_map(|c| c.runs.clone()).collect();
     db.psql(&sql.join("\n")).expect("load cases");
 }
 
 /// Every case in the state of a failed query.
-fn all_db_error() -> Vec<Case> {
+pub(crate) fn all_db_error() -> Vec<Case> {
     cases().into_iter().map(|c| Case { want: Want::DbError, ..c }).collect()
 }
 
 /// The exporter's output for the cases.
-const GOLDEN: &str = "kanary.prom";
+pub(crate) const GOLDEN: &str = "kanary.prom";
 /// The exporter's output when the query fails.
-const GOLDEN_DB_ERROR: &str = "kanary_db_error.prom";
+pub(crate) const GOLDEN_DB_ERROR: &str = "kanary_db_error.prom";
 
 /// The checked-in outputs are what the Go exporter's rules say, so regenerating them cannot bless a
 /// regression.
@@ -285,7 +285,7 @@ fn fast_rules(dir: &std::path::Path) -> std::path::PathBuf {
     kanary_rules(dir, &[("interval: 1m", "interval: 1s"), ("timeout: 30s", "timeout: 900ms")])
 }
 
-const DOWN_TARGET: &str = "kanary_up{tested_cluster=\"stone-stage-p01\",type=\"container-multi-arch\"}";
+pub(crate) const DOWN_TARGET: &str = "kanary_up{tested_cluster=\"stone-stage-p01\",type=\"container-multi-arch\"}";
 
 #[test]
 fn database_down_at_start_serves_fail_safe_then_recovers_without_restart() {

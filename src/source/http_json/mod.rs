@@ -257,6 +257,7 @@ fn prepare_offline(rule: &Rule, text: &str, requests: &[String], labels: &[Strin
     let sql = template::render_text(rule, text).map_err(FetchError::Render)?;
     let columns = sqlite::prepare(&sql, requests, labels).map_err(|m| FetchError::Query(format!("SQLite: {m}")))?;
     Ok(Prepared {
+        cast_to_text: sqlite_cast_to_text,
         sql,
         binding_problems: Vec::new(),
         columns: columns.into_iter().map(|c| (c, ColumnType::Unknown)).collect(),
@@ -333,4 +334,9 @@ impl Source for HttpSource {
     fn drain(&self, _limit: Duration) -> BoxFuture<'_, ()> {
         async {}.boxed()
     }
+}
+
+/// SQLite's cast of `column` to text, for messages.
+fn sqlite_cast_to_text(column: &str) -> String {
+    format!("CAST({column} AS TEXT)")
 }

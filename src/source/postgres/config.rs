@@ -13,7 +13,7 @@ use tokio_postgres::Config;
 use crate::rules::model::Database;
 
 /// The `application_name` of every session, so a DBA sees who is querying.
-pub const APPLICATION_NAME: &str = "sql-signal-exporter";
+pub const APPLICATION_NAME: &str = crate::source::seam::SESSION_NAME;
 
 /// The configuration of every session to `database`. The message never contains a value.
 pub(super) fn session_config(database: &Database, statement_timeout: Duration, ssl: SslMode) -> Result<Config, String> {

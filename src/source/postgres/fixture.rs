@@ -17,11 +17,10 @@ use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use tokio::time::{timeout_at, Instant};
 
-use super::connect::Secrets;
 use super::error::{describe_pg_error, describe_pool_error};
 use super::{run, PgSource};
 use crate::rules::model::MAIN_QUERY;
-use crate::secret::redact;
+use crate::source::credentials::{scrub, Secrets};
 use crate::source::fixture::{Fixture, FixtureTable};
 use crate::source::seam::FixtureSession;
 use crate::source::seam::{render_statement, Connections, Fetch, FetchError, Reach, RowSink, Source, StatementCheck};
@@ -122,9 +121,7 @@ fn quote_ident(name: &str) -> String {
 
 impl PgFixture {
     fn scrub(&self, text: &str) -> String {
-        let mut secrets = self.secrets.read().map(|l| l.clone()).unwrap_or_default();
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets.iter().fold(text.to_string(), |out, s| redact(&out, s))
+        scrub(&self.secrets, text)
     }
 
     async fn fetch_fixture(&self, fetch: Fetch<'_>, sink: &mut dyn RowSink) -> Result<(), FetchError> {

@@ -32,9 +32,9 @@ use super::seam::{
 };
 use crate::rules::model::{Bindings, Database, Rule, MAIN_QUERY};
 use crate::rules::template::ASSUMED_SERVER_VERSION_NUM;
-use crate::secret::redact;
+use crate::source::backoff::Backoff;
+use crate::source::credentials::{remember, scrub, Credentials, Secrets};
 
-mod backoff;
 mod cancel;
 mod config;
 mod connect;
@@ -47,9 +47,8 @@ mod pooler;
 mod tls;
 mod tls_detail;
 
-use backoff::Backoff;
 use cancel::InFlight;
-use connect::{remember, ConnectError, PgManager, Pool, Secrets};
+use connect::{ConnectError, PgManager, Pool};
 pub use decode::decoded;
 pub use error::describe_pg_error;
 use error::describe_pool_error;
@@ -97,7 +96,7 @@ impl PgSource {
             .map_err(|msg| format!("database '{}': {msg}", database.name))?;
         // Verified: a pooled session answers an empty query before reuse (within a second, else it is
         // dropped), so after a network failure a half-open session costs a second, not a timeout.
-        let manager = PgManager::new(config, tls.clone(), database.password.clone(), secrets.clone());
+        let manager = PgManager::new(config, tls.clone(), Credentials::new(database.password.clone(), secrets.clone()));
         let server_version_num = Arc::new(AtomicI64::new(0));
         let version_slot = server_version_num.clone();
         let pool = Pool::builder(manager)
@@ -153,14 +152,7 @@ impl PgSource {
 
     /// Removes the DSN and password from a message that came from the driver or server.
     pub fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        // Longest first, so a password inside the DSN does not leave the rest of the DSN behind.
-        let mut secrets = self.secrets.read().map(|l| l.clone()).unwrap_or_default();
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        for s in &secrets {
-            out = redact(&out, s);
-        }
-        out
+        scrub(&self.secrets, text)
     }
 
     async fn fetch_into(&self, fetch: Fetch<'_>, sink: &mut dyn RowSink) -> Result<(), FetchError> {
@@ -246,6 +238,7 @@ impl PgSource {
                 Err(FetchError::Query(format!("the server rejects the query: {}", self.scrub(&msg))))
             }
             Ok(Ok(stmt)) => Ok(Prepared {
+                cast_to_text: pg_cast_to_text,
                 binding_problems: binding_problems(&stmt.params, fetch.rule.bindings().labels),
                 columns: stmt.columns.iter().map(|(name, ty)| (name.clone(), column_type(ty))).collect(),
                 sql,
@@ -391,6 +384,11 @@ fn binding_problems(params: &[Type], labels: &[String]) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// This kind's cast of `column` to text, for messages.
+fn pg_cast_to_text(column: &str) -> String {
+    format!("{column}::text")
 }
 
 #[cfg(test)]

@@ -39,6 +39,7 @@ pub mod api;
 pub mod exporter;
 pub mod exposition;
 pub mod golden;
+pub mod mysql;
 pub mod pg;
 pub mod proxy;
 pub mod tool;
@@ -48,6 +49,7 @@ use std::path::{Path, PathBuf};
 
 pub use exporter::{command, once, Exporter};
 pub use exposition::{assert_fail_safe, is_fail_safe, labels, value, Exposition, Labels, Samples, Signal};
+pub use mysql::MyDb;
 pub use pg::Db;
 
 /// The repository root (the exporter package's directory).

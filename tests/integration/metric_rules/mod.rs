@@ -18,7 +18,7 @@ use crate::harness::{golden, labels, value, wait, Db, Exposition, Labels, Sample
 // Helpers
 
 /// Loads `yaml` with `${VAR}`s from `env`; panics with every diagnostic if it does not load.
-pub(super) fn load(yaml: &str, env: &[(&str, String)]) -> RuleSet {
+pub(crate) fn load(yaml: &str, env: &[(&str, String)]) -> RuleSet {
     let map: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
     let opts = LoadOptions { env: Arc::new(move |name| map.get(name).cloned()), unset_env_is_error: true };
     match rules::load_sources(&[(PathBuf::from("test.yaml"), yaml.to_string())], &opts) {
@@ -28,7 +28,7 @@ pub(super) fn load(yaml: &str, env: &[(&str, String)]) -> RuleSet {
 }
 
 /// Rules on the database `main` at `dsn`, with `metrics` (YAML list items) appended.
-fn rules_on(dsn: &str, metrics: &str) -> RuleSet {
+pub(crate) fn rules_on(dsn: &str, metrics: &str) -> RuleSet {
     let yaml = format!("version: 1\ndatabases:\n  main:\n    dsn: \"${{DSN}}\"\nmetrics:\n{metrics}");
     load(&yaml, &[("DSN", dsn.to_string())])
 }
@@ -38,7 +38,7 @@ fn rule<'a>(set: &'a RuleSet, name: &str) -> &'a Rule {
 }
 
 /// Runs every rule once through the library, as `--once` does.
-pub(super) async fn run_once(set: &RuleSet) -> (String, bool) {
+pub(crate) async fn run_once(set: &RuleSet) -> (String, bool) {
     let (bytes, ok) = app::run_once(set).await;
     (String::from_utf8(bytes).expect("exposition is UTF-8"), ok)
 }
@@ -55,7 +55,7 @@ async fn evaluate(set: &RuleSet, name: &str) -> sql_signal_exporter::publish::ou
 }
 
 /// The exposition's samples (the harness parser).
-pub(super) fn parse(text: &str) -> Samples {
+pub(crate) fn parse(text: &str) -> Samples {
     Exposition::parse(text).samples
 }
 
@@ -67,18 +67,9 @@ async fn wait_until(what: &str, cond: impl Fn() -> bool) {
 // ---------------------------------------------------------------------------------------------
 // Mapping features
 
-#[tokio::test]
-async fn every_mapping_feature_on_a_real_server() {
-    let pg = Db::shared();
-    pg.psql(
-        "CREATE TABLE jobs (queue text, waiting int, running bigint, done numeric, ratio float8, paused bool, last_run timestamptz, version text);
-         INSERT INTO jobs VALUES ('mail', 3, 1, 1200, 0.5, false, '2024-01-01T00:00:00Z', '1.2'),
-                                 ('sms', 0, 2, 7, 0.25, true, '2024-01-01T00:00:01.5Z', '1.3');",
-    )
-    .unwrap();
-    let set = rules_on(
-        &pg.dsn(),
-        r#"
+/// A rule using every mapping feature over a table `jobs` (the MySQL tests run it too, on the same
+/// rows, into the same golden file).
+pub(crate) const MAPPING_RULES: &str = r#"
   - name: jobs
     database: main
     interval: 30s
@@ -111,11 +102,24 @@ async fn every_mapping_feature_on_a_real_server() {
         help: Worker version.
         type: info
         key_labels: [queue, version]
-"#,
-    );
+"#;
+
+/// The exposition of [`MAPPING_RULES`].
+pub(crate) const MAPPING_GOLDEN: &str = "metric_rules_mapping.prom";
+
+#[tokio::test]
+async fn every_mapping_feature_on_a_real_server() {
+    let pg = Db::shared();
+    pg.psql(
+        "CREATE TABLE jobs (queue text, waiting int, running bigint, done numeric, ratio float8, paused bool, last_run timestamptz, version text);
+         INSERT INTO jobs VALUES ('mail', 3, 1, 1200, 0.5, false, '2024-01-01T00:00:00Z', '1.2'),
+                                 ('sms', 0, 2, 7, 0.25, true, '2024-01-01T00:00:01.5Z', '1.3');",
+    )
+    .unwrap();
+    let set = rules_on(&pg.dsn(), MAPPING_RULES);
     let (text, ok) = run_once(&set).await;
     assert!(ok, "{text}");
-    golden::check("metric_rules_mapping.prom", &text);
+    golden::check(MAPPING_GOLDEN, &text);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 //! `ssl=on` and only `hostssl` lines in pg_hba.conf, its certificate signed by a CA made here
 //! (rcgen, ring); and a real PgBouncer in transaction mode.
 
-mod setup;
+pub(crate) mod setup;
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;

@@ -1,4 +1,5 @@
-//! Throwaway PostgreSQL servers for tests, the demo and benchmarks.
+//! Throwaway PostgreSQL servers for tests, the demo and benchmarks (and MariaDB servers:
+//! [`TempMariaDb`], in `mariadb`).
 //!
 //! The exporter's whole job is running SQL against PostgreSQL, so its tests
 //! must run against a *real* server, not a mock: error codes, type mapping,
@@ -72,10 +73,12 @@ mod dirs;
 mod exit;
 mod instance;
 mod locate;
+mod mariadb;
 mod startup;
 mod util;
 
 pub use instance::{free_loopback_port, TempPostgres, TempPostgresOptions};
+pub use mariadb::{TempMariaDb, TempMariaDbOptions};
 
 use std::time::Duration;
 

@@ -1,11 +1,11 @@
-//! Backoff between connection attempts to one database.
+//! Backoff between connection attempts to one database, for every kind of source with a server.
 
 use std::time::Duration;
 
 /// Exponential backoff with jitter after failed connection attempts, so rules (and reloads) never
 /// turn an outage into a connection storm. It never waits longer than `max`, which is below the
 /// shortest interval of the database's rules, so recovery is seen within one interval.
-pub(super) struct Backoff {
+pub(crate) struct Backoff {
     max: Duration,
     state: std::sync::Mutex<BackoffState>,
 }
@@ -18,7 +18,7 @@ struct BackoffState {
 }
 
 impl Backoff {
-    pub(super) fn new(max: Duration) -> Backoff {
+    pub(crate) fn new(max: Duration) -> Backoff {
         Backoff { max, state: Default::default() }
     }
 
@@ -26,16 +26,16 @@ impl Backoff {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(super) fn blocked_for(&self) -> Option<Duration> {
+    pub(crate) fn blocked_for(&self) -> Option<Duration> {
         let s = self.lock();
         s.until.and_then(|u| u.checked_duration_since(std::time::Instant::now()))
     }
 
-    pub(super) fn last_error(&self) -> String {
+    pub(crate) fn last_error(&self) -> String {
         self.lock().last_error.clone()
     }
 
-    pub(super) fn failed(&self, error: &str) {
+    pub(crate) fn failed(&self, error: &str) {
         let mut s = self.lock();
         s.failures = s.failures.saturating_add(1);
         // 0.25 s, 0.5 s, 1 s, … capped at max, each with ±25 % jitter.
@@ -45,7 +45,7 @@ impl Backoff {
         s.last_error = error.to_string();
     }
 
-    pub(super) fn succeeded(&self) {
+    pub(crate) fn succeeded(&self) {
         let mut s = self.lock();
         s.failures = 0;
         s.until = None;

@@ -1,0 +1,10 @@
+//! MySQL/MariaDB as a source, against a real MariaDB (Debian's 10.11; MySQL 8 itself is not tested
+//! here): the Kanary signal ([`kanary`]), every type and mapping feature ([`mapping`]), faults
+//! ([`faults`]: a statement killed at its timeout, the pool exhausted), and `--check-rules --db`
+//! ([`check`]).
+
+mod check;
+mod faults;
+mod kanary;
+mod mapping;
+mod tls;
