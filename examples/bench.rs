@@ -20,8 +20,9 @@
 //!    peers' set-based SQL, without an index and with `examples/kanary/indexes.sql`;
 //! 7. side by side with postgres_exporter, sql_exporter and query-exporter, all exporting the same
 //!    Kanary signal and PostgreSQL families from the same database (their series checked equal);
-//! 8. capacity: how many Kanary-shaped rules at 1m one instance carries;
-//! 9. MySQL rules: the MySQL Kanary example's evaluation against its bare statement, and statements
+//! 8. capacity: how many Kanary-shaped rules at 1m one instance carries.
+//! 9. OpenMetrics against the text format: scrape throughput of the same series in both, as a ratio.
+//! 11. MySQL rules: the MySQL Kanary example's evaluation against its bare statement, and statements
 //!    per evaluation, on a throwaway MariaDB (`-- --mysql-only` runs this section alone).
 //!
 //! It prints a Markdown report (ratios first, raw figures after) to stdout and writes it to
@@ -43,8 +44,12 @@ mod fixtures;
 mod footprint;
 #[path = "bench/kanary.rs"]
 mod kanary;
+#[path = "bench/memory.rs"]
+mod memory;
 #[path = "bench/mysql.rs"]
 mod mysql;
+#[path = "bench/openmetrics.rs"]
+mod openmetrics;
 #[path = "bench/peer_bench.rs"]
 mod peer_bench;
 #[path = "bench/peers.rs"]
@@ -253,6 +258,18 @@ fn run() -> Result<()> {
     if std::env::args().any(|a| a == "--kanary-only") {
         return kanary_only(&ctx);
     }
+    if std::env::args().any(|a| a == "--memory-only") {
+        let mut o = String::new();
+        memory::bench(&ctx)?.render(&mut o);
+        print!("{o}");
+        return Ok(());
+    }
+    if std::env::args().any(|a| a == "--formats-only") {
+        let mut o = String::new();
+        openmetrics::bench(&ctx)?.render(&mut o);
+        print!("{o}");
+        return Ok(());
+    }
     step(&format!("loading bench_runs (1,000 targets × {} runs) …", scale.runs_per_target));
     let t = Instant::now();
     ctx.sql(&fixtures::bench_runs_sql(scale.runs_per_target))?;
@@ -268,6 +285,8 @@ fn run() -> Result<()> {
     let mut builds = Vec::new();
     let scrape = scrape::scrape_bench(&ctx)?;
     builds.push(("1. scrapes", watch.take()));
+    let formats = openmetrics::bench(&ctx)?;
+    builds.push(("9. OpenMetrics", watch.take()));
     let hang = scrape::hang_bench(&ctx)?;
     builds.push(("2. hang", watch.take()));
     let cost = evaluation::db_cost_bench(&ctx)?;
@@ -284,8 +303,10 @@ fn run() -> Result<()> {
     builds.push(("8. capacity", watch.take()));
     let footprint = footprint::footprint_bench(&ctx, &scrape)?;
     builds.push(("5. footprint", watch.take()));
+    let memory = memory::bench(&ctx)?;
+    builds.push(("10. memory", watch.take()));
     let mysql = mysql::bench(scale.short)?;
-    builds.push(("9. MySQL rules", watch.take()));
+    builds.push(("11. MySQL rules", watch.take()));
 
     let machine_after = Machine::probe();
     let report = Report {
@@ -301,10 +322,13 @@ fn run() -> Result<()> {
         peers,
         capacity,
         footprint,
+        memory,
         builds,
         total: started.elapsed(),
     };
-    let text = report.render() + &mysql.render();
+    let mut text = report.render();
+    formats.render(&mut text);
+    text.push_str(&mysql.render());
     print!("{text}");
     let out = target_dir().join("bench-results.md");
     fs::write(&out, &text).with_context(|| format!("writing {}", out.display()))?;

@@ -1,4 +1,4 @@
-//! Section 9: MySQL rules (issue 19). `examples/kanary/mysql/kanary.yaml` on a throwaway MariaDB
+//! Section 11: MySQL rules (issue 19). `examples/kanary/mysql/kanary.yaml` on a throwaway MariaDB
 //! holding Kanary-shaped rows: the exporter's whole evaluation (render, bind the targets as JSON,
 //! stream and decode the rows, judge 24 targets) against the same statement run bare by the driver
 //! with the same parameter and its rows drained (the floor: the server's work and the transfer),
@@ -34,7 +34,7 @@ pub struct MySqlBench {
 impl MySqlBench {
     pub fn render(&self) -> String {
         let mut o = String::new();
-        let _ = writeln!(o, "\n## 9. MySQL rules (MariaDB {})\n", self.version);
+        let _ = writeln!(o, "\n## 11. MySQL rules (MariaDB {})\n", self.version);
         let _ = writeln!(
             o,
             "`examples/kanary/mysql/kanary.yaml` (24 targets) over {} Kanary-shaped rows (test 372, ten clusters, three kinds), {} evaluations each:\n",

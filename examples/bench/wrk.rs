@@ -24,6 +24,11 @@ pub struct Load {
 }
 
 pub fn run(url: &str, load: Load, gzip: bool) -> Result<WrkResult> {
+    run_with_headers(url, load, if gzip { &["Accept-Encoding: gzip"] } else { &[] })
+}
+
+/// [`run`] with each of `headers` (`Name: value`) sent.
+pub fn run_with_headers(url: &str, load: Load, headers: &[&str]) -> Result<WrkResult> {
     let mut cmd = Command::new("wrk");
     cmd.args([
         "-t",
@@ -36,8 +41,8 @@ pub fn run(url: &str, load: Load, gzip: bool) -> Result<WrkResult> {
         "30s",
         "--latency",
     ]);
-    if gzip {
-        cmd.args(["-H", "Accept-Encoding: gzip"]);
+    for h in headers {
+        cmd.args(["-H", h]);
     }
     cmd.arg(url);
     let out = cmd.output().context("running wrk")?;

@@ -38,7 +38,7 @@ pub async fn run_once(rules: &RuleSet) -> (Vec<u8>, bool) {
         match h.await {
             Ok(outcome) => {
                 all_ok &= outcome.status == Status::Success;
-                out.extend(exposition::render(&outcome.families));
+                out.extend(exposition::text::render(&outcome.families));
             }
             Err(e) => {
                 all_ok = false;

@@ -1,5 +1,5 @@
-//! The body of a scrape: the snapshot's bytes (or their gzip, compressed once per rule update) and
-//! the exporter's own metrics, rendered at most once per [`OWN_METRICS_MAX_AGE`] and again whenever
+//! The body of a scrape, in the format it negotiated: the snapshot's bytes (or their gzip,
+//! compressed once per rule update) and the exporter's own metrics (then OpenMetrics' `# EOF`), rendered at most once per [`OWN_METRICS_MAX_AGE`] and again whenever
 //! the snapshot or the reload status changed (so they always agree with the rules' series served
 //! beside them). Responses go out as a list of shared buffers, never copied into one.
 
@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 
+use crate::eval::exposition::{openmetrics, Format};
 use crate::publish::self_metrics::SelfMetrics;
 use crate::publish::snapshot::{Snapshot, SnapshotStore};
 
@@ -32,13 +33,37 @@ struct OwnKey {
     reload_timestamp: u64,
 }
 
-/// The exporter's own metrics as rendered for one snapshot.
+/// The exporter's own metrics as rendered for one snapshot, in each format when first asked.
 struct OwnMetrics {
     key: OwnKey,
     rendered_at: Instant,
-    text: Bytes,
-    /// The end of the gzip member for that snapshot (see [`crate::publish::snapshot::GzipBody::finish`]).
-    gzip_tail: OnceLock<Bytes>,
+    text: OnceLock<Bytes>,
+    /// OpenMetrics, `# EOF` included: the end of an OpenMetrics body.
+    openmetrics: OnceLock<Bytes>,
+    /// The end of the gzip member for that snapshot in each format (see
+    /// [`crate::publish::snapshot::GzipBody::finish`]).
+    gzip_tail: [OnceLock<Bytes>; 2],
+}
+
+impl OwnMetrics {
+    fn tail(&self, metrics: &SelfMetrics, format: Format) -> Bytes {
+        match format {
+            Format::Text => self.text.get_or_init(|| Bytes::from(metrics.render_in(format))),
+            Format::OpenMetrics => self.openmetrics.get_or_init(|| {
+                let mut out = metrics.render_in(format);
+                out.extend_from_slice(openmetrics::EOF);
+                Bytes::from(out)
+            }),
+        }
+        .clone()
+    }
+
+    fn gzip_tail(&self, format: Format) -> &OnceLock<Bytes> {
+        match format {
+            Format::Text => &self.gzip_tail[0],
+            Format::OpenMetrics => &self.gzip_tail[1],
+        }
+    }
 }
 
 /// Builds `/metrics` bodies from the current snapshot and a cache of the exporter's own metrics.
@@ -68,8 +93,9 @@ impl Exposition {
         let fresh = Arc::new(OwnMetrics {
             key,
             rendered_at: Instant::now(),
-            text: Bytes::from(self.metrics.render()),
-            gzip_tail: OnceLock::new(),
+            text: OnceLock::new(),
+            openmetrics: OnceLock::new(),
+            gzip_tail: [OnceLock::new(), OnceLock::new()],
         });
         self.own.store(Some(fresh.clone()));
         fresh
@@ -85,16 +111,17 @@ impl Exposition {
         self.own.store(None);
     }
 
-    /// The body of a scrape as buffers to send in order, in `encoding`: the rules' snapshot, then
-    /// the exporter's own metrics.
-    pub async fn body(&self, encoding: Encoding) -> Vec<Bytes> {
+    /// The body of a scrape as buffers to send in order, in `format` and `encoding`: the rules'
+    /// snapshot, then the exporter's own metrics.
+    pub async fn body(&self, format: Format, encoding: Encoding) -> Vec<Bytes> {
         let snapshot = self.store.load();
         let own = self.own(&snapshot);
+        let own_text = own.tail(&self.metrics, format);
         if encoding == Encoding::Identity {
-            return vec![snapshot.body.clone(), own.text.clone()];
+            return vec![snapshot.body_in(format).clone(), own_text];
         }
-        let gz = snapshot.gzip().await;
-        let tail = own.gzip_tail.get_or_init(|| gz.finish(&own.text)).clone();
+        let gz = snapshot.gzip(format).await;
+        let tail = own.gzip_tail(format).get_or_init(|| gz.finish(&own_text)).clone();
         let mut chunks = Vec::with_capacity(gz.chunks.len() + 1);
         chunks.extend(gz.chunks.iter().cloned());
         chunks.push(tail);
@@ -105,11 +132,12 @@ impl Exposition {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::publish::snapshot::Rendered;
 
     fn exposition() -> Exposition {
         let store = Arc::new(SnapshotStore::new());
         store.set_rules(vec!["r".into()]);
-        store.update("r", b"# TYPE r_up gauge\nr_up 1\n".to_vec());
+        store.update("r", Rendered::same(b"# TYPE r_up gauge\nr_up 1\n".to_vec()));
         let metrics = Arc::new(SelfMetrics::new());
         metrics.reload_successful.set(1);
         Exposition::new(store, metrics)
@@ -120,13 +148,13 @@ mod tests {
         let ex = exposition();
         let first = ex.own(&ex.store.load());
         assert!(Arc::ptr_eq(&first, &ex.own(&ex.store.load())), "reused within the max age");
-        ex.store.update("r", b"r_up 0\n".to_vec());
+        ex.store.update("r", Rendered::same(b"r_up 0\n".to_vec()));
         let second = ex.own(&ex.store.load());
         assert!(!Arc::ptr_eq(&first, &second), "rendered anew for a new snapshot");
         ex.metrics.reload_successful.set(0);
         let third = ex.own(&ex.store.load());
         assert!(!Arc::ptr_eq(&second, &third), "rendered anew when a reload failed");
-        assert!(std::str::from_utf8(&third.text)
+        assert!(std::str::from_utf8(&third.tail(&ex.metrics, Format::Text))
             .unwrap()
             .contains("sql_signal_exporter_config_last_reload_successful 0"));
         ex.invalidate();
@@ -137,13 +165,16 @@ mod tests {
     async fn plain_and_gzip_bodies_carry_the_same_text() {
         use std::io::Read;
         let ex = exposition();
-        let plain: Vec<u8> = ex.body(Encoding::Identity).await.concat();
-        let gz: Vec<u8> = ex.body(Encoding::Gzip).await.concat();
-        let mut unzipped = Vec::new();
-        flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut unzipped).unwrap();
-        assert_eq!(unzipped, plain);
-        let text = String::from_utf8(plain).unwrap();
-        assert!(text.starts_with("# TYPE r_up gauge\nr_up 1\n"));
-        assert!(text.contains("sql_signal_exporter_build_info{"));
+        for format in Format::ALL {
+            let plain: Vec<u8> = ex.body(format, Encoding::Identity).await.concat();
+            let gz: Vec<u8> = ex.body(format, Encoding::Gzip).await.concat();
+            let mut unzipped = Vec::new();
+            flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut unzipped).unwrap();
+            assert_eq!(unzipped, plain);
+            let text = String::from_utf8(plain).unwrap();
+            assert!(text.starts_with("# TYPE r_up gauge\nr_up 1\n"));
+            assert!(text.contains("sql_signal_exporter_build_info{"));
+            assert_eq!(text.ends_with("# EOF\n"), format == Format::OpenMetrics, "{text}");
+        }
     }
 }

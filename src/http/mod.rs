@@ -2,6 +2,7 @@
 //! source or the scheduler.
 //!
 //! - [`routes`]: `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, and the server itself.
+//! - [`negotiation`]: the format a scrape asks for in `Accept` (OpenMetrics or the text format).
 //! - [`exposition`]: a scrape's body: the snapshot's bytes and the exporter's own metrics, gzipped
 //!   once.
 //! - [`status_page`]: `/` and `/api/v1/status`, from the status records.
@@ -10,6 +11,7 @@
 //! Depends on `publish` and `rules` only; the architecture test holds it to that.
 
 pub mod exposition;
+pub mod negotiation;
 pub mod routes;
 pub mod status_page;
 pub mod web;

@@ -14,13 +14,12 @@ use bytes::Bytes;
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::Filter;
 
+use crate::eval::exposition::Format;
 use crate::http::exposition::{Encoding, Exposition};
+use crate::http::negotiation::Negotiated;
 use crate::http::web::Web;
 use crate::publish::snapshot::SnapshotStore;
 use crate::publish::status::StatusStore;
-
-/// The content type of the text exposition format.
-pub const EXPOSITION_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Reloads the rules; `Err` carries every diagnostic, a line each.
 pub type ReloadFn = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
@@ -64,16 +63,16 @@ impl std::str::FromStr for AcceptsGzip {
     }
 }
 
-fn exposition_response(chunks: Vec<Bytes>, encoding: Encoding) -> warp::reply::Response {
+fn exposition_response(chunks: Vec<Bytes>, format: Format, encoding: Encoding) -> warp::reply::Response {
     use warp::Reply;
     let len: usize = chunks.iter().map(Bytes::len).sum();
     let stream = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>));
     let mut response = warp::reply::stream(stream).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(EXPOSITION_CONTENT_TYPE));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
     // hyper sends a body of known length as is, rather than chunked.
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    headers.insert(header::VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
     if encoding == Encoding::Gzip {
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
@@ -104,7 +103,8 @@ fn routes(
         .unify()
 }
 
-/// `GET <telemetry path>`: the published exposition, gzipped when the client accepts it.
+/// `GET <telemetry path>`: the published exposition in the format the client's `Accept` prefers
+/// (see [`crate::http::negotiation`]), gzipped when the client accepts it.
 fn metrics_route(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
@@ -112,18 +112,25 @@ fn metrics_route(
     warp::get()
         .and(warp::path::full())
         .and(warp::header::optional::<AcceptsGzip>("accept-encoding"))
+        .and(warp::header::optional::<Negotiated>("accept"))
         .and(warp::any().map(move || state.exposition.clone()))
-        .and_then(move |full: warp::path::FullPath, accept: Option<AcceptsGzip>, exposition: Arc<Exposition>| {
-            // The telemetry path, ignoring empty segments (`/metrics/` is `/metrics`).
-            let matches = full.as_str().split('/').filter(|s| !s.is_empty()).eq(wanted.iter().map(String::as_str));
-            async move {
-                if !matches {
-                    return Err(warp::reject::not_found());
+        .and_then(
+            move |full: warp::path::FullPath,
+                  accept: Option<AcceptsGzip>,
+                  negotiated: Option<Negotiated>,
+                  exposition: Arc<Exposition>| {
+                // The telemetry path, ignoring empty segments (`/metrics/` is `/metrics`).
+                let matches = full.as_str().split('/').filter(|s| !s.is_empty()).eq(wanted.iter().map(String::as_str));
+                async move {
+                    if !matches {
+                        return Err(warp::reject::not_found());
+                    }
+                    let encoding = if accept.is_some_and(|a| a.0) { Encoding::Gzip } else { Encoding::Identity };
+                    let format = negotiated.map_or(Format::Text, |n| n.0);
+                    Ok(exposition_response(exposition.body(format, encoding).await, format, encoding))
                 }
-                let encoding = if accept.is_some_and(|a| a.0) { Encoding::Gzip } else { Encoding::Identity };
-                Ok(exposition_response(exposition.body(encoding).await, encoding))
-            }
-        })
+            },
+        )
 }
 
 /// `/-/ready`: 200 once every rule has finished its first evaluation.
@@ -231,7 +238,7 @@ mod tests {
     fn exposition() -> Arc<Exposition> {
         let store = Arc::new(SnapshotStore::new());
         store.set_rules(vec!["r".into()]);
-        store.update("r", b"# TYPE r_up gauge\nr_up 1\n".to_vec());
+        store.update("r", crate::publish::snapshot::Rendered::same(b"# TYPE r_up gauge\nr_up 1\n".to_vec()));
         Arc::new(Exposition::new(store, Arc::new(crate::publish::self_metrics::SelfMetrics::new())))
     }
 

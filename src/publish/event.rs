@@ -7,10 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::eval::exposition;
 use crate::publish::outcome::{Outcome, Status};
 use crate::publish::self_metrics::{SelfMetrics, SourceUse};
-use crate::publish::snapshot::SnapshotStore;
+use crate::publish::snapshot::{Rendered, SnapshotStore};
 use crate::publish::status::{NextRun, StatusStore};
 use crate::rules::model::Rule;
 
@@ -52,14 +51,14 @@ impl Publisher {
                 for s in &sources {
                     self.metrics.observe_source(s, &outcome);
                 }
-                self.snapshot.update(&rule.name, exposition::render(&outcome.families));
+                self.snapshot.update(&rule.name, Rendered::of(&outcome.families));
                 self.status.record(rule, outcome, NextRun::In(next_in));
             }
             RuleEvent::Expired { rule, outcome, limit } => {
                 let reason = outcome.status.reason().unwrap_or_default();
                 tracing::error!(rule = %rule.name, limit = %humantime::format_duration(limit), "{reason}");
                 self.metrics.observe_expiry(&rule.name);
-                self.snapshot.update(&rule.name, exposition::render(&outcome.families));
+                self.snapshot.update(&rule.name, Rendered::of(&outcome.families));
                 self.status.record(rule, outcome, NextRun::Unknown);
             }
             RuleEvent::Resumed { rule } => {

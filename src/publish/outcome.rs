@@ -83,6 +83,6 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn series(&self) -> usize {
-        self.families.iter().map(|f| f.samples.len()).sum()
+        self.families.iter().map(Family::series).sum()
     }
 }

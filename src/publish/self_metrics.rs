@@ -6,6 +6,9 @@
 
 use prometheus::{Encoder, Gauge, GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
+use prometheus::proto::MetricType as ProtoType;
+
+use crate::eval::exposition::{openmetrics, Family, Format, MetricType, Sample, Text};
 use crate::publish::outcome::{EvaluationResult, Outcome};
 use crate::rules::limits::WATCHDOG_MARGIN;
 
@@ -212,6 +215,41 @@ impl SelfMetrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
     }
+
+    /// The same metrics in `format`: the text format as the `prometheus` crate encodes it, or
+    /// OpenMetrics through the exporter's own renderer (the crate has no OpenMetrics encoder).
+    pub fn render_in(&self, format: Format) -> Vec<u8> {
+        match format {
+            Format::Text => self.render(),
+            Format::OpenMetrics => openmetrics::render(&self.families()),
+        }
+    }
+
+    /// The gathered metrics as exposition families. Self-metrics are counters and gauges only (a
+    /// test holds that every one is converted).
+    fn families(&self) -> Vec<Family> {
+        self.registry
+            .gather()
+            .iter()
+            .filter_map(|mf| {
+                let (kind, read): (MetricType, fn(&prometheus::proto::Metric) -> f64) = match mf.get_field_type() {
+                    ProtoType::COUNTER => (MetricType::Counter, |m| m.get_counter().value()),
+                    ProtoType::GAUGE => (MetricType::Gauge, |m| m.get_gauge().value()),
+                    _ => return None,
+                };
+                let mut family = Family::new(mf.name(), mf.help(), kind);
+                family.samples = mf
+                    .get_metric()
+                    .iter()
+                    .map(|m| {
+                        let labels = m.get_label().iter().map(|l| (Text::from(l.name()), Text::from(l.value())));
+                        Sample { labels: labels.collect(), value: read(m) }
+                    })
+                    .collect();
+                Some(family)
+            })
+            .collect()
+    }
 }
 
 impl Default for SelfMetrics {
@@ -231,5 +269,17 @@ mod tests {
         let m = super::SelfMetrics::new();
         let text = String::from_utf8(m.render()).unwrap();
         assert!(text.contains("sql_signal_exporter_build_info{"));
+    }
+
+    #[test]
+    fn every_self_metric_is_in_openmetrics_too() {
+        let m = super::SelfMetrics::new();
+        m.rule_evaluations.with_label_values(&["r", "success"]).inc();
+        let text = String::from_utf8(m.render()).unwrap();
+        let om = String::from_utf8(m.render_in(super::Format::OpenMetrics)).unwrap();
+        let series = |s: &str| s.lines().filter(|l| !l.starts_with('#')).count();
+        assert_eq!(series(&text), series(&om), "{text}\n---\n{om}");
+        assert!(om.contains("# TYPE sql_signal_exporter_rule_evaluations counter\n"), "{om}");
+        assert!(om.contains("sql_signal_exporter_rule_evaluations_total{result=\"success\",rule=\"r\"} 1\n"), "{om}");
     }
 }

@@ -1,7 +1,8 @@
 //! The exposition served on `/metrics`: rendered once per evaluation, swapped in atomically.
 //!
-//! Each rule's families are rendered to bytes when its evaluation completes; the body served is the
-//! concatenation of every rule's bytes in rule order, rebuilt on each update. A scrape only clones an
+//! Each rule's families are rendered to bytes when its evaluation completes, in both formats (the
+//! text format and OpenMetrics, see [`Rendered`]); the body served in each is the concatenation of
+//! every rule's bytes in rule order, rebuilt on each update. A scrape only clones an
 //! `Arc` (no lock, no rendering, no database), so scrapes never wait on an evaluation and any number
 //! of scrapers cost the database nothing.
 //!
@@ -20,6 +21,41 @@ use bytes::Bytes;
 use flate2::{Compress, Compression, FlushCompress, Status};
 use tokio::sync::OnceCell;
 
+use crate::eval::exposition::{openmetrics, text, Family, Format};
+
+/// One rule's families rendered in every format, once per evaluation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rendered {
+    pub text: Vec<u8>,
+    pub openmetrics: Vec<u8>,
+}
+
+impl Rendered {
+    /// `families` in both formats.
+    pub fn of(families: &[Family]) -> Rendered {
+        Rendered { text: text::render(families), openmetrics: openmetrics::render(families) }
+    }
+
+    /// The same bytes in both formats: for a block that reads alike in both (an empty one, or
+    /// gauges in a test).
+    pub fn same(bytes: Vec<u8>) -> Rendered {
+        Rendered { openmetrics: bytes.clone(), text: bytes }
+    }
+}
+
+/// A pair of anything, one per [`Format`].
+#[derive(Debug, Default)]
+struct PerFormat<T>([T; 2]);
+
+impl<T> PerFormat<T> {
+    fn get(&self, format: Format) -> &T {
+        match format {
+            Format::Text => &self.0[0],
+            Format::OpenMetrics => &self.0[1],
+        }
+    }
+}
+
 /// The compression level of served gzip: bodies are compressed once per change and served many
 /// times, and the text format compresses about as well at a low level as at a high one.
 const GZIP_LEVEL: u32 = 4;
@@ -30,34 +66,39 @@ const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 /// What a scrape sees.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    /// The rules' exposition, every rule's block in rule order.
+    /// The rules' exposition in the text format, every rule's block in rule order.
     pub body: Bytes,
+    /// The same in OpenMetrics (without its `# EOF`, which follows the exporter's own metrics).
+    pub openmetrics: Bytes,
     /// Every current rule has completed at least one evaluation.
     pub ready: bool,
     /// Increases with every snapshot published by a store.
     generation: u64,
-    /// The rules' blocks that make up `body`, in order.
+    /// The rules' blocks that make up the bodies, in order.
     blocks: Vec<Arc<Block>>,
-    /// `body` as gzip, less its final block and trailer; made on first use.
-    gzip: OnceCell<Arc<GzipBody>>,
+    /// Each body as gzip, less its final block and trailer; made on first use.
+    gzip: PerFormat<OnceCell<Arc<GzipBody>>>,
 }
 
-/// One rule's rendered exposition and, once a client asked for gzip, its compressed form.
+/// One rule's rendered exposition in each format and, once a client asked for gzip, its compressed
+/// form.
 #[derive(Debug)]
 struct Block {
-    text: Bytes,
-    deflated: OnceCell<Bytes>,
+    rendered: PerFormat<Bytes>,
+    deflated: PerFormat<OnceCell<Bytes>>,
 }
 
 impl Block {
-    async fn deflated(self: &Arc<Self>) -> Bytes {
+    async fn deflated(self: &Arc<Self>, format: Format) -> Bytes {
         self.deflated
+            .get(format)
             .get_or_init(|| async {
                 let block = self.clone();
-                match tokio::task::spawn_blocking(move || deflate(&block.text, FlushCompress::Sync)).await {
+                let compress = move || deflate(block.rendered.get(format), FlushCompress::Sync);
+                match tokio::task::spawn_blocking(compress).await {
                     Ok(d) => d,
                     // No blocking pool (the runtime is shutting down): compress here.
-                    Err(_) => deflate(&self.text, FlushCompress::Sync),
+                    Err(_) => deflate(self.rendered.get(format), FlushCompress::Sync),
                 }
             })
             .await
@@ -95,17 +136,28 @@ impl Snapshot {
         self.generation
     }
 
-    /// The body as gzip (see [`GzipBody`]); compressed on the first call, shared afterwards.
-    pub async fn gzip(&self) -> Arc<GzipBody> {
+    /// The rules' body in `format`.
+    pub fn body_in(&self, format: Format) -> &Bytes {
+        match format {
+            Format::Text => &self.body,
+            Format::OpenMetrics => &self.openmetrics,
+        }
+    }
+
+    /// The body in `format` as gzip (see [`GzipBody`]); compressed on the first call, shared
+    /// afterwards.
+    pub async fn gzip(&self, format: Format) -> Arc<GzipBody> {
         self.gzip
+            .get(format)
             .get_or_init(|| async {
                 let mut chunks = Vec::with_capacity(self.blocks.len() + 1);
                 chunks.push(Bytes::from_static(&GZIP_HEADER));
-                for block in self.blocks.iter().filter(|b| !b.text.is_empty()) {
-                    chunks.push(block.deflated().await);
+                for block in self.blocks.iter().filter(|b| !b.rendered.get(format).is_empty()) {
+                    chunks.push(block.deflated(format).await);
                 }
-                let crc = crc32fast::hash(&self.body);
-                Arc::new(GzipBody { chunks, crc, len: self.body.len() as u64 })
+                let body = self.body_in(format);
+                let crc = crc32fast::hash(body);
+                Arc::new(GzipBody { chunks, crc, len: body.len() as u64 })
             })
             .await
             .clone()
@@ -175,12 +227,13 @@ impl SnapshotStore {
     }
 
     /// Replaces one rule's block with a fresh rendering.
-    pub fn update(&self, rule: &str, rendered: Vec<u8>) {
+    pub fn update(&self, rule: &str, rendered: Rendered) {
         let mut blocks = self.lock();
         if !blocks.order.iter().any(|r| r == rule) {
             return; // the rule was removed while it was evaluating
         }
-        let block = Arc::new(Block { text: Bytes::from(rendered), deflated: OnceCell::new() });
+        let pair = [Bytes::from(rendered.text), Bytes::from(rendered.openmetrics)];
+        let block = Arc::new(Block { rendered: PerFormat(pair), deflated: PerFormat::default() });
         blocks.by_rule.insert(rule.to_string(), block);
         self.publish(&blocks);
     }
@@ -193,20 +246,31 @@ impl SnapshotStore {
     fn publish(&self, blocks: &Blocks) {
         let in_order: Vec<Arc<Block>> =
             blocks.order.iter().filter_map(|name| blocks.by_rule.get(name).cloned()).collect();
-        let body = match in_order.as_slice() {
-            // One rule: its block is the body, shared rather than copied.
-            [only] => only.text.clone(),
-            many => {
-                let mut body = Vec::with_capacity(many.iter().map(|b| b.text.len()).sum());
-                for b in many {
-                    body.extend_from_slice(&b.text);
-                }
-                Bytes::from(body)
-            }
-        };
         let ready = blocks.order.iter().all(|r| blocks.by_rule.contains_key(r));
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        self.current.store(Arc::new(Snapshot { body, ready, generation, blocks: in_order, gzip: OnceCell::new() }));
+        self.current.store(Arc::new(Snapshot {
+            body: concatenate(&in_order, Format::Text),
+            openmetrics: concatenate(&in_order, Format::OpenMetrics),
+            ready,
+            generation,
+            blocks: in_order,
+            gzip: PerFormat::default(),
+        }));
+    }
+}
+
+/// The blocks' bytes in `format`, in order.
+fn concatenate(blocks: &[Arc<Block>], format: Format) -> Bytes {
+    match blocks {
+        // One rule: its block is the body, shared rather than copied.
+        [only] => only.rendered.get(format).clone(),
+        many => {
+            let mut body = Vec::with_capacity(many.iter().map(|b| b.rendered.get(format).len()).sum());
+            for b in many {
+                body.extend_from_slice(b.rendered.get(format));
+            }
+            Bytes::from(body)
+        }
     }
 }
 
@@ -221,15 +285,15 @@ mod tests {
         let store = SnapshotStore::new();
         store.set_rules(vec!["a".into(), "b".into()]);
         assert!(!store.load().ready);
-        store.update("b", b"B\n".to_vec());
+        store.update("b", Rendered::same(b"B\n".to_vec()));
         assert_eq!(&store.load().body[..], b"B\n");
         assert!(!store.load().ready);
-        store.update("a", b"A\n".to_vec());
+        store.update("a", Rendered::same(b"A\n".to_vec()));
         assert_eq!(&store.load().body[..], b"A\nB\n");
         assert!(store.load().ready);
         store.set_rules(vec!["b".into()]);
         assert_eq!(&store.load().body[..], b"B\n");
-        store.update("gone", b"X\n".to_vec());
+        store.update("gone", Rendered::same(b"X\n".to_vec()));
         assert_eq!(&store.load().body[..], b"B\n");
     }
 
@@ -239,7 +303,7 @@ mod tests {
         let g0 = store.load().generation();
         store.set_rules(vec!["a".into()]);
         let g1 = store.load().generation();
-        store.update("a", b"A\n".to_vec());
+        store.update("a", Rendered::same(b"A\n".to_vec()));
         assert!(g0 < g1 && g1 < store.load().generation());
     }
 
@@ -256,11 +320,11 @@ mod tests {
         let store = SnapshotStore::new();
         store.set_rules(vec!["a".into(), "empty".into(), "b".into()]);
         let big: Vec<u8> = (0..20_000).flat_map(|i| format!("m{{i=\"{i}\"}} {}\n", i % 7).into_bytes()).collect();
-        store.update("a", big.clone());
-        store.update("empty", Vec::new());
-        store.update("b", b"b 1\n".to_vec());
+        store.update("a", Rendered::same(big.clone()));
+        store.update("empty", Rendered::default());
+        store.update("b", Rendered::same(b"b 1\n".to_vec()));
         let snap = store.load();
-        let gz = snap.gzip().await;
+        let gz = snap.gzip(Format::Text).await;
         let mut parts = gz.chunks.clone();
         parts.push(gz.finish(b"# own metrics\nown 1\n"));
         let mut want = big.clone();
@@ -270,8 +334,8 @@ mod tests {
 
         // An update recompresses only the block that changed.
         let a_before = gz.chunks[1].clone();
-        store.update("b", b"b 2\n".to_vec());
-        let gz2 = store.load().gzip().await;
+        store.update("b", Rendered::same(b"b 2\n".to_vec()));
+        let gz2 = store.load().gzip(Format::Text).await;
         assert_eq!(gz2.chunks[1].as_ptr(), a_before.as_ptr());
         let mut parts = gz2.chunks.clone();
         parts.push(gz2.finish(b""));
@@ -283,7 +347,7 @@ mod tests {
     #[tokio::test]
     async fn gzip_of_an_empty_snapshot_is_valid() {
         let store = SnapshotStore::new();
-        let gz = store.load().gzip().await;
+        let gz = store.load().gzip(Format::Text).await;
         let mut parts = gz.chunks.clone();
         parts.push(gz.finish(b"own 1\n"));
         assert_eq!(gunzip(&parts), b"own 1\n");

@@ -1,7 +1,7 @@
 //! Which result columns a rule reads, and what it needs of each: one list that the loader's SQL-text
 //! warning and `--check-rules --db`'s column check both read.
 
-use super::model::{FamilyValues, Rule, RuleKind, ValueType};
+use super::model::{Rule, RuleKind, ValueType};
 use super::span;
 
 /// What a rule does with a column, and so which kinds of value it can read from it.
@@ -67,12 +67,11 @@ pub fn columns_read(rule: &Rule) -> Vec<ColumnUse> {
                 for (j, l) in f.key_labels.iter().enumerate() {
                     push(l, format!("a key label of {}", f.name), Need::Any, format!("families/{i}/key_labels/{j}"));
                 }
-                let key = match &f.values {
-                    FamilyValues::Column(_) => format!("families/{i}/value"),
-                    _ => format!("families/{i}/values"),
-                };
-                for c in f.values.columns() {
-                    push(c, format!("a value of {}", f.name), Need::Any, key.clone());
+                for (c, key) in f.values.columns() {
+                    push(c, format!("a value of {}", f.name), Need::Any, format!("families/{i}/{key}"));
+                }
+                if let Some(c) = &f.created {
+                    push(c, format!("the creation time of {}", f.name), Need::Order, format!("families/{i}/created"));
                 }
             }
         }

@@ -6,16 +6,15 @@
 //! ends in `_total`, an info family in `_info`), label names that would collide within a series, and
 //! `on_empty` / `on_error` zero series that could not carry their key labels.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::diagnostic::Diagnostic;
 use super::endpoint::{RuleAt, SourceSpec};
 use super::limits::{DEFAULT_MAX_ROWS, DEFAULT_MAX_SERIES};
 use super::loader::Ctx;
+use super::metric_family::FamilyAt;
 use super::model::*;
-use super::spec::{FamilySpec, MetricRuleSpec, OneOrMany};
+use super::spec::{MetricRuleSpec, OneOrMany};
 use super::template;
 
 /// The label that names the database when a rule runs on several and `database_label` is not set.
@@ -75,7 +74,14 @@ impl Ctx<'_> {
             // The rule's on_empty is its families' default.
             f.on_empty = f.on_empty.or(s.on_empty);
             let fptr = format!("{base}/families/{i}");
-            let mut family = self.metric_family(path, &fptr, &s.name, &s.key_labels, database_label.as_deref(), f);
+            let at = FamilyAt {
+                path,
+                fptr: &fptr,
+                rule: &s.name,
+                rule_key_labels: &s.key_labels,
+                database_label: database_label.as_deref(),
+            };
+            let mut family = self.metric_family(&at, f);
             family.query = self.family_query(path, &fptr, &query_names, family.query.take());
             families.push(family);
         }
@@ -100,139 +106,6 @@ impl Ctx<'_> {
             self.error(path, ptr("query"), format!("the query template does not render: {msg}"));
         }
         self.set.rules.push(Arc::new(rule));
-    }
-
-    // To be split by job with the histogram, summary and state-set families (issue 22), which
-    // rewrite this function; until then it is the one exception to the size limits.
-    #[allow(clippy::too_many_lines, clippy::too_many_arguments)]
-    fn metric_family(
-        &mut self,
-        path: &Path,
-        fptr: &str,
-        rule: &str,
-        rule_key_labels: &[String],
-        database_label: Option<&str>,
-        f: FamilySpec,
-    ) -> MetricFamily {
-        let ptr = |k: &str| format!("{fptr}/{k}");
-        self.claim_metric_name(path, ptr("name"), &f.name, rule);
-        let kind = f.kind.unwrap_or_default();
-        let name = &f.name;
-        // A name an existing exporter used, kept so dashboards keep working: no naming warnings.
-        let legacy = f.legacy_name == Some(true);
-
-        // Names: what promtool (and every Prometheus user) expects of each type.
-        match kind {
-            MetricKind::Counter if !name.ends_with("_total") && f.require_total_suffix != Some(false) => self.error(
-                path,
-                ptr("name"),
-                format!("counter '{name}' must end in _total (the Prometheus convention promtool checks); rename it, or set require_total_suffix: false to keep a legacy name"),
-            ),
-            MetricKind::Info if !name.ends_with("_info") => {
-                self.error(path, ptr("name"), format!("info metric '{name}' must end in _info"))
-            }
-            MetricKind::Gauge if name.ends_with("_total") && !legacy => self.diags.push(Diagnostic::warning(
-                path,
-                ptr("name"),
-                format!("gauge '{name}' ends in _total, which Prometheus reserves for counters; promtool will flag it"),
-            )),
-            _ => {}
-        }
-        if let Some(suffix) = ["_count", "_sum", "_bucket"].into_iter().find(|s| name.ends_with(s) && !legacy) {
-            self.diags.push(Diagnostic::warning(
-                path,
-                ptr("name"),
-                format!("'{name}' ends in {suffix}, which Prometheus reserves for histograms and summaries; promtool will flag it"),
-            ));
-        }
-        if f.require_total_suffix.is_some() && kind != MetricKind::Counter {
-            self.error(path, ptr("require_total_suffix"), "require_total_suffix applies to counters only");
-        }
-
-        let key_labels = f.key_labels.unwrap_or_else(|| rule_key_labels.to_vec());
-        let values = match (f.value, f.values, f.value_label) {
-            (Some(column), None, None) => FamilyValues::Column(column),
-            (None, Some(columns), Some(label)) => FamilyValues::Unpivot { label, columns },
-            // The schema allows no other combination: an info family has no value column.
-            _ => FamilyValues::One,
-        };
-
-        // Every label of a series must be distinct: the database label, static labels, key labels and
-        // the label that names an unpivoted column.
-        let mut seen: BTreeMap<String, String> = BTreeMap::new();
-        let mut clash = Vec::new();
-        let mut claim = |label: &str, role: String| match seen.get(label) {
-            Some(first) => clash.push(format!("label '{label}' is both {first} and {role}")),
-            None => {
-                seen.insert(label.to_string(), role);
-            }
-        };
-        if let Some(l) = database_label {
-            claim(l, "the database label".to_string());
-        }
-        for l in f.static_labels.keys() {
-            claim(l, "a static label".to_string());
-        }
-        for l in &key_labels {
-            claim(l, "a key label".to_string());
-        }
-        if let FamilyValues::Unpivot { label, .. } = &values {
-            claim(label, "the value_label".to_string());
-        }
-        for msg in clash {
-            self.error(path, fptr.to_string(), format!("{msg}; rename one of them (an SQL alias renames a column)"));
-        }
-        let labels: BTreeSet<&String> = key_labels.iter().chain(f.static_labels.keys()).collect();
-        for l in labels {
-            self.check_label_name(path, fptr.to_string(), l);
-        }
-        if let FamilyValues::Unpivot { label, .. } = &values {
-            self.check_label_name(path, ptr("value_label"), label);
-        }
-
-        let on_null = f.on_null.unwrap_or_default();
-        let on_empty = f.on_empty.unwrap_or_default();
-        let on_error = f.on_error.unwrap_or_default();
-        if kind == MetricKind::Info {
-            for (key, set) in [
-                ("on_null", f.on_null.is_some()),
-                ("on_empty", on_empty == OnEmpty::Zero),
-                ("on_error", on_error == OnError::Zero),
-            ] {
-                if set {
-                    self.error(
-                        path,
-                        ptr(key),
-                        format!("{key} does not apply to an info family: its series are 1 for each row"),
-                    );
-                }
-            }
-        }
-        for (key, zero) in [("on_empty", on_empty == OnEmpty::Zero), ("on_error", on_error == OnError::Zero)] {
-            if zero && !key_labels.is_empty() && kind != MetricKind::Info {
-                self.error(
-                    path,
-                    ptr(key),
-                    format!(
-                        "{key}: zero needs a family without key labels (the zero series would have no value for {}); give this family key_labels: [] or drop {key}",
-                        key_labels.join(", ")
-                    ),
-                );
-            }
-        }
-
-        MetricFamily {
-            name: f.name,
-            help: f.help,
-            kind,
-            key_labels,
-            static_labels: f.static_labels.into_iter().collect(),
-            values,
-            on_null,
-            on_empty,
-            on_error,
-            query: f.query,
-        }
     }
 
     /// The query a family reads: one of its endpoint rule's `queries`, named unless there is one.
@@ -433,5 +306,63 @@ mod tests {
             load_sources(&[(PathBuf::from("rules/postgres.yaml"), text)], &opts).unwrap_or_else(|d| panic!("{d}"));
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
         assert!(loaded.rules.rules.len() >= 8);
+    }
+
+    #[test]
+    fn histograms_summaries_and_state_sets_load() {
+        let loaded = load(
+            "  - name: r\n    database: a\n    query: select 1\n    families:\n\
+             \x20     - {name: age_seconds, help: h, type: histogram, unit: seconds, key_labels: [db], histogram: {observe: v, buckets: [1, 10]}}\n\
+             \x20     - {name: dur_seconds, help: h, type: histogram, histogram: {le: le, bucket: n, counts: per_bucket, sum: s, count: c}, created: since}\n\
+             \x20     - {name: lat, help: h, type: summary, summary: {quantile: q, value: v, sum: s, count: c}}\n\
+             \x20     - {name: state, help: h, type: stateset, stateset: {column: st, states: [a, b]}}\n",
+        )
+        .unwrap();
+        let f = &metric(&loaded, 0).families;
+        assert_eq!(
+            f[0].values,
+            FamilyValues::Histogram(Histogram::Observations { column: "v".into(), buckets: vec![1.0, 10.0] })
+        );
+        assert_eq!(f[0].unit.as_deref(), Some("seconds"));
+        let FamilyValues::Histogram(Histogram::BucketRows(b)) = &f[1].values else { panic!("{:?}", f[1].values) };
+        assert_eq!((b.counts, b.count.as_deref()), (BucketCounts::PerBucket, Some("c")));
+        assert_eq!(f[1].created.as_deref(), Some("since"));
+        assert_eq!(f[2].kind, MetricKind::Summary);
+        assert_eq!(
+            f[3].values,
+            FamilyValues::StateSet(StateSet { column: "st".into(), states: vec!["a".into(), "b".into()] })
+        );
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    }
+
+    #[test]
+    fn static_mistakes_of_histograms_are_caught_at_their_key() {
+        let e = errors("  - {name: r, database: a, query: select 1, families: [{name: h, help: h, type: histogram, histogram: {observe: v, buckets: [1, 10, 5]}}]}\n");
+        assert!(
+            e.contains("at /metrics/0/families/0/histogram/buckets/2: bucket 5 is below the bucket before it (10)"),
+            "{e}"
+        );
+        let e = errors("  - {name: r, database: a, query: select 1, families: [{name: h, help: h, type: histogram, histogram: {observe: v, buckets: [1, 1]}}]}\n");
+        assert!(e.contains("bucket 1 repeats"), "{e}");
+        let e = errors("  - {name: r, database: a, query: select 1, families: [{name: h, help: h, type: histogram, histogram: {le: le, bucket: n}}]}\n");
+        assert!(e.contains("at /metrics/0/families/0/histogram") && e.contains("'sum'"), "{e}");
+        let e = errors("  - {name: r, database: a, query: select 1, families: [{name: h, help: h, type: histogram, key_labels: [le], histogram: {le: le, bucket: n, sum: s}}]}\n");
+        assert!(e.contains("label 'le' is both the histogram's bucket label and a key label"), "{e}");
+        let e = errors("  - {name: r, database: a, query: select 1, families: [{name: s, help: h, type: summary, key_labels: [quantile], summary: {quantile: q, value: v, sum: s, count: c}}]}\n");
+        assert!(e.contains("label 'quantile' is both the summary's quantile label and a key label"), "{e}");
+        let e = errors(
+            "  - {name: r, database: a, query: select 1, families: [{name: h, help: h, type: histogram, value: v}]}\n",
+        );
+        assert!(e.contains("/metrics/0/families/0"), "{e}");
+        let e = errors("  - {name: r, database: a, query: select 1, families: [{name: h_total, help: h, type: counter, unit: seconds, value: v}]}\n");
+        assert!(e.contains("so its name must end in _seconds_total"), "{e}");
+        let e = errors(
+            "  - {name: r, database: a, query: select 1, families: [{name: h, help: h, value: v, created: c}]}\n",
+        );
+        assert!(e.contains("created applies to counters, histograms and summaries"), "{e}");
+        let e = errors("  - {name: r, database: a, query: select 1, families: [{name: h, help: h, type: histogram, on_error: zero, histogram: {observe: v, buckets: [1]}}]}\n");
+        assert!(e.contains("on_error does not apply to a histogram"), "{e}");
+        let e = errors("  - {name: r, database: a, query: select 1, families: [{name: h, help: h, type: histogram, histogram: {observe: v, buckets: [1]}}, {name: h_count, help: h, value: v}]}\n");
+        assert!(e.contains("metric name 'h_count'"), "{e}");
     }
 }

@@ -25,6 +25,7 @@ mod endpoint;
 pub mod input;
 pub mod limits;
 mod loader;
+pub mod metric_family;
 pub mod metric_rule;
 pub mod model;
 pub mod mysql_dsn;

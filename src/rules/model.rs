@@ -341,10 +341,15 @@ pub struct MetricFamily {
     pub on_error: OnError,
     /// The named query of an endpoint rule this family reads (`None`: the rule's only query).
     pub query: Option<String>,
+    /// The unit the name ends in (`seconds`), exported as OpenMetrics' `# UNIT`.
+    pub unit: Option<String>,
+    /// The column holding when a counter, histogram or summary series started counting (a time or
+    /// epoch seconds), exported as OpenMetrics' `_created`.
+    pub created: Option<String>,
 }
 
-/// The kind of a metric family; `Info` is exported as a gauge of value 1 (the text format has no
-/// info type), its name ending in `_info`.
+/// The kind of a metric family. `Info` and `StateSet` are gauges in the text format (it has neither
+/// type) and their own types in OpenMetrics; an info family's name ends in `_info`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MetricKind {
@@ -353,6 +358,13 @@ pub enum MetricKind {
     /// The value is the current total, read as is (the database keeps the count).
     Counter,
     Info,
+    /// Buckets of observations: from bucket rows or counted from raw values (see [`Histogram`]).
+    Histogram,
+    /// Quantiles with their sum and count, from quantile rows (see [`Summary`]).
+    Summary,
+    /// A column's value against declared states: 1 for the current state, 0 for the others.
+    #[serde(rename = "stateset")]
+    StateSet,
 }
 
 impl MetricKind {
@@ -361,6 +373,9 @@ impl MetricKind {
             MetricKind::Gauge => "gauge",
             MetricKind::Counter => "counter",
             MetricKind::Info => "info",
+            MetricKind::Histogram => "histogram",
+            MetricKind::Summary => "summary",
+            MetricKind::StateSet => "stateset",
         }
     }
 }
@@ -371,18 +386,86 @@ pub enum FamilyValues {
     /// One value column: one series per row.
     Column(String),
     /// Several value columns, one series per row and column; `label` names the column.
-    Unpivot { label: String, columns: Vec<String> },
+    Unpivot {
+        label: String,
+        columns: Vec<String>,
+    },
     /// No value column: every series is 1 (info families).
     One,
+    Histogram(Histogram),
+    Summary(Summary),
+    StateSet(StateSet),
+}
+
+/// A histogram family's rows: which of the two shapes, and its columns.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Histogram {
+    /// One row per bucket and label set: the bound, its count, the sum (and maybe the count).
+    BucketRows(BucketRows),
+    /// One row per observation, counted into the declared buckets as the rows stream.
+    Observations { column: String, buckets: Vec<f64> },
+}
+
+/// Bucket rows: `le` holds the bound (a number or `+Inf`), `bucket` its count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BucketRows {
+    pub le: String,
+    pub bucket: String,
+    pub counts: BucketCounts,
+    pub sum: String,
+    /// The `_count` column; when absent, `_count` is the `+Inf` bucket.
+    pub count: Option<String>,
+}
+
+/// What a bucket row's count is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BucketCounts {
+    /// Observations at or below the bound (Prometheus's own shape).
+    #[default]
+    Cumulative,
+    /// Observations in this bucket only (above the previous bound): summed into the cumulative form.
+    PerBucket,
+}
+
+/// Quantile rows: one row per quantile and label set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub quantile: String,
+    pub value: String,
+    pub sum: String,
+    pub count: String,
+}
+
+/// A state set: `column`'s value is one of `states`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateSet {
+    pub column: String,
+    pub states: Vec<String>,
 }
 
 impl FamilyValues {
-    /// The value columns read, in declaration order.
-    pub fn columns(&self) -> &[String] {
+    /// The value columns read, in declaration order, each with its key below the family in the
+    /// rules file (`value`, `histogram/sum`).
+    pub fn columns(&self) -> Vec<(&str, &'static str)> {
         match self {
-            FamilyValues::Column(c) => std::slice::from_ref(c),
-            FamilyValues::Unpivot { columns, .. } => columns,
-            FamilyValues::One => &[],
+            FamilyValues::Column(c) => vec![(c, "value")],
+            FamilyValues::Unpivot { columns, .. } => columns.iter().map(|c| (c.as_str(), "values")).collect(),
+            FamilyValues::One => Vec::new(),
+            FamilyValues::Histogram(Histogram::Observations { column, .. }) => vec![(column, "histogram/observe")],
+            FamilyValues::Histogram(Histogram::BucketRows(b)) => {
+                let mut out =
+                    vec![(b.le.as_str(), "histogram/le"), (&b.bucket, "histogram/bucket"), (&b.sum, "histogram/sum")];
+                out.extend(b.count.as_deref().map(|c| (c, "histogram/count")));
+                out
+            }
+            FamilyValues::Summary(s) => vec![
+                (s.quantile.as_str(), "summary/quantile"),
+                (&s.value, "summary/value"),
+                (&s.sum, "summary/sum"),
+                (&s.count, "summary/count"),
+            ],
+            FamilyValues::StateSet(s) => vec![(s.column.as_str(), "stateset/column")],
         }
     }
 }

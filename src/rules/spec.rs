@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::model::{MetricKind, OnEmpty, OnError, OnNull, ValueType};
+use super::model::{BucketCounts, MetricKind, OnEmpty, OnError, OnNull, ValueType};
 
 #[derive(Deserialize)]
 pub(super) struct DatabaseSpec {
@@ -122,6 +122,38 @@ pub(super) struct FamilySpec {
     pub(super) on_error: Option<OnError>,
     pub(super) require_total_suffix: Option<bool>,
     pub(super) legacy_name: Option<bool>,
+    pub(super) histogram: Option<HistogramSpec>,
+    pub(super) summary: Option<SummarySpec>,
+    pub(super) stateset: Option<StateSetSpec>,
+    pub(super) unit: Option<String>,
+    pub(super) created: Option<String>,
+}
+
+/// A histogram's columns: `observe` with `buckets` (raw values), or `le`, `bucket`, `sum` (bucket
+/// rows); the schema allows one shape or the other.
+#[derive(Deserialize)]
+pub(super) struct HistogramSpec {
+    pub(super) observe: Option<String>,
+    pub(super) buckets: Option<Vec<f64>>,
+    pub(super) le: Option<String>,
+    pub(super) bucket: Option<String>,
+    pub(super) counts: Option<BucketCounts>,
+    pub(super) sum: Option<String>,
+    pub(super) count: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct SummarySpec {
+    pub(super) quantile: String,
+    pub(super) value: String,
+    pub(super) sum: String,
+    pub(super) count: String,
+}
+
+#[derive(Deserialize)]
+pub(super) struct StateSetSpec {
+    pub(super) column: String,
+    pub(super) states: Vec<String>,
 }
 
 /// An entry of `endpoints:`, as written.

@@ -18,7 +18,7 @@ use crate::eval::{metric, signal};
 use crate::publish::outcome::{Outcome, Status};
 use crate::publish::targets::Targets;
 use crate::rules::model::{Failure, MetricRule, Rule, RuleKind, SignalRule};
-use crate::run::query_sink::QuerySink;
+use crate::run::metric_sink::MetricSink;
 use crate::run::signal_sink::WindowSink;
 use crate::source::{Fetch, FetchError, RowSink, Source};
 
@@ -176,16 +176,16 @@ pub fn failed(rule: &Rule, reason: String) -> Outcome {
 struct SourceRun<'a> {
     source: &'a str,
     fetched: Result<(), FetchFailure>,
-    sink: QuerySink,
+    sink: MetricSink<'a>,
 }
 
-/// One run of a metric rule on each of its sources, concurrently; the families merged in
-/// declaration order, each source's series present only if its run succeeded.
+/// One run of a metric rule on each of its sources, concurrently, rows folded as they stream; the
+/// families merged in declaration order, each source's series present only if its run succeeded.
 async fn evaluate_metric(rule: &Rule, m: &MetricRule, sources: &RuleSources<'_>) -> Outcome {
     let runs = futures_util::future::join_all(rule.placement.sources().enumerate().map(|(i, name)| {
         let source = source_at(sources, i);
         async move {
-            let mut sink = QuerySink::new(rule.max_rows);
+            let mut sink = MetricSink::new(m, name, rule.max_rows);
             let fetched = fetch_into(rule, source, &mut sink).await;
             SourceRun { source: name, fetched, sink }
         }
@@ -212,8 +212,7 @@ struct MetricMerge<'a> {
 
 impl<'a> MetricMerge<'a> {
     fn new(rule: &'a MetricRule, several: bool) -> MetricMerge<'a> {
-        let families =
-            rule.families.iter().map(|f| Family::new(&f.name, &f.help, metric::exposition_type(f.kind))).collect();
+        let families = rule.families.iter().map(metric::empty_family).collect();
         MetricMerge {
             rule,
             several,
@@ -229,7 +228,7 @@ impl<'a> MetricMerge<'a> {
     fn merge(&mut self, produced: Vec<Family>) {
         for f in produced {
             if let Some(target) = self.families.iter_mut().find(|t| t.name == f.name) {
-                target.samples.extend(f.samples);
+                target.absorb(f);
             }
         }
     }
@@ -243,11 +242,14 @@ impl<'a> MetricMerge<'a> {
         self.sql = self.sql.take().or_else(|| sink.sql());
         match fetched {
             Ok(()) => {
-                self.rows += sink.rows;
-                let result_of =
-                    |f: &crate::rules::model::MetricFamily| sink.result(f.query.as_deref().or(sink.first())?);
-                match metric::evaluate_queries(self.rule, source, result_of) {
-                    Ok(produced) => self.merge(produced),
+                self.rows += sink.rows();
+                match sink.finish() {
+                    Ok(folded) => {
+                        for failure in folded.family_failures {
+                            self.error(source, failure);
+                        }
+                        self.merge(folded.families);
+                    }
                     Err(msg) => {
                         self.error(source, msg);
                         self.merge(metric::failed(self.rule, source));
@@ -271,7 +273,7 @@ impl<'a> MetricMerge<'a> {
 
     fn finish(mut self) -> Outcome {
         // A family without series would only print its HELP and TYPE lines.
-        self.families.retain(|f| !f.samples.is_empty());
+        self.families.retain(|f| !f.is_empty());
         let status = match (self.errors.is_empty(), self.timeout) {
             (false, _) => Status::Error(self.errors.join("; ")),
             (true, Some(after)) => Status::Timeout(after),

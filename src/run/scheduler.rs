@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::publish::event::{Publisher, RuleEvent};
 use crate::publish::self_metrics::SourceUse;
+use crate::publish::snapshot::Rendered;
 use crate::rules::model::{Rule, RuleSet};
 use crate::run::evaluate as evaluation;
 use crate::run::watchdog::{self, Heartbeat};
@@ -90,7 +91,7 @@ impl Scheduler {
                     continue;
                 }
                 task.stop().await;
-                self.publisher.snapshot.update(&rule.name, Vec::new());
+                self.publisher.snapshot.update(&rule.name, Rendered::default());
             }
             to_spawn.push((rule.clone(), slots));
         }

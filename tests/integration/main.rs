@@ -30,6 +30,7 @@ mod deploy_role;
 mod endpoints;
 mod explain;
 mod faults;
+mod histograms;
 mod hostile_input;
 mod kanary;
 mod metric_rules;

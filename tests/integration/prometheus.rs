@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::harness::{kanary_rules, repo_root, tool, wait, Db, Exporter};
 
 /// A Prometheus server on a free loopback port, killed on drop.
-struct Prometheus {
+pub(crate) struct Prometheus {
     child: Child,
     base: String,
     agent: ureq::Agent,
@@ -30,7 +30,6 @@ impl Drop for Prometheus {
 
 impl Prometheus {
     fn start(dir: &Path, target: &str) -> Option<Prometheus> {
-        let binary = Path::new("/usr/bin/prometheus");
         if !tool::program("/usr/bin/prometheus", "apt-get install prometheus (.ci/run installs it)") {
             return None;
         }
@@ -41,7 +40,14 @@ impl Prometheus {
             .output()
             .expect("run shorten-for.sh");
         assert!(alerts.status.success(), "{}", String::from_utf8_lossy(&alerts.stderr));
-        std::fs::write(dir.join("alerts.yaml"), &alerts.stdout).expect("write alerts");
+        Some(Prometheus::launch(dir, target, &alerts.stdout))
+    }
+
+    /// Starts Prometheus (which must be installed) scraping `target` every second, with `alerts` as
+    /// its rules file, with its default scrape negotiation.
+    pub(crate) fn launch(dir: &Path, target: &str, alerts: &[u8]) -> Prometheus {
+        let binary = Path::new("/usr/bin/prometheus");
+        std::fs::write(dir.join("alerts.yaml"), alerts).expect("write alerts");
         let template = std::fs::read_to_string(repo_root().join("examples/prometheus/prometheus-test.yml.template"))
             .expect("read the Prometheus test template");
         let config =
@@ -64,16 +70,16 @@ impl Prometheus {
             .into();
         let p = Prometheus { child, base: format!("http://127.0.0.1:{port}"), agent };
         wait::until(Duration::from_secs(30), "Prometheus to be ready", || p.get("/-/ready").is_some(), String::new);
-        Some(p)
+        p
     }
 
-    fn get(&self, path: &str) -> Option<String> {
+    pub(crate) fn get(&self, path: &str) -> Option<String> {
         let mut resp = self.agent.get(format!("{}{path}", self.base)).call().ok()?;
         (resp.status() == 200).then(|| resp.body_mut().read_to_string().ok()).flatten()
     }
 
     /// `/api/v1/query`: the result vector, or the error Prometheus gives.
-    fn query(&self, promql: &str) -> Result<Vec<Value>, String> {
+    pub(crate) fn query(&self, promql: &str) -> Result<Vec<Value>, String> {
         let mut resp = self
             .agent
             .get(format!("{}/api/v1/query", self.base))
@@ -101,7 +107,7 @@ impl Prometheus {
             .collect()
     }
 
-    fn target_health(&self) -> Vec<String> {
+    pub(crate) fn target_health(&self) -> Vec<String> {
         let Some(text) = self.get("/api/v1/targets") else { return Vec::new() };
         let body: Value = serde_json::from_str(&text).unwrap_or_default();
         body["data"]["activeTargets"]

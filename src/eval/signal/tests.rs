@@ -260,7 +260,7 @@ fn families_are_fail_safe() {
         TargetResult { labels: vec!["stale".into()], state: TargetState::failed(Failure::Stale, "") },
         TargetResult { labels: vec!["err".into()], state: TargetState::failed(Failure::BadValue, "") },
     ];
-    let text = String::from_utf8(crate::eval::exposition::render(&families(&rule, &results))).unwrap();
+    let text = String::from_utf8(crate::eval::exposition::text::render(&families(&rule, &results))).unwrap();
     let expected = "\
 # HELP k_up up
 # TYPE k_up gauge

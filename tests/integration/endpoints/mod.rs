@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::harness::{golden, repo_root, Exposition};
 use fixture::{Fixture, Route};
-use sql_signal_exporter::eval::exposition::render;
+use sql_signal_exporter::eval::exposition::text::render;
 use sql_signal_exporter::publish::outcome::Status;
 use sql_signal_exporter::rules::{load_sources, LoadOptions, RuleSet};
 use sql_signal_exporter::run::evaluate as evaluation;

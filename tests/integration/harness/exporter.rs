@@ -117,6 +117,21 @@ impl Exporter {
         self.try_get(path).unwrap_or_else(|| panic!("GET {path} failed; exporter log:\n{}", self.logs()))
     }
 
+    /// GET with an `Accept` header: status, `Content-Type` and body.
+    pub fn get_accepting(&self, path: &str, accept: &str) -> (u16, String, String) {
+        let mut resp = self.agent.get(&self.url(path)).header("Accept", accept).call().expect("GET");
+        let status = resp.status().as_u16();
+        let content_type =
+            resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let body = resp.body_mut().with_config().limit(u64::MAX).read_to_string().expect("a UTF-8 body");
+        (status, content_type, body)
+    }
+
+    /// The process id (to read its memory from `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn post(&self, path: &str) -> (u16, String) {
         let mut resp = self.agent.post(&self.url(path)).send_empty().expect("POST");
         let status = resp.status().as_u16();

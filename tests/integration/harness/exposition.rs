@@ -191,7 +191,7 @@ fn parser_reads_what_the_renderer_writes() {
         labels: vec![("a".into(), "q\"u,o=te\\".into()), ("b".into(), "".into())],
         value: 1.5,
     });
-    let e = Exposition::parse(&String::from_utf8(exposition::render(&[f])).unwrap());
+    let e = Exposition::parse(&String::from_utf8(exposition::text::render(&[f])).unwrap());
     assert_eq!(e.samples["x"][&labels(&[("a", "q\"u,o=te\\"), ("b", "")])], 1.5);
 }
 

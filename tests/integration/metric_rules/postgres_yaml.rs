@@ -146,6 +146,13 @@ async fn postgres_yaml_reproduces_the_ish_exporter() {
     assert!(value(&s, "postgresql_connections", &[]) >= 2.0, "the exporter's session and the lock holder");
     assert!(value(&s, "postgresql_longest_transaction_seconds", &[("database", "shop")]) >= 1.0);
     assert_eq!(value(&s, "postgresql_longest_transaction_seconds", &[("database", "template1")]), 0.0);
+    // The histogram of transaction ages: ours on shop is at least a second old; template1 has none.
+    let age =
+        |db: &str, le: &str| value(&s, "postgresql_transaction_age_seconds_bucket", &[("database", db), ("le", le)]);
+    assert_eq!(age("shop", "0.1"), 0.0);
+    assert_eq!(age("shop", "+Inf"), 1.0);
+    assert_eq!(age("template1", "+Inf"), 0.0);
+    assert_eq!(value(&s, "postgresql_transaction_age_seconds_count", &[("database", "template1")]), 0.0);
     assert!(value(&s, "postgresql_database_size_bytes", &[("database", "shop")]) > 1e6);
     assert!(!s.contains_key("postgresql_replication_lag_seconds"), "a primary has no replication lag series");
     assert_eq!(value(&s, "postgresql_in_recovery", &[]), 0.0);

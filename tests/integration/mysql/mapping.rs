@@ -135,7 +135,7 @@ async fn a_fixture_shadows_the_real_table_and_leaves_nothing_behind() {
     )
     .await;
     session.finish().await.unwrap();
-    let text = String::from_utf8(crate::harness::api::exposition::render(&outcome.families)).unwrap();
+    let text = String::from_utf8(crate::harness::api::exposition::text::render(&outcome.families)).unwrap();
     assert_eq!(outcome.rows, 2, "{:?} {text}", outcome.status);
     assert_eq!(parse(&text)["depth"], BTreeMap::from([(labels(&[("name", "fixture")]), 7.0)]), "{text}");
     let (real, _) = run_once(&set).await;

@@ -1,0 +1,305 @@
+//! Loading one metric family (an entry of a metric rule's `families:`) into the typed model, split
+//! by job: its name against Prometheus's conventions, its value shape (a column, unpivoted columns,
+//! a histogram, a summary, a state set), its labels, and the declared outcomes that need a family
+//! without key labels.
+//!
+//! What the schema cannot say is checked here, at the line of the key, so `--check-rules` fails CI
+//! on it: buckets that are not ascending, a label that a histogram, summary or state set reserves
+//! (`le`, `quantile`, the state set's own name) declared as a key label, a unit the name does not end
+//! in.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use super::diagnostic::Diagnostic;
+use super::loader::Ctx;
+use super::model::*;
+use super::spec::{FamilySpec, HistogramSpec};
+
+/// The label a histogram's buckets carry their upper bound in.
+pub const BUCKET_LABEL: &str = "le";
+/// The label a summary's series carry their quantile in.
+pub const QUANTILE_LABEL: &str = "quantile";
+
+/// Where a family is declared and what of its rule it inherits.
+pub(super) struct FamilyAt<'a> {
+    pub(super) path: &'a Path,
+    /// The family's JSON pointer (`/metrics/0/families/2`).
+    pub(super) fptr: &'a str,
+    pub(super) rule: &'a str,
+    pub(super) rule_key_labels: &'a [String],
+    pub(super) database_label: Option<&'a str>,
+}
+
+impl FamilyAt<'_> {
+    fn ptr(&self, key: &str) -> String {
+        format!("{}/{key}", self.fptr)
+    }
+}
+
+impl Ctx<'_> {
+    /// Validates one family and returns it (also when it has errors: the load fails on any anyway).
+    pub(super) fn metric_family(&mut self, at: &FamilyAt<'_>, f: FamilySpec) -> MetricFamily {
+        let kind = f.kind.unwrap_or_default();
+        self.family_name(at, &f, kind);
+        let key_labels = f.key_labels.clone().unwrap_or_else(|| at.rule_key_labels.to_vec());
+        let values = self.family_values(at, &f, kind);
+        self.family_labels(at, &f, &key_labels, &values);
+        self.family_outcomes(at, &f, kind, &key_labels);
+        self.family_unit_and_created(at, &f, kind);
+        MetricFamily {
+            name: f.name,
+            help: f.help,
+            kind,
+            key_labels,
+            static_labels: f.static_labels.into_iter().collect(),
+            values,
+            on_null: f.on_null.unwrap_or_default(),
+            on_empty: f.on_empty.unwrap_or_default(),
+            on_error: f.on_error.unwrap_or_default(),
+            query: f.query,
+            unit: f.unit,
+            created: f.created,
+        }
+    }
+
+    /// The name against what promtool (and every Prometheus user) expects of each type.
+    fn family_name(&mut self, at: &FamilyAt<'_>, f: &FamilySpec, kind: MetricKind) {
+        let name = &f.name;
+        self.claim_metric_name(at.path, at.ptr("name"), name, at.rule);
+        // A name an existing exporter used, kept so dashboards keep working: no naming warnings.
+        let legacy = f.legacy_name == Some(true);
+        match kind {
+            MetricKind::Counter if !name.ends_with("_total") && f.require_total_suffix != Some(false) => self.error(
+                at.path,
+                at.ptr("name"),
+                format!("counter '{name}' must end in _total (the Prometheus convention promtool checks); rename it, or set require_total_suffix: false to keep a legacy name"),
+            ),
+            MetricKind::Info if !name.ends_with("_info") => {
+                self.error(at.path, at.ptr("name"), format!("info metric '{name}' must end in _info"))
+            }
+            MetricKind::Gauge if name.ends_with("_total") && !legacy => self.diags.push(Diagnostic::warning(
+                at.path,
+                at.ptr("name"),
+                format!("gauge '{name}' ends in _total, which Prometheus reserves for counters; promtool will flag it"),
+            )),
+            _ => {}
+        }
+        let reserved = ["_count", "_sum", "_bucket"].into_iter().find(|s| name.ends_with(s));
+        if let Some(suffix) = reserved.filter(|_| !legacy) {
+            let msg = match kind {
+                MetricKind::Histogram | MetricKind::Summary => format!(
+                    "'{name}' ends in {suffix}; name the {} itself (its series get _bucket, _sum and _count added)",
+                    kind.as_str()
+                ),
+                _ => format!("'{name}' ends in {suffix}, which Prometheus reserves for histograms and summaries; promtool will flag it"),
+            };
+            self.diags.push(Diagnostic::warning(at.path, at.ptr("name"), msg));
+        }
+        if f.require_total_suffix.is_some() && kind != MetricKind::Counter {
+            self.error(at.path, at.ptr("require_total_suffix"), "require_total_suffix applies to counters only");
+        }
+        // A histogram's or summary's series names are taken too: a gauge named like them would clash.
+        let suffixes: &[&str] = match kind {
+            MetricKind::Histogram => &["_bucket", "_sum", "_count"],
+            MetricKind::Summary => &["_sum", "_count"],
+            _ => &[],
+        };
+        for s in suffixes {
+            self.claim_metric_name(at.path, at.ptr("name"), &format!("{name}{s}"), at.rule);
+        }
+    }
+
+    /// Where the family's values come from; the schema has already required the keys of its type.
+    fn family_values(&mut self, at: &FamilyAt<'_>, f: &FamilySpec, kind: MetricKind) -> FamilyValues {
+        match kind {
+            MetricKind::Histogram => match &f.histogram {
+                Some(h) => FamilyValues::Histogram(self.histogram(at, h)),
+                None => FamilyValues::One,
+            },
+            MetricKind::Summary => match &f.summary {
+                Some(s) => FamilyValues::Summary(Summary {
+                    quantile: s.quantile.clone(),
+                    value: s.value.clone(),
+                    sum: s.sum.clone(),
+                    count: s.count.clone(),
+                }),
+                None => FamilyValues::One,
+            },
+            MetricKind::StateSet => match &f.stateset {
+                Some(s) => FamilyValues::StateSet(StateSet { column: s.column.clone(), states: s.states.clone() }),
+                None => FamilyValues::One,
+            },
+            MetricKind::Gauge | MetricKind::Counter | MetricKind::Info => {
+                match (f.value.clone(), f.values.clone(), f.value_label.clone()) {
+                    (Some(column), None, None) => FamilyValues::Column(column),
+                    (None, Some(columns), Some(label)) => FamilyValues::Unpivot { label, columns },
+                    // The schema allows no other combination: an info family has no value column.
+                    _ => FamilyValues::One,
+                }
+            }
+        }
+    }
+
+    /// A histogram's shape, one of two (the loader words which keys are missing or mixed); raw
+    /// values' buckets must be finite, ascending and distinct.
+    fn histogram(&mut self, at: &FamilyAt<'_>, h: &HistogramSpec) -> Histogram {
+        let raw = [("observe", h.observe.is_some()), ("buckets", h.buckets.is_some())];
+        let rows = [("le", h.le.is_some()), ("bucket", h.bucket.is_some()), ("sum", h.sum.is_some())];
+        let extra = [("counts", h.counts.is_some()), ("count", h.count.is_some())];
+        let given = |keys: &[(&'static str, bool)]| keys.iter().any(|(_, set)| *set);
+        let missing = |keys: &[(&'static str, bool)]| -> Vec<&'static str> {
+            keys.iter().filter(|(_, set)| !set).map(|(k, _)| *k).collect()
+        };
+        let (shape_missing, mixed) =
+            if given(&raw) { (missing(&raw), given(&rows) || given(&extra)) } else { (missing(&rows), false) };
+        if mixed {
+            let msg = "a histogram reads either raw values (observe, buckets) or bucket rows (le, bucket, sum, and optionally counts, count), not both; keep one shape";
+            self.error(at.path, at.ptr("histogram"), msg);
+        } else if !shape_missing.is_empty() {
+            let keys: Vec<String> = shape_missing.iter().map(|k| format!("'{k}'")).collect();
+            let msg = if given(&raw) {
+                format!("a raw-value histogram needs {} (observe: the column of one observation per row; buckets: the upper bounds)", keys.join(" and "))
+            } else {
+                format!("a histogram of bucket rows needs {} (le: the bound column; bucket: its count; sum: the sum of the observations); for one row per observation give observe and buckets instead", keys.join(" and "))
+            };
+            self.error(at.path, at.ptr("histogram"), msg);
+        }
+        if let (Some(column), Some(buckets)) = (&h.observe, &h.buckets) {
+            self.check_buckets(at, buckets);
+            return Histogram::Observations { column: column.clone(), buckets: buckets.clone() };
+        }
+        Histogram::BucketRows(BucketRows {
+            le: h.le.clone().unwrap_or_default(),
+            bucket: h.bucket.clone().unwrap_or_default(),
+            counts: h.counts.unwrap_or_default(),
+            sum: h.sum.clone().unwrap_or_default(),
+            count: h.count.clone(),
+        })
+    }
+
+    /// Raw values' buckets: ascending, each once.
+    fn check_buckets(&mut self, at: &FamilyAt<'_>, buckets: &[f64]) {
+        for (i, pair) in buckets.windows(2).enumerate() {
+            if pair[1] <= pair[0] {
+                let what = if pair[1] == pair[0] { "repeats" } else { "is below" };
+                self.error(
+                    at.path,
+                    at.ptr(&format!("histogram/buckets/{}", i + 1)),
+                    format!(
+                        "bucket {} {what} the bucket before it ({}); list the buckets' upper bounds in ascending order, each once",
+                        pair[1], pair[0]
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Every label of a series must be distinct: the database label, static labels, key labels, the
+    /// label that names an unpivoted column, and the label a histogram, summary or state set adds.
+    fn family_labels(&mut self, at: &FamilyAt<'_>, f: &FamilySpec, key_labels: &[String], values: &FamilyValues) {
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        let mut clash = Vec::new();
+        let mut claim = |label: &str, role: String| match seen.get(label) {
+            Some(first) => clash.push(format!("label '{label}' is both {first} and {role}")),
+            None => {
+                seen.insert(label.to_string(), role);
+            }
+        };
+        match values {
+            FamilyValues::Histogram(_) => claim(BUCKET_LABEL, "the histogram's bucket label".to_string()),
+            FamilyValues::Summary(_) => claim(QUANTILE_LABEL, "the summary's quantile label".to_string()),
+            FamilyValues::StateSet(_) => claim(&f.name, "the state set's state label (its own name)".to_string()),
+            _ => {}
+        }
+        if let Some(l) = at.database_label {
+            claim(l, "the database label".to_string());
+        }
+        for l in f.static_labels.keys() {
+            claim(l, "a static label".to_string());
+        }
+        for l in key_labels {
+            claim(l, "a key label".to_string());
+        }
+        if let FamilyValues::Unpivot { label, .. } = values {
+            claim(label, "the value_label".to_string());
+        }
+        for msg in clash {
+            self.error(at.path, at.fptr, format!("{msg}; rename one of them (an SQL alias renames a column)"));
+        }
+        let labels: BTreeSet<&String> = key_labels.iter().chain(f.static_labels.keys()).collect();
+        for l in labels {
+            self.check_label_name(at.path, at.fptr.to_string(), l);
+        }
+        if let FamilyValues::Unpivot { label, .. } = values {
+            self.check_label_name(at.path, at.ptr("value_label"), label);
+        }
+        if let FamilyValues::StateSet(_) = values {
+            if f.name.contains(':') {
+                let msg = format!(
+                    "state set '{}' names its state label after itself, and a label name has no ':'; rename the family",
+                    f.name
+                );
+                self.error(at.path, at.ptr("name"), msg);
+            }
+        }
+    }
+
+    /// `on_null`, `on_empty: zero` and `on_error: zero` where they apply.
+    fn family_outcomes(&mut self, at: &FamilyAt<'_>, f: &FamilySpec, kind: MetricKind, key_labels: &[String]) {
+        let on_empty = f.on_empty.unwrap_or_default();
+        let on_error = f.on_error.unwrap_or_default();
+        let zero = [("on_empty", on_empty == OnEmpty::Zero), ("on_error", on_error == OnError::Zero)];
+        let no_zero_series = match kind {
+            MetricKind::Info => Some("an info family: its series are 1 for each row"),
+            MetricKind::StateSet => Some("a state set: its series are one per declared state of each row"),
+            MetricKind::Histogram | MetricKind::Summary => Some(
+                "a histogram or summary: it has no zero series (a raw-value histogram without key labels reports zero observations by itself)",
+            ),
+            MetricKind::Gauge | MetricKind::Counter => None,
+        };
+        if let Some(why) = no_zero_series {
+            let on_null = ("on_null", f.on_null.is_some() && matches!(kind, MetricKind::Info | MetricKind::StateSet));
+            for (key, set) in zero.into_iter().chain([on_null]) {
+                if set {
+                    self.error(at.path, at.ptr(key), format!("{key} does not apply to {why}"));
+                }
+            }
+            return;
+        }
+        for (key, zero) in zero {
+            if zero && !key_labels.is_empty() {
+                self.error(
+                    at.path,
+                    at.ptr(key),
+                    format!(
+                        "{key}: zero needs a family without key labels (the zero series would have no value for {}); give this family key_labels: [] or drop {key}",
+                        key_labels.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    /// A unit is the end of the name (before `_total`), and OpenMetrics gives none to an info or
+    /// state-set family; `created` belongs to the families that count from a start.
+    fn family_unit_and_created(&mut self, at: &FamilyAt<'_>, f: &FamilySpec, kind: MetricKind) {
+        if let Some(unit) = &f.unit {
+            let stem = f.name.strip_suffix("_total").filter(|_| kind == MetricKind::Counter).unwrap_or(&f.name);
+            if matches!(kind, MetricKind::Info | MetricKind::StateSet) {
+                let msg =
+                    format!("unit does not apply to {} families (OpenMetrics gives them none); drop it", kind.as_str());
+                self.error(at.path, at.ptr("unit"), msg);
+            } else if !stem.ends_with(&format!("_{unit}")) {
+                let want = if kind == MetricKind::Counter { format!("_{unit}_total") } else { format!("_{unit}") };
+                let msg = format!("'{}' declares unit {unit}, so its name must end in {want} (OpenMetrics requires it); rename it or fix the unit", f.name);
+                self.error(at.path, at.ptr("unit"), msg);
+            }
+        }
+        if f.created.is_some() && !matches!(kind, MetricKind::Counter | MetricKind::Histogram | MetricKind::Summary) {
+            let msg =
+                format!("created applies to counters, histograms and summaries; a {} has no start", kind.as_str());
+            self.error(at.path, at.ptr("created"), msg);
+        }
+    }
+}
