@@ -23,7 +23,7 @@
 //! 8. capacity: how many Kanary-shaped rules at 1m one instance carries.
 //! 9. OpenMetrics against the text format: scrape throughput of the same series in both, as a ratio.
 //! 11. MySQL rules: the MySQL Kanary example's evaluation against its bare statement, and statements
-//!    per evaluation, on a throwaway MariaDB (`-- --mysql-only` runs this section alone).
+//!     per evaluation, on a throwaway MariaDB (`-- --mysql-only` runs this section alone).
 //!
 //! It prints a Markdown report (ratios first, raw figures after) to stdout and writes it to
 //! `target/bench-results.md`. nginx, wrk and the two Go peers come from Debian (`apt-get install -y nginx
