@@ -22,6 +22,8 @@
 //!    Kanary signal and PostgreSQL families from the same database (their series checked equal);
 //! 8. capacity: how many Kanary-shaped rules at 1m one instance carries.
 //! 9. OpenMetrics against the text format: scrape throughput of the same series in both, as a ratio.
+//! 11. MySQL rules: the MySQL Kanary example's evaluation against its bare statement, and statements
+//!     per evaluation, on a throwaway MariaDB (`-- --mysql-only` runs this section alone).
 //!
 //! It prints a Markdown report (ratios first, raw figures after) to stdout and writes it to
 //! `target/bench-results.md`. nginx, wrk and the two Go peers come from Debian (`apt-get install -y nginx
@@ -42,6 +44,10 @@ mod fixtures;
 mod footprint;
 #[path = "bench/kanary.rs"]
 mod kanary;
+#[path = "bench/memory.rs"]
+mod memory;
+#[path = "bench/mysql.rs"]
+mod mysql;
 #[path = "bench/openmetrics.rs"]
 mod openmetrics;
 #[path = "bench/peer_bench.rs"]
@@ -215,6 +221,11 @@ fn run() -> Result<()> {
     if cfg!(debug_assertions) {
         bail!("build the benchmark with optimisations: cargo run --release --example bench");
     }
+    if std::env::args().any(|a| a == "--mysql-only") {
+        // Section 9 alone: it needs only MariaDB.
+        print!("{}", mysql::bench(std::env::args().any(|a| a == "--short"))?.render());
+        return Ok(());
+    }
     let started = Instant::now();
     let machine = Machine::probe();
     ensure_tools()?;
@@ -246,6 +257,12 @@ fn run() -> Result<()> {
 
     if std::env::args().any(|a| a == "--kanary-only") {
         return kanary_only(&ctx);
+    }
+    if std::env::args().any(|a| a == "--memory-only") {
+        let mut o = String::new();
+        memory::bench(&ctx)?.render(&mut o);
+        print!("{o}");
+        return Ok(());
     }
     if std::env::args().any(|a| a == "--formats-only") {
         let mut o = String::new();
@@ -286,6 +303,10 @@ fn run() -> Result<()> {
     builds.push(("8. capacity", watch.take()));
     let footprint = footprint::footprint_bench(&ctx, &scrape)?;
     builds.push(("5. footprint", watch.take()));
+    let memory = memory::bench(&ctx)?;
+    builds.push(("10. memory", watch.take()));
+    let mysql = mysql::bench(scale.short)?;
+    builds.push(("11. MySQL rules", watch.take()));
 
     let machine_after = Machine::probe();
     let report = Report {
@@ -301,11 +322,13 @@ fn run() -> Result<()> {
         peers,
         capacity,
         footprint,
+        memory,
         builds,
         total: started.elapsed(),
     };
     let mut text = report.render();
     formats.render(&mut text);
+    text.push_str(&mysql.render());
     print!("{text}");
     let out = target_dir().join("bench-results.md");
     fs::write(&out, &text).with_context(|| format!("writing {}", out.display()))?;

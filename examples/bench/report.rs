@@ -68,6 +68,7 @@ pub struct Report {
     pub peers: PeerBench,
     pub capacity: Capacity,
     pub footprint: Footprint,
+    pub memory: crate::memory::Memory,
     /// The most `rustc` processes seen running beside each section.
     pub builds: Vec<(&'static str, usize)>,
     pub total: Duration,
@@ -190,6 +191,7 @@ impl Report {
             mark(self.peers.equal())
         );
         self.capacity.targets(&mut o);
+        self.memory.targets(&mut o);
 
         let l = self.load;
         let _ = writeln!(o, "\n## 1. Scrapes: exporter vs nginx serving the same bytes\n");
@@ -342,6 +344,7 @@ impl Report {
         self.kanary.render(&mut o);
         self.peers.render(&mut o);
         self.capacity.render(&mut o);
+        self.memory.render(&mut o);
         o
     }
 }
