@@ -6,7 +6,7 @@
 //!
 //! Everything here goes through the source seam: no kind is named.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -69,11 +69,11 @@ pub(super) async fn check_statements(ctx: &Ctx<'_>, reach: Reach, out: &mut Vec<
 /// that could not be built (reported here, at its declaration).
 fn unusable_sources(ctx: &Ctx<'_>, sources: &Sources, out: &mut Vec<Diagnostic>) -> Vec<String> {
     let mut given_up = Vec::new();
+    // One pass over the diagnostics, not one per source: a file may declare tens of thousands.
+    let broken: HashSet<&str> =
+        ctx.static_diags.iter().filter(|d| d.severity == Severity::Error).map(|d| declaration_of(&d.pointer)).collect();
     for (name, pointer) in declared(ctx.set) {
-        let broken = ctx.static_diags.iter().any(|d| {
-            d.severity == Severity::Error && (d.pointer == pointer || d.pointer.starts_with(&format!("{pointer}/")))
-        });
-        if broken {
+        if broken.contains(pointer.as_str()) {
             given_up.push(name);
         } else if let Some(Err(msg)) = sources.built(&name).as_deref() {
             let file = ctx
@@ -87,6 +87,15 @@ fn unusable_sources(ctx: &Ctx<'_>, sources: &Sources, out: &mut Vec<Diagnostic>)
         }
     }
     given_up
+}
+
+/// The declaration a pointer lies in: its first two segments (`/databases/x/dsn` → `/databases/x`).
+/// Segments are escaped, so a `/` always separates two.
+fn declaration_of(pointer: &str) -> &str {
+    match pointer.match_indices('/').nth(2) {
+        Some((end, _)) => &pointer[..end],
+        None => pointer,
+    }
 }
 
 /// Every declared source with the JSON pointer of its declaration.
@@ -273,5 +282,18 @@ mod tests {
         assert!(!accepts(Need::Value(ValueType::Bool), Decoded::Int));
         assert!(!accepts(Need::Order, Decoded::Bool));
         assert!(accepts(Need::Any, Decoded::Bool));
+    }
+}
+
+#[cfg(test)]
+mod declaration_tests {
+    use super::declaration_of;
+
+    #[test]
+    fn a_pointer_inside_a_declaration_names_the_declaration() {
+        assert_eq!(declaration_of("/databases/d1/dsn"), "/databases/d1");
+        assert_eq!(declaration_of("/databases/d1"), "/databases/d1");
+        assert_eq!(declaration_of("/endpoints/a~1b/tls/ca_file"), "/endpoints/a~1b");
+        assert_eq!(declaration_of("/databases"), "/databases");
     }
 }
