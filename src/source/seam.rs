@@ -235,3 +235,8 @@ pub trait FixtureSession: Source {
     /// also ends the transaction on the server, uncommitted.
     fn finish(self: Box<Self>) -> BoxFuture<'static, Result<(), FetchError>>;
 }
+
+/// What every fixture session answers to [`Source::open_fixture`]: sessions do not nest.
+pub fn nested_fixture_refused<'a>() -> BoxFuture<'a, Result<Box<dyn FixtureSession>, FetchError>> {
+    Box::pin(async { Err(FetchError::Query("a fixture session cannot open another one".into())) })
+}

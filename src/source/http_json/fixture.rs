@@ -117,7 +117,7 @@ impl Source for HttpFixture {
         _fixture: &'a Fixture,
         _timeout: Duration,
     ) -> BoxFuture<'a, Result<Box<dyn FixtureSession>, FetchError>> {
-        async { Err(FetchError::Query("a fixture session cannot open another one".into())) }.boxed()
+        crate::source::seam::nested_fixture_refused()
     }
 
     fn connections(&self) -> Connections {
