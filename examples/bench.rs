@@ -42,6 +42,8 @@ mod evaluation;
 mod fixtures;
 #[path = "bench/footprint.rs"]
 mod footprint;
+#[path = "bench/json_server.rs"]
+mod json_server;
 #[path = "bench/kanary.rs"]
 mod kanary;
 #[path = "bench/memory.rs"]

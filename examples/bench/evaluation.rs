@@ -10,6 +10,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use crate::scrape::wrk_checked;
 use crate::wrk::Load;
 use crate::{client, describe, fixtures, step, Ctx};
+use sql_signal_exporter::eval::exposition::Format;
 
 pub struct CostRow {
     pub rule: &'static str,
@@ -204,7 +205,7 @@ pub fn evaluate_in_process(
         bail!("the rule's evaluation failed:\n{text}");
     }
     let rows = series_value(&text, &format!("sql_signal_exporter_rule_rows{{rule=\"{name}\"}}")).unwrap_or(f64::NAN);
-    let body = String::from_utf8_lossy(&exporter.publisher.snapshot.load().body).into_owned();
+    let body = String::from_utf8_lossy(&exporter.publisher.snapshot.load().body_in(Format::Text).concat()).into_owned();
     let up = body.lines().filter(|l| l.starts_with(&format!("{name}_up{{")) && l.ends_with(" 1")).count() as f64;
     let cold = swaps[0] * 1000.0;
     let mut warm: Vec<f64> =

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use minijinja::Value;
 
 use crate::eval::cell::{Cell, ResultSet};
-use crate::eval::exposition::{Family, MetricType, Sample, Text};
+use crate::eval::exposition::{Family, LabelValueInterner, MetricType, Sample, Text};
 use crate::rules::model::{Failure, SignalRule, ValueType};
 use crate::rules::template;
 
@@ -64,43 +64,45 @@ pub fn evaluate(
         }
     };
 
-    // Group rows by target, keeping the query's order within a target.
+    let env = template::environment();
+    let expr = match env.compile_expression(&rule.success) {
+        Ok(e) => e,
+        Err(e) => {
+            let targets = rule.targets.clone().unwrap_or_else(|| discovered_targets(rule, rs));
+            return fail_all(rule, &targets, Failure::QueryFailed, &template::describe(&e));
+        }
+    };
+
+    // Group rows by target, keeping the query's order within a target. Each target's label values
+    // are made once, as the key; discovered targets are the keys themselves, not copies of them.
     let mut by_target: HashMap<Vec<String>, Vec<&[Cell]>> = HashMap::new();
-    let mut discovered: Vec<Vec<String>> = Vec::new();
     for row in &rs.rows {
         // A NULL label value belongs to no target.
         let Some(key) = cols.labels.iter().map(|&i| row[i].label_text()).collect::<Option<Vec<String>>>() else {
             continue;
         };
-        let entry = by_target.entry(key).or_insert_with_key(|k| {
-            discovered.push(k.clone());
-            Vec::new()
-        });
-        entry.push(row.as_slice());
+        by_target.entry(key).or_default().push(row.as_slice());
     }
 
-    let targets: Vec<Vec<String>> = match &rule.targets {
-        Some(t) => t.clone(),
-        None => {
-            discovered.sort();
-            discovered
-        }
-    };
-    let env = template::environment();
-    let expr = match env.compile_expression(&rule.success) {
-        Ok(e) => e,
-        Err(e) => return fail_all(rule, &targets, Failure::QueryFailed, &template::describe(&e)),
-    };
-
     let judge = Judge { rule, vars, cols: &cols, expr: &expr, now };
-    targets
-        .into_iter()
-        .map(|labels| {
-            let mut rows = by_target.remove(&labels).unwrap_or_default();
-            let state = judge.target(&mut rows, &labels);
-            TargetResult { labels, state }
-        })
-        .collect()
+    let judged = |labels: Vec<String>, mut rows: Vec<&[Cell]>| {
+        let state = judge.target(&mut rows, &labels);
+        TargetResult { labels, state }
+    };
+    match &rule.targets {
+        Some(declared) => declared
+            .iter()
+            .map(|labels| {
+                let rows = by_target.remove(labels).unwrap_or_default();
+                judged(labels.clone(), rows)
+            })
+            .collect(),
+        None => {
+            let mut discovered: Vec<(Vec<String>, Vec<&[Cell]>)> = by_target.into_iter().collect();
+            discovered.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            discovered.into_iter().map(|(labels, rows)| judged(labels, rows)).collect()
+        }
+    }
 }
 
 fn fail_all(rule: &SignalRule, discovered: &[Vec<String>], failure: Failure, detail: &str) -> Vec<TargetResult> {
@@ -369,9 +371,10 @@ pub fn families(rule: &SignalRule, results: &[TargetResult]) -> Vec<Family> {
     let names: Vec<Text> = rule.labels.iter().map(|l| Text::from(l.as_str())).collect();
     let reason_name = Text::from(rule.reason_label.as_str());
     let reason_values: Vec<Text> = reasons.iter().map(|r| Text::from(*r)).collect();
+    let mut values: Vec<LabelValueInterner> = names.iter().map(|_| LabelValueInterner::default()).collect();
     for t in results {
         let labels: Vec<(Text, Text)> =
-            names.iter().cloned().zip(t.labels.iter().map(|v| Text::from(v.as_str()))).collect();
+            names.iter().cloned().zip(t.labels.iter().zip(&mut values).map(|(v, i)| i.share(v))).collect();
         let (up_value, reason) = match &t.state {
             TargetState::Up => (1.0, None),
             TargetState::Down => (0.0, None),

@@ -118,7 +118,9 @@ impl Exposition {
         let own = self.own(&snapshot);
         let own_text = own.tail(&self.metrics, format);
         if encoding == Encoding::Identity {
-            return vec![snapshot.body_in(format).clone(), own_text];
+            let mut chunks = snapshot.body_in(format).to_vec();
+            chunks.push(own_text);
+            return chunks;
         }
         let gz = snapshot.gzip(format).await;
         let tail = own.gzip_tail(format).get_or_init(|| gz.finish(&own_text)).clone();

@@ -119,6 +119,11 @@ impl Targets {
             + self.errors.iter().map(|e| e.2.len()).sum::<usize>()
     }
 
+    /// Every target's label values, in evaluation order, unpacked.
+    pub fn label_sets(&self) -> Vec<Vec<String>> {
+        (0..self.len()).map(|i| self.labels(i).into_iter().map(str::to_string).collect()).collect()
+    }
+
     fn labels(&self, i: usize) -> Vec<&str> {
         (i * self.width..(i + 1) * self.width)
             .map(|k| {

@@ -96,7 +96,7 @@ pub async fn watch(rule: Arc<Rule>, heartbeat: Arc<Heartbeat>, publisher: Publis
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::exposition::{Family, MetricType, Sample};
+    use crate::eval::exposition::{Family, Format, MetricType, Sample};
     use crate::publish::outcome::{EvaluationResult, Outcome, Status};
     use crate::rules::{load_sources, LoadOptions};
 
@@ -106,7 +106,7 @@ mod tests {
         error: {name: a_error, help: h}\n    query: \"SELECT c, v FROM t\"\n";
 
     fn body(publisher: &Publisher) -> String {
-        String::from_utf8_lossy(&publisher.snapshot.load().body).into_owned()
+        String::from_utf8_lossy(&publisher.snapshot.load().body_in(Format::Text).concat()).into_owned()
     }
 
     /// A finished evaluation whose one series says the target is down.

@@ -43,6 +43,39 @@ pub enum MetricType {
 /// series that is most of an evaluation's memory.
 pub type Text = std::sync::Arc<str>;
 
+/// The most distinct values a [`LabelValueInterner`] shares. A label with more (a pod name, an id)
+/// is taken for unique per series: sharing its texts would cost a set as large as what it saves, so
+/// the set is dropped and each text stands alone.
+const SHARED_VALUES_PER_LABEL: usize = 4096;
+
+/// The texts of one label's values seen so far in an evaluation, shared while they are few (a
+/// cluster, a namespace, a type): one text per distinct value rather than one per series.
+#[derive(Debug, Default)]
+pub struct LabelValueInterner {
+    seen: std::collections::HashSet<Text>,
+    /// More than [`SHARED_VALUES_PER_LABEL`] were seen: no longer shared.
+    unique: bool,
+}
+
+impl LabelValueInterner {
+    /// `value` as a label text: the one made earlier for the same value, if any.
+    pub fn share(&mut self, value: &str) -> Text {
+        if let Some(t) = self.seen.get(value) {
+            return t.clone();
+        }
+        let t = Text::from(value);
+        if !self.unique {
+            if self.seen.len() < SHARED_VALUES_PER_LABEL {
+                self.seen.insert(t.clone());
+            } else {
+                self.unique = true;
+                self.seen = std::collections::HashSet::new();
+            }
+        }
+        t
+    }
+}
+
 /// One series: label pairs (any order) and a value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {

@@ -7,6 +7,9 @@
 //! series are sorted by label values, as Prometheus's own client libraries do, so the output is stable
 //! and comparable byte for byte. Both formats walk the same families the same way (`render.rs`); they
 //! differ only in the metadata lines, a few type names and OpenMetrics' `_created` series and `# EOF`.
+//! So [`render_exposed`] renders the text format once and describes OpenMetrics as its own metadata
+//! lines around runs of the text's series lines: a snapshot serves both formats for little more
+//! than the memory of one.
 
 mod family;
 mod render;
@@ -14,8 +17,14 @@ mod render;
 pub mod openmetrics;
 pub mod text;
 
-pub use family::{Distribution, Family, Format, MetricType, Sample, Text};
-pub use render::format_value;
+pub use family::{Distribution, Family, Format, LabelValueInterner, MetricType, Sample, Text};
+pub use render::{format_value, Exposed, Piece};
+
+/// `families` in the text format, and OpenMetrics as pieces of it (see [`Exposed`]): what a
+/// snapshot keeps of one evaluation.
+pub fn render_exposed(families: &[Family]) -> Exposed {
+    render::render_exposed(families)
+}
 
 #[cfg(test)]
 mod tests {
@@ -114,6 +123,46 @@ mod tests {
         families.push(Family::new("empty", "", MetricType::Counter));
         let fast = String::from_utf8(text::render(&families)).unwrap();
         assert_eq!(fast, reference_render(&families));
+    }
+
+    /// Families large enough that OpenMetrics shares runs of the text's bytes, around families that
+    /// share none (every kind, `_created` lines included).
+    fn large_and_every_kind() -> Vec<Family> {
+        let mut families = every_kind();
+        for f in 0..2 {
+            let mut fam = Family::new(&format!("big{f}_total"), "Big.", MetricType::Counter);
+            for i in 0..3000 {
+                fam.samples.push(Sample { labels: labels(&[("pod", &format!("p{i:05}"))]), value: i as f64 });
+            }
+            if f == 1 {
+                fam.created = (0..3000).map(|i| if i % 2 == 0 { f64::NAN } else { 1e9 + i as f64 }).collect();
+            }
+            families.insert(2 * f + 1, fam);
+        }
+        families
+    }
+
+    #[test]
+    fn exposed_is_both_formats_and_openmetrics_shares_the_text_series() {
+        for families in [every_kind(), large_and_every_kind(), Vec::new()] {
+            let exposed = render_exposed(&families);
+            assert_eq!(exposed.text, text::render(&families));
+            assert_eq!(exposed.openmetrics_bytes(), openmetrics::render(&families));
+        }
+        let exposed = render_exposed(&large_and_every_kind());
+        let shared: Vec<&std::ops::Range<usize>> = exposed
+            .openmetrics
+            .iter()
+            .filter_map(|p| match p {
+                Piece::Text(r) => Some(r),
+                Piece::Own(_) => None,
+            })
+            .collect();
+        // The counter without `_created` is shared; the one with them is OpenMetrics' own.
+        assert_eq!(shared.len(), 1, "{shared:?}");
+        assert!(shared[0].len() > 3000 * 20);
+        let own: usize = exposed.openmetrics.iter().map(|p| if let Piece::Own(b) = p { b.len() } else { 0 }).sum();
+        assert!(own < exposed.text.len(), "own {own} of {}", exposed.text.len());
     }
 
     fn labels(pairs: &[(&str, &str)]) -> Vec<(Text, Text)> {

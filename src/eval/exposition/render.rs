@@ -7,6 +7,7 @@
 //! a few bytes per series: a snapshot of 100,000 series renders in one 9 MB allocation.
 
 use super::family::{Distribution, Family, Format, MetricType, Sample, Text};
+use super::{openmetrics, text};
 
 /// Where rendered bytes go: the output, or a count of them.
 trait Out {
@@ -142,6 +143,12 @@ fn series_order<T: Labelled>(items: &[T]) -> SeriesOrder {
 }
 
 fn write_family(out: &mut impl Out, family: &Family, order: &FamilyOrder, dialect: &Dialect) {
+    write_header(out, family, dialect);
+    write_series(out, family, order, dialect.format);
+}
+
+/// A family's metadata lines: `# HELP`, `# TYPE` and (OpenMetrics) `# UNIT`.
+fn write_header(out: &mut impl Out, family: &Family, dialect: &Dialect) {
     let format = dialect.format;
     let (name, type_name) = (dialect.meta)(family);
     out.put(b"# HELP ");
@@ -153,15 +160,19 @@ fn write_family(out: &mut impl Out, family: &Family, order: &FamilyOrder, dialec
     out.put(b" ");
     out.put(type_name.as_bytes());
     out.put(b"\n");
-    let open_metrics = format == Format::OpenMetrics;
-    if let (Some(unit), true) = (&family.unit, open_metrics) {
+    if let (Some(unit), Format::OpenMetrics) = (&family.unit, format) {
         out.put(b"# UNIT ");
         out.put(name.as_bytes());
         out.put(b" ");
         out.put(unit.as_bytes());
         out.put(b"\n");
     }
-    let created_name = format!("{name}_created");
+}
+
+/// A family's series lines, sorted; in OpenMetrics with their `_created` lines.
+fn write_series(out: &mut impl Out, family: &Family, order: &FamilyOrder, format: Format) {
+    let open_metrics = format == Format::OpenMetrics;
+    let created_name = if open_metrics { format!("{}_created", openmetrics::meta(family).0) } else { String::new() };
     let created = |i: usize| family.created.get(i).copied().filter(|c| open_metrics && !c.is_nan());
     for &(i, p) in &order.samples.order {
         let sample = &family.samples[i as usize];
@@ -188,6 +199,111 @@ fn write_family(out: &mut impl Out, family: &Family, order: &FamilyOrder, dialec
         if let Some(c) = d.created.filter(|_| open_metrics) {
             Series { name: &created_name, ..series }.write(out, c);
         }
+    }
+}
+
+/// Whether a family's series read differently in OpenMetrics than in the text format: only its
+/// `_created` lines, when it knows any, set them apart.
+fn series_differ_in_openmetrics(family: &Family) -> bool {
+    family.created.iter().any(|c| !c.is_nan()) || family.distributions.iter().any(|d| d.created.is_some())
+}
+
+/// Renders `families` in the text format and describes OpenMetrics as pieces of it (see
+/// [`Exposed`]): one walk that sorts each family's series once for both formats.
+pub(super) fn render_exposed(families: &[Family]) -> Exposed {
+    let text_dialect = Dialect { format: Format::Text, meta: |f| (&f.name, text::type_name(f.kind)) };
+    let om_dialect = Dialect { format: Format::OpenMetrics, meta: openmetrics::meta };
+    let orders: Vec<FamilyOrder> = families.iter().map(FamilyOrder::of).collect();
+    let mut measure = Measure(0);
+    for (family, order) in families.iter().zip(&orders) {
+        write_family(&mut measure, family, order, &text_dialect);
+    }
+    let mut text = Vec::with_capacity(measure.0);
+    let mut pieces = Pieces::default();
+    for (family, order) in families.iter().zip(&orders) {
+        write_header(&mut text, family, &text_dialect);
+        let series_start = text.len();
+        write_series(&mut text, family, order, Format::Text);
+        write_header(pieces.own(), family, &om_dialect);
+        if series_differ_in_openmetrics(family) {
+            write_series(pieces.own(), family, order, Format::OpenMetrics);
+        } else {
+            pieces.reuse(series_start..text.len(), &text);
+        }
+    }
+    debug_assert_eq!(text.len(), measure.0, "the measured length is exact");
+    Exposed { text, openmetrics: pieces.done() }
+}
+
+/// A piece of an OpenMetrics body described against the text format's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// These bytes of the text rendering, as they are.
+    Text(std::ops::Range<usize>),
+    /// Bytes of OpenMetrics' own (metadata lines, or series with `_created` lines).
+    Own(Vec<u8>),
+}
+
+/// Families rendered in the text format, and OpenMetrics as [`Piece`]s of those bytes and its own:
+/// the two formats share every series line but `_created`, so OpenMetrics costs its metadata
+/// lines, not a second copy of the series.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Exposed {
+    pub text: Vec<u8>,
+    pub openmetrics: Vec<Piece>,
+}
+
+impl Exposed {
+    /// The OpenMetrics bytes the pieces describe, in one buffer (for tests and `--once`).
+    pub fn openmetrics_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for piece in &self.openmetrics {
+            match piece {
+                Piece::Text(range) => out.extend_from_slice(&self.text[range.clone()]),
+                Piece::Own(bytes) => out.extend_from_slice(bytes),
+            }
+        }
+        out
+    }
+}
+
+/// Below this many bytes, a run of the text rendering is copied into the neighbouring piece rather
+/// than referenced: fewer, larger buffers for a scrape to send.
+const SMALLEST_SHARED_RUN: usize = 16 * 1024;
+
+/// The pieces of an OpenMetrics body as they are built: finished pieces, and bytes of its own
+/// not yet made a piece.
+#[derive(Default)]
+struct Pieces {
+    done: Vec<Piece>,
+    own: Vec<u8>,
+}
+
+impl Pieces {
+    /// Where bytes of OpenMetrics' own are written.
+    fn own(&mut self) -> &mut Vec<u8> {
+        &mut self.own
+    }
+
+    /// `range` of `text` as the next piece: shared when long, copied when short.
+    fn reuse(&mut self, range: std::ops::Range<usize>, text: &[u8]) {
+        if range.len() < SMALLEST_SHARED_RUN {
+            self.own.extend_from_slice(&text[range]);
+            return;
+        }
+        self.flush();
+        self.done.push(Piece::Text(range));
+    }
+
+    fn flush(&mut self) {
+        if !self.own.is_empty() {
+            self.done.push(Piece::Own(std::mem::take(&mut self.own)));
+        }
+    }
+
+    fn done(mut self) -> Vec<Piece> {
+        self.flush();
+        self.done
     }
 }
 

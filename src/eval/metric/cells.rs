@@ -2,23 +2,29 @@
 //! bucket bounds and creation times, each failing with a message that names the family and column.
 
 use crate::eval::cell::Cell;
-use crate::eval::exposition::{format_value, Text};
+use crate::eval::exposition::{format_value, LabelValueInterner, Text};
 use crate::rules::model::{MetricFamily, MetricKind, OnNull};
 
-/// The label text of one row's cells, made once however many families and series use it.
+/// The label text of one row's cells, made once however many families and series use it, and
+/// shared with earlier rows for columns of few distinct values (a cluster, a namespace, a state):
+/// at 100,000 series, one text per distinct value rather than one per row.
 pub(super) struct RowTexts {
     texts: Vec<Option<Text>>,
+    columns: Vec<LabelValueInterner>,
 }
 
 impl RowTexts {
     pub(super) fn new() -> RowTexts {
-        RowTexts { texts: Vec::new() }
+        RowTexts { texts: Vec::new(), columns: Vec::new() }
     }
 
     /// Forgets the previous row's texts.
     pub(super) fn reset(&mut self, columns: usize) {
         self.texts.clear();
         self.texts.resize(columns, None);
+        if self.columns.len() < columns {
+            self.columns.resize_with(columns, LabelValueInterner::default);
+        }
     }
 
     /// Column `i` of `row` as a key label's value: its text; NULL is the empty string (an absent
@@ -28,11 +34,12 @@ impl RowTexts {
             return Ok(t.clone());
         }
         let text: Text = match &row[i] {
-            Cell::Null => Text::from(""),
+            Cell::Null => self.columns[i].share(""),
             cell @ Cell::Unsupported(_) => {
                 return Err(format!("family {}: key label column '{column}' holds {}", f.name, cell.describe()))
             }
-            other => Text::from(other.label_text().unwrap_or_default()),
+            Cell::Text(s) => self.columns[i].share(s),
+            other => self.columns[i].share(&other.label_text().unwrap_or_default()),
         };
         self.texts[i] = Some(text.clone());
         Ok(text)

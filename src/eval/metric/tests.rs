@@ -368,3 +368,22 @@ fn created_column_gives_openmetrics_created_series() {
     assert!(om.contains("x_total 3\nx_created 1700000000\n"), "{om}");
     assert!(!render(&out).contains("created"));
 }
+
+#[test]
+fn label_texts_of_few_distinct_values_are_shared_between_rows_and_many_stand_alone() {
+    let f = fam("pod_restarts", MetricKind::Gauge, &["cluster", "pod"], FamilyValues::Column("restarts".into()));
+    let rows: Vec<Vec<Cell>> =
+        (0..10_000).map(|i| vec![text(&format!("c{}", i % 3)), text(&format!("p{i}")), Cell::Int(i)]).collect();
+    let out = eval(&rule(vec![f]), "main", &rs(&["cluster", "pod", "restarts"], rows)).unwrap();
+    let samples = &out[0].samples;
+    assert_eq!(samples.len(), 10_000);
+    let value = |i: usize, name: &str| samples[i].labels.iter().find(|(k, _)| &**k == name).unwrap().1.clone();
+    let row = |n: f64| samples.iter().position(|s| s.value == n).unwrap();
+    // Rows 0 and 3 are both in cluster c0: one text. Every pod is its own, and all are right.
+    assert!(std::sync::Arc::ptr_eq(&value(row(0.0), "cluster"), &value(row(3.0), "cluster")));
+    assert!(!std::sync::Arc::ptr_eq(&value(row(0.0), "cluster"), &value(row(1.0), "cluster")));
+    for (i, s) in samples.iter().enumerate() {
+        assert_eq!(&*value(i, "pod"), format!("p{}", s.value as usize));
+        assert_eq!(&*value(i, "cluster"), format!("c{}", s.value as usize % 3));
+    }
+}

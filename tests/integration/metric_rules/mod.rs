@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::harness::api::{app, as_source, evaluation, rules, LoadOptions, Rule, RuleSet, Sources, Status};
+use crate::harness::api::{app, as_source, evaluation, exposition, rules, LoadOptions, Rule, RuleSet, Sources, Status};
 use crate::harness::{golden, labels, value, wait, Db, Exposition, Labels, Samples};
 
 // ---------------------------------------------------------------------------------------------
@@ -263,7 +263,12 @@ async fn a_failing_rule_leaves_other_rules_series_intact_and_fresh() {
 "#,
     );
     let exporter = app::Exporter::start(Vec::new(), &set).await;
-    let snapshot = || parse(std::str::from_utf8(&exporter.publisher.snapshot.load().body).unwrap());
+    let snapshot = || {
+        parse(
+            std::str::from_utf8(&exporter.publisher.snapshot.load().body_in(exposition::Format::Text).concat())
+                .unwrap(),
+        )
+    };
     let self_metrics = || String::from_utf8(exporter.publisher.metrics.render()).unwrap();
     let good = || snapshot().get("good_value").and_then(|f| f.get(&Labels::new()).copied());
 
