@@ -23,7 +23,7 @@ pub use render::{format_value, Exposed, Piece};
 /// `families` in the text format, and OpenMetrics as pieces of it (see [`Exposed`]): what a
 /// snapshot keeps of one evaluation.
 pub fn render_exposed(families: &[Family]) -> Exposed {
-    render::render_exposed(families)
+    render::render_exposed(families, &text::dialect(), &openmetrics::dialect())
 }
 
 #[cfg(test)]

@@ -34,7 +34,12 @@ pub fn meta(family: &Family) -> (&str, &'static str) {
     }
 }
 
+/// How OpenMetrics words a family's metadata.
+pub(super) fn dialect() -> Dialect {
+    Dialect { format: Format::OpenMetrics, meta }
+}
+
 /// `families` in OpenMetrics, in the given order, each family's series sorted; without `# EOF`.
 pub fn render(families: &[Family]) -> Vec<u8> {
-    render::render(families, &Dialect { format: Format::OpenMetrics, meta })
+    render::render(families, &dialect())
 }

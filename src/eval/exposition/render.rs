@@ -7,7 +7,6 @@
 //! a few bytes per series: a snapshot of 100,000 series renders in one 9 MB allocation.
 
 use super::family::{Distribution, Family, Format, MetricType, Sample, Text};
-use super::{openmetrics, text};
 
 /// Where rendered bytes go: the output, or a count of them.
 trait Out {
@@ -144,7 +143,7 @@ fn series_order<T: Labelled>(items: &[T]) -> SeriesOrder {
 
 fn write_family(out: &mut impl Out, family: &Family, order: &FamilyOrder, dialect: &Dialect) {
     write_header(out, family, dialect);
-    write_series(out, family, order, dialect.format);
+    write_series(out, family, order, dialect);
 }
 
 /// A family's metadata lines: `# HELP`, `# TYPE` and (OpenMetrics) `# UNIT`.
@@ -170,9 +169,9 @@ fn write_header(out: &mut impl Out, family: &Family, dialect: &Dialect) {
 }
 
 /// A family's series lines, sorted; in OpenMetrics with their `_created` lines.
-fn write_series(out: &mut impl Out, family: &Family, order: &FamilyOrder, format: Format) {
-    let open_metrics = format == Format::OpenMetrics;
-    let created_name = if open_metrics { format!("{}_created", openmetrics::meta(family).0) } else { String::new() };
+fn write_series(out: &mut impl Out, family: &Family, order: &FamilyOrder, dialect: &Dialect) {
+    let open_metrics = dialect.format == Format::OpenMetrics;
+    let created_name = if open_metrics { format!("{}_created", (dialect.meta)(family).0) } else { String::new() };
     let created = |i: usize| family.created.get(i).copied().filter(|c| open_metrics && !c.is_nan());
     for &(i, p) in &order.samples.order {
         let sample = &family.samples[i as usize];
@@ -208,25 +207,23 @@ fn series_differ_in_openmetrics(family: &Family) -> bool {
     family.created.iter().any(|c| !c.is_nan()) || family.distributions.iter().any(|d| d.created.is_some())
 }
 
-/// Renders `families` in the text format and describes OpenMetrics as pieces of it (see
-/// [`Exposed`]): one walk that sorts each family's series once for both formats.
-pub(super) fn render_exposed(families: &[Family]) -> Exposed {
-    let text_dialect = Dialect { format: Format::Text, meta: |f| (&f.name, text::type_name(f.kind)) };
-    let om_dialect = Dialect { format: Format::OpenMetrics, meta: openmetrics::meta };
+/// Renders `families` in the text format (`text_dialect`) and describes OpenMetrics (`om_dialect`) as
+/// pieces of it (see [`Exposed`]): one walk that sorts each family's series once for both formats.
+pub(super) fn render_exposed(families: &[Family], text_dialect: &Dialect, om_dialect: &Dialect) -> Exposed {
     let orders: Vec<FamilyOrder> = families.iter().map(FamilyOrder::of).collect();
     let mut measure = Measure(0);
     for (family, order) in families.iter().zip(&orders) {
-        write_family(&mut measure, family, order, &text_dialect);
+        write_family(&mut measure, family, order, text_dialect);
     }
     let mut text = Vec::with_capacity(measure.0);
     let mut pieces = Pieces::default();
     for (family, order) in families.iter().zip(&orders) {
-        write_header(&mut text, family, &text_dialect);
+        write_header(&mut text, family, text_dialect);
         let series_start = text.len();
-        write_series(&mut text, family, order, Format::Text);
-        write_header(pieces.own(), family, &om_dialect);
+        write_series(&mut text, family, order, text_dialect);
+        write_header(pieces.own(), family, om_dialect);
         if series_differ_in_openmetrics(family) {
-            write_series(pieces.own(), family, order, Format::OpenMetrics);
+            write_series(pieces.own(), family, order, om_dialect);
         } else {
             pieces.reuse(series_start..text.len(), &text);
         }

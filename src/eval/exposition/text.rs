@@ -16,7 +16,12 @@ pub fn type_name(kind: MetricType) -> &'static str {
     }
 }
 
+/// How the text format words a family's metadata.
+pub(super) fn dialect() -> Dialect {
+    Dialect { format: Format::Text, meta: |f| (&f.name, type_name(f.kind)) }
+}
+
 /// `families` in the text format, in the given order, each family's series sorted.
 pub fn render(families: &[Family]) -> Vec<u8> {
-    render::render(families, &Dialect { format: Format::Text, meta: |f| (&f.name, type_name(f.kind)) })
+    render::render(families, &dialect())
 }
