@@ -61,7 +61,7 @@ impl Ctx<'_> {
         self.family_name(at, &f, &name, &naming);
         let key_labels = f.key_labels.clone().unwrap_or_else(|| at.rule_key_labels.to_vec());
         let values = self.family_values(at, &f, kind);
-        self.family_labels(at, &f, &name, &key_labels, &values);
+        self.family_labels(at, &f, &key_labels, &values);
         self.family_outcomes(at, &f, kind, &key_labels);
         self.family_unit_and_created(at, &f, &name, kind);
         MetricFamily {
@@ -271,14 +271,9 @@ impl Ctx<'_> {
 
     /// Every label of a series must be distinct: the database label, static labels, key labels, the
     /// label that names an unpivoted column, and the label a histogram, summary or state set adds.
-    fn family_labels(
-        &mut self,
-        at: &FamilyAt<'_>,
-        f: &FamilySpec,
-        name: &str,
-        key_labels: &[String],
-        values: &FamilyValues,
-    ) {
+    fn family_labels(&mut self, at: &FamilyAt<'_>, f: &FamilySpec, key_labels: &[String], values: &FamilyValues) {
+        // A state set's label is its declared name (the schema allows no state set named from a column).
+        let name = f.name.as_deref().unwrap_or_default();
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
         let mut clash = Vec::new();
         let mut claim = |label: &str, role: String| match seen.get(label) {

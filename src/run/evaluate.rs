@@ -181,7 +181,8 @@ struct SourceRun<'a> {
 }
 
 /// One run of a metric rule on each of its sources, concurrently, rows folded as they stream; the
-/// families merged in declaration order, each source's series present only if its run succeeded.
+/// families merged in declaration order (those named from a column after them, by name), each
+/// source's series present only if its run succeeded.
 async fn evaluate_metric(rule: &Rule, m: &MetricRule, sources: &RuleSources<'_>) -> Outcome {
     let runs = futures_util::future::join_all(rule.placement.sources().enumerate().map(|(i, name)| {
         let source = source_at(sources, i);

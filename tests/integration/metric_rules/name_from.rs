@@ -171,3 +171,27 @@ async fn max_series_counts_every_generated_family() {
     assert!(reason.contains("family duplicated_k: more than one row gives the series duplicated_k"), "{reason}");
     assert!(outcome.families.is_empty(), "{:?}", outcome.families);
 }
+
+/// `--check-rules --db` checks the key column like any column the rule reads, at its `query:` line.
+#[test]
+fn the_db_check_finds_a_missing_key_column() {
+    let pg = Db::shared();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("named.yaml");
+    let text = "version: 1\ndatabases:\n  main:\n    dsn: \"${SSE_CHECK_DSN}\"\nmetrics:\n  - name: settings\n    database: main\n    query: SELECT name AS setting_name, setting::float8 AS value FROM pg_settings WHERE vartype = 'integer'\n    families:\n      - {name_from: {column: name, prefix: pg_settings_}, help: h, type: untyped, value: value}\n";
+    std::fs::write(&file, text).expect("written");
+    let out = crate::harness::command()
+        .arg("--check-rules")
+        .arg(&file)
+        .arg("--db")
+        .env("SSE_CHECK_DSN", pg.dsn())
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        stdout.lines().next().and_then(|l| l.strip_prefix(&format!("{}:", file.display()))),
+        Some("8:5: error: the query returns no column 'name' (the key naming the families of pg_settings_<name>); it returns: setting_name, value"),
+        "{stdout}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+}
