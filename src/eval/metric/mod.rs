@@ -12,7 +12,7 @@
 //! - a histogram, summary or state set whose rows contradict themselves (buckets that decrease, a
 //!   `le` that is no number, a `_count` other than `+Inf`, a bound twice, a state not declared) fails
 //!   its own family with a named [`FamilyFailure`]; the rule's other families are served;
-//! - a family named from a column (`name_from`, see [`named`]) gives a family per key; a key whose
+//! - a family named from a column (`name_from`, see `named.rs`) gives a family per key; a key whose
 //!   name another family claims is refused (`name_conflict`) and the rest are served;
 //! - a failed rule can still declare a zero series for label-less families (`on_error`), the way an
 //!   `up` metric reads 0 when the database is unreachable.
