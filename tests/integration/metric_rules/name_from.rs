@@ -195,3 +195,85 @@ fn the_db_check_finds_a_missing_key_column() {
     );
     assert_eq!(out.status.code(), Some(1), "{stdout}");
 }
+
+/// `--test-rules` asserts on generated families like on any: they are series of their names.
+#[test]
+fn rule_tests_assert_on_generated_families() {
+    let pg = Db::shared();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rules = "version: 1\ndatabases:\n  main:\n    dsn: \"${UNUSED_DSN:-postgresql://x@localhost/x}\"\nmetrics:\n  - name: status\n    database: main\n    query: SELECT variable_name, value FROM global_status\n    families:\n      - name_from: {column: variable_name, prefix: app_status_}\n        help: A status variable.\n        type: untyped\n        value: value\n        key_labels: []\n        overrides:\n          app_status_uptime: {type: gauge}\n";
+    std::fs::write(dir.path().join("status.yaml"), rules).expect("written");
+    let tests = r#"version: 1
+rule_files: [status.yaml]
+cases:
+  - name: every key its own family
+    rules: [status]
+    tables:
+      global_status:
+        columns: [variable_name text, value text]
+        rows: [[Uptime, "42"], [Com_select, "7"], [Innodb.Rows-Read, "3"]]
+    expect:
+      series: |
+        app_status_uptime 42
+        app_status_com_select 7
+        app_status_innodb_rows_read 3
+"#;
+    let file = dir.path().join("status.test.yaml");
+    std::fs::write(&file, tests).expect("written");
+    let out = crate::harness::command()
+        .arg("--test-rules")
+        .arg(&file)
+        .args(["--db", &format!("main={}", pg.dsn())])
+        .output()
+        .expect("runs");
+    let shown = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("PASS "), "{shown}");
+
+    // A wrong expectation on a generated family fails, with its diff.
+    std::fs::write(&file, tests.replace("app_status_com_select 7", "app_status_com_select 8")).expect("written");
+    let out = crate::harness::command()
+        .arg("--test-rules")
+        .arg(&file)
+        .args(["--db", &format!("main={}", pg.dsn())])
+        .output()
+        .expect("runs");
+    let shown = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("- app_status_com_select 8\n    + app_status_com_select 7"), "{shown}");
+}
+
+/// On two databases, a generated family is one family with each database's series, wherever its
+/// keys come from; the families stay sorted by name after the declared one.
+#[tokio::test]
+async fn generated_families_merge_across_databases() {
+    let pg = Db::shared();
+    let second = pg.create_database("named");
+    pg.psql("CREATE TABLE kv (k text, v int); INSERT INTO kv VALUES ('b', 1), ('c', 2);").expect("fixture");
+    pg.server()
+        .psql(&second, "CREATE TABLE kv (k text, v int); INSERT INTO kv VALUES ('a', 10), ('b', 20);")
+        .expect("fixture");
+    let yaml = r#"
+version: 1
+databases:
+  one: {dsn: "${ONE}"}
+  two: {dsn: "${TWO}"}
+metrics:
+  - name: kv
+    database: [one, two]
+    query: SELECT k, v FROM kv
+    families:
+      - {name: kv_rows, help: Rows., value: v, key_labels: [k]}
+      - {name_from: {column: k, prefix: kv_key_}, help: A key., value: v, key_labels: []}
+"#;
+    let set = super::load(yaml, &[("ONE", pg.dsn()), ("TWO", pg.server().dsn(&second))]);
+    let (text, ok) = run_once(&set).await;
+    assert!(ok, "{text}");
+    let names: Vec<String> = types(&text).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["kv_rows", "kv_key_a", "kv_key_b", "kv_key_c"], "{text}");
+    let s = parse(&text);
+    assert_eq!(s["kv_key_a"][&labels(&[("server", "two")])], 10.0);
+    assert_eq!(s["kv_key_b"][&labels(&[("server", "one")])], 1.0);
+    assert_eq!(s["kv_key_b"][&labels(&[("server", "two")])], 20.0);
+    assert_eq!(s["kv_key_c"][&labels(&[("server", "one")])], 2.0);
+}
