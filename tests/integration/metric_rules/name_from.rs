@@ -1,14 +1,16 @@
 //! Families named from a column (`name_from`) on a real PostgreSQL: `pg_settings` made one family per
 //! setting as postgres_exporter does, with overrides, a sanitised key and the `untyped` type, in both
-//! formats (promtool on the text format); a generated name that a declared family claims dropped
+//! formats (promtool on the text format, a real Prometheus over OpenMetrics); a generated name that a declared family claims dropped
 //! with its reason while the rest is served; a counter's generated names; `max_series` over the
 //! generated families.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use super::{evaluate, parse, rules_on, run_once};
 use crate::harness::api::{exposition, Status};
-use crate::harness::{labels, Db};
+use crate::harness::{labels, tool, wait, Db, Exporter};
+use crate::prometheus::Prometheus;
 
 /// `pg_settings`' numeric settings, one family each, plus two keys that need sanitising.
 const SETTINGS: &str = r#"
@@ -276,4 +278,46 @@ metrics:
     assert_eq!(s["kv_key_b"][&labels(&[("server", "one")])], 1.0);
     assert_eq!(s["kv_key_b"][&labels(&[("server", "two")])], 20.0);
     assert_eq!(s["kv_key_c"][&labels(&[("server", "one")])], 2.0);
+}
+
+/// A real Prometheus scrapes the settings families with its default negotiation (OpenMetrics): the
+/// target is healthy (every generated family parses), untyped arrives as `unknown`, an override's
+/// type as its own.
+#[test]
+fn prometheus_reads_the_generated_families_over_openmetrics() {
+    if !tool::program("/usr/bin/prometheus", "apt-get install prometheus (.ci/run installs it)") {
+        return;
+    }
+    let pg = Db::shared();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("settings.yaml");
+    let rules = format!(
+        "version: 1\ndatabases:\n  main:\n    dsn: \"{}\"\nmetrics:\n{}",
+        pg.dsn(),
+        SETTINGS.replace("database: main", "database: main\n    interval: 1s\n    timeout: 900ms")
+    );
+    std::fs::write(&path, rules).expect("write rules");
+    let ex = Exporter::spawn(&["--rules", path.to_str().expect("UTF-8 path")], &[]);
+    ex.wait_ready();
+    let prom = Prometheus::launch(dir.path(), &ex.addr.to_string(), b"groups: []\n");
+    wait::until(
+        Duration::from_secs(30),
+        "Prometheus to scrape the exporter",
+        || prom.target_health() == ["up"],
+        || format!("{:?}", prom.target_health()),
+    );
+    let custom = "pg_settings_custom_key_one";
+    wait::until(
+        Duration::from_secs(20),
+        "a generated family in Prometheus",
+        || prom.query(custom).is_ok_and(|r| r.len() == 1),
+        || format!("{:?}", prom.query(custom)),
+    );
+    let type_of = |metric: &str| {
+        let body = prom.get(&format!("/api/v1/targets/metadata?metric={metric}")).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        v["data"][0]["type"].as_str().unwrap_or_default().to_string()
+    };
+    assert_eq!(type_of("pg_settings_shared_buffers"), "unknown");
+    assert_eq!(type_of("pg_settings_max_connections"), "gauge");
 }
