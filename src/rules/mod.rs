@@ -29,7 +29,7 @@ pub mod metric_family;
 pub mod metric_rule;
 pub mod model;
 pub mod mysql_dsn;
-mod names;
+pub mod names;
 pub mod schema;
 pub mod schema_errors;
 mod signal_rule;
@@ -112,6 +112,7 @@ pub fn check_sources(sources: &[(PathBuf, String)], opts: &LoadOptions) -> Check
     for (path, text) in sources {
         ctx.file(path, text);
     }
+    ctx.settle_generated_names();
     // Rules must name a database or endpoint declared in any of the files.
     let rules = ctx.set.rules.clone();
     for (n, rule) in rules.iter().enumerate() {

@@ -328,7 +328,11 @@ pub struct MetricRule {
 /// How one metric family is read from a rule's rows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricFamily {
+    /// The declared name; for a family named from a column, the pattern its names follow
+    /// (`PREFIX<column>SUFFIX`, see [`NameFrom::pattern`]), which messages show.
     pub name: String,
+    /// Whether the name is declared or each row's key names the family.
+    pub naming: FamilyNaming,
     pub help: String,
     pub kind: MetricKind,
     /// Columns whose values become label values, the label named as the column.
@@ -348,6 +352,67 @@ pub struct MetricFamily {
     pub created: Option<String>,
 }
 
+/// How a family gets its name.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum FamilyNaming {
+    /// `name:` as written: one family.
+    #[default]
+    Declared,
+    /// `name_from:`: each row's key names the family its series belong to, so one declaration gives
+    /// a family per key (mysqld_exporter's `SHOW GLOBAL STATUS`, postgres_exporter's `pg_settings`).
+    FromColumn(Arc<NameFrom>),
+}
+
+/// A family named from a column: `prefix`, the row's key made a name part ([`metric_name_part`]),
+/// `suffix`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NameFrom {
+    /// The column whose value is the key.
+    pub column: String,
+    pub prefix: String,
+    pub suffix: String,
+    /// Per generated name (the full name), the type and help that replace the family's.
+    pub overrides: BTreeMap<String, NameOverride>,
+    /// Names the loaded rules claim elsewhere that this family could generate, each with the rule
+    /// that claims it: a row giving one is refused (`name_conflict`), never a second family.
+    pub taken: BTreeMap<String, String>,
+}
+
+/// What `overrides:` sets for one generated name.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NameOverride {
+    pub kind: Option<MetricKind>,
+    pub help: Option<String>,
+}
+
+impl NameFrom {
+    /// The name of the family a row with `key` belongs to.
+    pub fn family_name(&self, key: &str) -> String {
+        format!("{}{}{}", self.prefix, metric_name_part(key), self.suffix)
+    }
+
+    /// The shape of the names, for messages: `PREFIX<column>SUFFIX`.
+    pub fn pattern(&self) -> String {
+        format!("{}<{}>{}", self.prefix, self.column, self.suffix)
+    }
+
+    /// Whether this family could generate `name`.
+    pub fn could_generate(&self, name: &str) -> bool {
+        name.len() > self.prefix.len() + self.suffix.len()
+            && name.starts_with(&self.prefix)
+            && name.ends_with(&self.suffix)
+    }
+}
+
+/// A row's key as part of a metric name: every character outside `[a-zA-Z0-9_]` becomes `_`, then
+/// the whole is lowercased. This is mysqld_exporter's `validPrometheusName` (regexp `[^a-zA-Z0-9_]`
+/// replaced by `_`, then `strings.ToLower`), so `SHOW GLOBAL STATUS` keys give its names, and it
+/// turns postgres_exporter's `pg_settings` keys (`autovacuum.naptime`-like names with `.` or `-`)
+/// into names the same way. `:` is replaced too: Prometheus keeps it for recording rules.
+pub fn metric_name_part(key: &str) -> String {
+    key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c.to_ascii_lowercase() } else { '_' }).collect()
+}
+
 /// The kind of a metric family. `Info` and `StateSet` are gauges in the text format (it has neither
 /// type) and their own types in OpenMetrics; an info family's name ends in `_info`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -365,6 +430,9 @@ pub enum MetricKind {
     /// A column's value against declared states: 1 for the current state, 0 for the others.
     #[serde(rename = "stateset")]
     StateSet,
+    /// A value of unknown meaning (`# TYPE untyped`, OpenMetrics' `unknown`): what mysqld_exporter
+    /// gives a status or variable key it knows nothing about. No naming rule applies.
+    Untyped,
 }
 
 impl MetricKind {
@@ -376,6 +444,7 @@ impl MetricKind {
             MetricKind::Histogram => "histogram",
             MetricKind::Summary => "summary",
             MetricKind::StateSet => "stateset",
+            MetricKind::Untyped => "untyped",
         }
     }
 }
@@ -577,4 +646,22 @@ pub struct Request {
     pub query: Vec<(String, String)>,
     /// Sent as is, with `Content-Type: application/json`; a template.
     pub body: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metric_name_part;
+
+    #[test]
+    fn keys_become_name_parts_as_mysqld_exporter_makes_them() {
+        assert_eq!(metric_name_part("Com_select"), "com_select");
+        assert_eq!(metric_name_part("Innodb_buffer_pool_pages_free"), "innodb_buffer_pool_pages_free");
+        assert_eq!(metric_name_part("autovacuum.naptime"), "autovacuum_naptime");
+        assert_eq!(metric_name_part("wsrep-provider:name"), "wsrep_provider_name");
+        assert_eq!(metric_name_part("a b\tc"), "a_b_c");
+        // One `_` per character, not per byte: a key of non-ASCII text keeps its length in chars.
+        assert_eq!(metric_name_part("größe"), "gr__e");
+        assert_eq!(metric_name_part("9lives"), "9lives");
+        assert_eq!(metric_name_part(""), "");
+    }
 }
