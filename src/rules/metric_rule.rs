@@ -15,7 +15,6 @@ use super::loader::Ctx;
 use super::metric_family::FamilyAt;
 use super::model::*;
 use super::spec::{MetricRuleSpec, OneOrMany};
-use super::template;
 
 /// The label that names the database when a rule runs on several and `database_label` is not set.
 /// Not `database`: that name usually holds a `datname` of the server (as in `postgresql_lock`).
@@ -99,11 +98,10 @@ impl Ctx<'_> {
             vars: s.vars,
             kind: RuleKind::Metric(MetricRule { database_label, families }),
         };
+        // A rule on databases renders its query once every file is read (`query_renders`).
         if let Placement::Endpoint(_) = &rule.placement {
             self.request_templates(path, &base, &rule);
             self.query_templates(path, &base, &rule);
-        } else if let Err(msg) = template::render_query_described(&rule, template::ASSUMED_SERVER_VERSION_NUM) {
-            self.error(path, ptr("query"), format!("the query template does not render: {msg}"));
         }
         self.set.rules.push(Arc::new(rule));
     }

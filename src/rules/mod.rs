@@ -32,6 +32,7 @@ pub mod mysql_dsn;
 pub mod names;
 pub mod schema;
 pub mod schema_errors;
+pub mod server;
 mod signal_rule;
 pub mod span;
 mod spec;
@@ -113,7 +114,8 @@ pub fn check_sources(sources: &[(PathBuf, String)], opts: &LoadOptions) -> Check
         ctx.file(path, text);
     }
     ctx.settle_generated_names();
-    // Rules must name a database or endpoint declared in any of the files.
+    // Rules must name a database or endpoint declared in any of the files, and their queries render
+    // for the servers those declare.
     let rules = ctx.set.rules.clone();
     for (n, rule) in rules.iter().enumerate() {
         let base = ctx.rule_pointers.get(n).cloned().unwrap_or_default();
@@ -121,6 +123,7 @@ pub fn check_sources(sources: &[(PathBuf, String)], opts: &LoadOptions) -> Check
             Placement::Endpoint(e) => ctx.endpoint_declared(rule, e, &base),
             Placement::Databases(names) => ctx.databases_declared(rule, names, &base),
         }
+        ctx.query_renders(rule, &base);
     }
     let Ctx { mut diags, set, spans, rule_pointers, unpositioned, .. } = ctx;
     span::fill_positions(&mut diags, &spans);

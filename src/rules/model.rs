@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::conninfo::ConnInfo;
+use super::server::{Flavour, ServerIdentity};
 use crate::secret::Secret;
 
 /// Every rule and database of all loaded rules files.
@@ -25,6 +26,26 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
+    /// The servers `rule`'s templates are rendered for before any was asked: one per distinct
+    /// assumed identity of its databases (PostgreSQL's when none is declared), SQLite's on an
+    /// endpoint.
+    pub fn assumed_servers(&self, rule: &Rule) -> Vec<ServerIdentity> {
+        let flavours: Vec<Flavour> = match &rule.placement {
+            Placement::Endpoint(_) => vec![Flavour::Sqlite],
+            Placement::Databases(names) => {
+                let mut found: Vec<Flavour> =
+                    names.iter().filter_map(|n| self.databases.get(n)).map(|db| db.assumed_flavour).collect();
+                found.sort_by_key(|f| Flavour::ALL.iter().position(|a| a == f));
+                found.dedup();
+                if found.is_empty() {
+                    found.push(Flavour::default());
+                }
+                found
+            }
+        };
+        flavours.into_iter().map(ServerIdentity::assumed).collect()
+    }
+
     fn rules_on<'a>(&'a self, source: &'a str) -> impl Iterator<Item = &'a Arc<Rule>> + 'a {
         self.rules.iter().filter(move |r| r.placement.sources().any(|s| s == source))
     }
@@ -58,6 +79,8 @@ pub struct Database {
     pub name: String,
     /// The server's engine, chosen by the DSN's scheme: what kind of source serves the database.
     pub engine: Engine,
+    /// The flavour templates assume until the server tells its own (see [`Database::assumed_server`]).
+    pub assumed_flavour: Flavour,
     /// The DSN with `${VAR}` already expanded. Never printed: see [`Secret`].
     pub dsn: Secret,
     /// The DSN parsed (see [`ConnInfo`]); its values are as secret as the DSN.
@@ -69,6 +92,14 @@ pub struct Database {
     pub password: PasswordSource,
     /// A connection pooler in between: session settings go per transaction, not into startup.
     pub pooler: Option<Pooler>,
+}
+
+impl Database {
+    /// The server templates render for until one of its sessions tells the real one: loading and
+    /// `--check-rules` without `--db` render with it.
+    pub fn assumed_server(&self) -> ServerIdentity {
+        ServerIdentity::assumed(self.assumed_flavour)
+    }
 }
 
 /// The engine a database runs, told by its DSN: `mysql://` or `mariadb://` is MySQL (or MariaDB),
