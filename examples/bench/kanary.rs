@@ -11,6 +11,7 @@
 //! Server time is pg_stat_statements' execution time (planning is a few ms and not tracked), measured
 //! after one warm-up run so every statement sees the same warm cache.
 
+use sql_signal_exporter::rules::server::{Flavour, ServerIdentity};
 use std::fmt::Write as _;
 use std::fs;
 use std::path::PathBuf;
@@ -119,8 +120,10 @@ fn our_statement(ctx: &Ctx, variant: RuleVariant) -> Result<(String, Vec<Vec<Str
     std::env::set_var("CONNECTION_STRING", &ctx.dsn);
     let set = sql_signal_exporter::app::load_rules(std::slice::from_ref(&rules)).map_err(|d| anyhow!("{d}"))?;
     let rule = set.rules.iter().find(|r| r.name == "kanary").context("no kanary rule in rules/kanary.yaml")?;
-    let version: i64 = ctx.query("SHOW server_version_num")?[0].get::<_, String>(0).parse()?;
-    let sql = sql_signal_exporter::rules::template::render_query(rule, version).map_err(|e| anyhow!("{e}"))?;
+    let server =
+        &ctx.query("SELECT current_setting('server_version_num')::bigint, current_setting('server_version')")?[0];
+    let server = ServerIdentity::reported(Flavour::Postgresql, server.get(1), server.get(0));
+    let sql = sql_signal_exporter::rules::template::render_query(rule, &server).map_err(|e| anyhow!("{e}"))?;
     Ok((sql, rule.bindings().columns()))
 }
 

@@ -6,6 +6,7 @@ use crate::rules::model::*;
 fn fam(name: &str, kind: MetricKind, keys: &[&str], values: FamilyValues) -> MetricFamily {
     MetricFamily {
         name: name.into(),
+        naming: FamilyNaming::Declared,
         help: format!("help of {name}"),
         kind,
         key_labels: keys.iter().map(|k| k.to_string()).collect(),
