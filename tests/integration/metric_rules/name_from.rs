@@ -1,14 +1,16 @@
 //! Families named from a column (`name_from`) on a real PostgreSQL: `pg_settings` made one family per
 //! setting as postgres_exporter does, with overrides, a sanitised key and the `untyped` type, in both
-//! formats (promtool on the text format); a generated name that a declared family claims dropped
+//! formats (promtool on the text format, a real Prometheus over OpenMetrics); a generated name that a declared family claims dropped
 //! with its reason while the rest is served; a counter's generated names; `max_series` over the
 //! generated families.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use super::{evaluate, parse, rules_on, run_once};
 use crate::harness::api::{exposition, Status};
-use crate::harness::{labels, Db};
+use crate::harness::{labels, tool, wait, Db, Exporter};
+use crate::prometheus::Prometheus;
 
 /// `pg_settings`' numeric settings, one family each, plus two keys that need sanitising.
 const SETTINGS: &str = r#"
@@ -194,4 +196,128 @@ fn the_db_check_finds_a_missing_key_column() {
         "{stdout}"
     );
     assert_eq!(out.status.code(), Some(1), "{stdout}");
+}
+
+/// `--test-rules` asserts on generated families like on any: they are series of their names.
+#[test]
+fn rule_tests_assert_on_generated_families() {
+    let pg = Db::shared();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rules = "version: 1\ndatabases:\n  main:\n    dsn: \"${UNUSED_DSN:-postgresql://x@localhost/x}\"\nmetrics:\n  - name: status\n    database: main\n    query: SELECT variable_name, value FROM global_status\n    families:\n      - name_from: {column: variable_name, prefix: app_status_}\n        help: A status variable.\n        type: untyped\n        value: value\n        key_labels: []\n        overrides:\n          app_status_uptime: {type: gauge}\n";
+    std::fs::write(dir.path().join("status.yaml"), rules).expect("written");
+    let tests = r#"version: 1
+rule_files: [status.yaml]
+cases:
+  - name: every key its own family
+    rules: [status]
+    tables:
+      global_status:
+        columns: [variable_name text, value text]
+        rows: [[Uptime, "42"], [Com_select, "7"], [Innodb.Rows-Read, "3"]]
+    expect:
+      series: |
+        app_status_uptime 42
+        app_status_com_select 7
+        app_status_innodb_rows_read 3
+"#;
+    let file = dir.path().join("status.test.yaml");
+    std::fs::write(&file, tests).expect("written");
+    let out = crate::harness::command()
+        .arg("--test-rules")
+        .arg(&file)
+        .args(["--db", &format!("main={}", pg.dsn())])
+        .output()
+        .expect("runs");
+    let shown = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("PASS "), "{shown}");
+
+    // A wrong expectation on a generated family fails, with its diff.
+    std::fs::write(&file, tests.replace("app_status_com_select 7", "app_status_com_select 8")).expect("written");
+    let out = crate::harness::command()
+        .arg("--test-rules")
+        .arg(&file)
+        .args(["--db", &format!("main={}", pg.dsn())])
+        .output()
+        .expect("runs");
+    let shown = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("- app_status_com_select 8\n    + app_status_com_select 7"), "{shown}");
+}
+
+/// On two databases, a generated family is one family with each database's series, wherever its
+/// keys come from; the families stay sorted by name after the declared one.
+#[tokio::test]
+async fn generated_families_merge_across_databases() {
+    let pg = Db::shared();
+    let second = pg.create_database("named");
+    pg.psql("CREATE TABLE kv (k text, v int); INSERT INTO kv VALUES ('b', 1), ('c', 2);").expect("fixture");
+    pg.server()
+        .psql(&second, "CREATE TABLE kv (k text, v int); INSERT INTO kv VALUES ('a', 10), ('b', 20);")
+        .expect("fixture");
+    let yaml = r#"
+version: 1
+databases:
+  one: {dsn: "${ONE}"}
+  two: {dsn: "${TWO}"}
+metrics:
+  - name: kv
+    database: [one, two]
+    query: SELECT k, v FROM kv
+    families:
+      - {name: kv_rows, help: Rows., value: v, key_labels: [k]}
+      - {name_from: {column: k, prefix: kv_key_}, help: A key., value: v, key_labels: []}
+"#;
+    let set = super::load(yaml, &[("ONE", pg.dsn()), ("TWO", pg.server().dsn(&second))]);
+    let (text, ok) = run_once(&set).await;
+    assert!(ok, "{text}");
+    let names: Vec<String> = types(&text).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["kv_rows", "kv_key_a", "kv_key_b", "kv_key_c"], "{text}");
+    let s = parse(&text);
+    assert_eq!(s["kv_key_a"][&labels(&[("server", "two")])], 10.0);
+    assert_eq!(s["kv_key_b"][&labels(&[("server", "one")])], 1.0);
+    assert_eq!(s["kv_key_b"][&labels(&[("server", "two")])], 20.0);
+    assert_eq!(s["kv_key_c"][&labels(&[("server", "one")])], 2.0);
+}
+
+/// A real Prometheus scrapes the settings families with its default negotiation (OpenMetrics): the
+/// target is healthy (every generated family parses), untyped arrives as `unknown`, an override's
+/// type as its own.
+#[test]
+fn prometheus_reads_the_generated_families_over_openmetrics() {
+    if !tool::program("/usr/bin/prometheus", "apt-get install prometheus (.ci/run installs it)") {
+        return;
+    }
+    let pg = Db::shared();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("settings.yaml");
+    let rules = format!(
+        "version: 1\ndatabases:\n  main:\n    dsn: \"{}\"\nmetrics:\n{}",
+        pg.dsn(),
+        SETTINGS.replace("database: main", "database: main\n    interval: 1s\n    timeout: 900ms")
+    );
+    std::fs::write(&path, rules).expect("write rules");
+    let ex = Exporter::spawn(&["--rules", path.to_str().expect("UTF-8 path")], &[]);
+    ex.wait_ready();
+    let prom = Prometheus::launch(dir.path(), &ex.addr.to_string(), b"groups: []\n");
+    wait::until(
+        Duration::from_secs(30),
+        "Prometheus to scrape the exporter",
+        || prom.target_health() == ["up"],
+        || format!("{:?}", prom.target_health()),
+    );
+    let custom = "pg_settings_custom_key_one";
+    wait::until(
+        Duration::from_secs(20),
+        "a generated family in Prometheus",
+        || prom.query(custom).is_ok_and(|r| r.len() == 1),
+        || format!("{:?}", prom.query(custom)),
+    );
+    let type_of = |metric: &str| {
+        let body = prom.get(&format!("/api/v1/targets/metadata?metric={metric}")).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        v["data"][0]["type"].as_str().unwrap_or_default().to_string()
+    };
+    assert_eq!(type_of("pg_settings_shared_buffers"), "unknown");
+    assert_eq!(type_of("pg_settings_max_connections"), "gauge");
 }
