@@ -1,6 +1,7 @@
 //! Sections 3 and 4: one evaluation of a kanary-style signal at scale (wall time against the query's
 //! own server time) and the database cost of scrapes (statements per rule per interval).
 
+use sql_signal_exporter::rules::server::{Flavour, ServerIdentity};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ pub struct CostResult {
     pub interval: f64,
     pub scrapes: u64,
     pub rules: Vec<CostRow>,
-    /// Statements not of a rule (per connection: `SHOW server_version_num`).
+    /// Statements not of a rule (per connection: the server identity query).
     pub other_statements: i64,
     pub other_text: Vec<String>,
 }
@@ -145,8 +146,10 @@ pub fn rendered(ctx: &Ctx, rules: &Path, name: &str) -> Result<(String, Vec<Vec<
     std::env::set_var("BENCH_DSN", &ctx.dsn);
     let set = sql_signal_exporter::app::load_rules(&[rules.to_path_buf()]).map_err(|d| anyhow!("{d}"))?;
     let rule = set.rules.iter().find(|r| r.name == name).context("rule not loaded")?;
-    let version: i64 = ctx.query("SHOW server_version_num")?[0].get::<_, String>(0).parse()?;
-    let sql = sql_signal_exporter::rules::template::render_query(rule, version).map_err(|e| anyhow!("{e}"))?;
+    let server =
+        &ctx.query("SELECT current_setting('server_version_num')::bigint, current_setting('server_version')")?[0];
+    let server = ServerIdentity::reported(Flavour::Postgresql, server.get(1), server.get(0));
+    let sql = sql_signal_exporter::rules::template::render_query(rule, &server).map_err(|e| anyhow!("{e}"))?;
     let params = rule.bindings().columns();
     Ok((sql, params))
 }

@@ -11,6 +11,7 @@
 //! Server time is pg_stat_statements' execution time (planning is a few ms and not tracked), measured
 //! after one warm-up run so every statement sees the same warm cache.
 
+use sql_signal_exporter::rules::server::{Flavour, ServerIdentity};
 use std::fmt::Write as _;
 use std::fs;
 use std::path::PathBuf;
@@ -32,7 +33,7 @@ const INDEX_BOUND_MS: f64 = 100.0;
 const INDEX_VAR_OFF: &str = "use_run_group_index: false";
 const INDEX_VAR_ON: &str = "use_run_group_index: true";
 /// The index `examples/kanary/indexes.sql` creates.
-const INDEX_NAME: &str = "data_kanary_run_groups";
+const INDEX_NAME: &str = "data_kanary_runs_by_cluster";
 /// One sequential scan of the test's rows that reads what the rule must read of each: its cluster,
 /// repository and directory (the physical floor of a rule that has no index to use).
 const SCAN_SQL: &str = "SELECT count(*) FROM data d WHERE d.horreum_testid = 372 \
@@ -119,8 +120,10 @@ fn our_statement(ctx: &Ctx, variant: RuleVariant) -> Result<(String, Vec<Vec<Str
     std::env::set_var("CONNECTION_STRING", &ctx.dsn);
     let set = sql_signal_exporter::app::load_rules(std::slice::from_ref(&rules)).map_err(|d| anyhow!("{d}"))?;
     let rule = set.rules.iter().find(|r| r.name == "kanary").context("no kanary rule in rules/kanary.yaml")?;
-    let version: i64 = ctx.query("SHOW server_version_num")?[0].get::<_, String>(0).parse()?;
-    let sql = sql_signal_exporter::rules::template::render_query(rule, version).map_err(|e| anyhow!("{e}"))?;
+    let server =
+        &ctx.query("SELECT current_setting('server_version_num')::bigint, current_setting('server_version')")?[0];
+    let server = ServerIdentity::reported(Flavour::Postgresql, server.get(1), server.get(0));
+    let sql = sql_signal_exporter::rules::template::render_query(rule, &server).map_err(|e| anyhow!("{e}"))?;
     Ok((sql, rule.bindings().columns()))
 }
 

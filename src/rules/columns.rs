@@ -1,7 +1,7 @@
 //! Which result columns a rule reads, and what it needs of each: one list that the loader's SQL-text
 //! warning and `--check-rules --db`'s column check both read.
 
-use super::model::{Rule, RuleKind, ValueType};
+use super::model::{FamilyNaming, Rule, RuleKind, ValueType};
 use super::span;
 
 /// What a rule does with a column, and so which kinds of value it can read from it.
@@ -64,6 +64,10 @@ pub fn columns_read(rule: &Rule) -> Vec<ColumnUse> {
         }
         RuleKind::Metric(m) => {
             for (i, f) in m.families.iter().enumerate() {
+                if let FamilyNaming::FromColumn(from) = &f.naming {
+                    let role = format!("the key naming the families of {}", f.name);
+                    push(&from.column, role, Need::Any, format!("families/{i}/name_from/column"));
+                }
                 for (j, l) in f.key_labels.iter().enumerate() {
                     push(l, format!("a key label of {}", f.name), Need::Any, format!("families/{i}/key_labels/{j}"));
                 }

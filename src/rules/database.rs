@@ -85,6 +85,7 @@ impl Ctx<'_> {
             Arc::new(Database {
                 name,
                 engine,
+                assumed_flavour: mysql_dsn::assumed_flavour_of(&dsn),
                 dsn: Secret::new(dsn),
                 conninfo,
                 max_connections: spec.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),

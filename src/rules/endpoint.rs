@@ -15,6 +15,7 @@ use super::diagnostic::Diagnostic;
 use super::limits::DEFAULT_TIMEOUT;
 use super::loader::Ctx;
 use super::model::*;
+use super::server::{Flavour, ServerIdentity};
 use super::spec::{DescriptorSpec, EndpointSpec, OnEndpointSpec};
 use crate::secret::Secret;
 
@@ -173,8 +174,9 @@ impl Ctx<'_> {
     }
 
     fn templates_render(&mut self, path: &Path, rule: &Rule, texts: Vec<(String, &str)>) {
+        let sqlite = ServerIdentity::assumed(Flavour::Sqlite);
         for (at, text) in texts {
-            if let Err(msg) = super::template::render_text(rule, text) {
+            if let Err(msg) = super::template::render_text(rule, text, &sqlite) {
                 self.error(path, at, format!("the template does not render: {msg}"));
             }
         }

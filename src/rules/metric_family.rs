@@ -10,11 +10,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use super::diagnostic::Diagnostic;
 use super::loader::Ctx;
 use super::model::*;
-use super::spec::{FamilySpec, HistogramSpec};
+use super::names::reserved_metric_name;
+use super::span;
+use super::spec::{FamilySpec, HistogramSpec, NameFromSpec};
 
 /// The label a histogram's buckets carry their upper bound in.
 pub const BUCKET_LABEL: &str = "le";
@@ -31,6 +34,13 @@ pub(super) struct FamilyAt<'a> {
     pub(super) database_label: Option<&'a str>,
 }
 
+/// A name with the type it is checked against, and how to rename it when it breaks the type's rule.
+struct Named<'a> {
+    name: &'a str,
+    kind: MetricKind,
+    rename: &'static str,
+}
+
 impl FamilyAt<'_> {
     fn ptr(&self, key: &str) -> String {
         format!("{}/{key}", self.fptr)
@@ -39,16 +49,25 @@ impl FamilyAt<'_> {
 
 impl Ctx<'_> {
     /// Validates one family and returns it (also when it has errors: the load fails on any anyway).
-    pub(super) fn metric_family(&mut self, at: &FamilyAt<'_>, f: FamilySpec) -> MetricFamily {
+    pub(super) fn metric_family(&mut self, at: &FamilyAt<'_>, mut f: FamilySpec) -> MetricFamily {
         let kind = f.kind.unwrap_or_default();
-        self.family_name(at, &f, kind);
+        let naming = match f.name_from.take() {
+            Some(spec) => FamilyNaming::FromColumn(Arc::new(self.name_from(at, &f, spec, kind))),
+            None => FamilyNaming::Declared,
+        };
+        let name = match &naming {
+            FamilyNaming::FromColumn(n) => n.pattern(),
+            FamilyNaming::Declared => f.name.clone().unwrap_or_default(),
+        };
+        self.family_name(at, &f, &name, &naming);
         let key_labels = f.key_labels.clone().unwrap_or_else(|| at.rule_key_labels.to_vec());
         let values = self.family_values(at, &f, kind);
         self.family_labels(at, &f, &key_labels, &values);
         self.family_outcomes(at, &f, kind, &key_labels);
-        self.family_unit_and_created(at, &f, kind);
+        self.family_unit_and_created(at, &f, &name, kind);
         MetricFamily {
-            name: f.name,
+            name,
+            naming,
             help: f.help,
             kind,
             key_labels,
@@ -63,28 +82,20 @@ impl Ctx<'_> {
         }
     }
 
-    /// The name against what promtool (and every Prometheus user) expects of each type.
-    fn family_name(&mut self, at: &FamilyAt<'_>, f: &FamilySpec, kind: MetricKind) {
-        let name = &f.name;
-        self.claim_metric_name(at.path, at.ptr("name"), name, at.rule);
+    /// The name against what promtool (and every Prometheus user) expects of each type; a declared
+    /// name is claimed (a name taken from a column is checked per row, see [`NameFrom::taken`]).
+    fn family_name(&mut self, at: &FamilyAt<'_>, f: &FamilySpec, name: &str, naming: &FamilyNaming) {
+        let kind = f.kind.unwrap_or_default();
+        let (key, rename) = match naming {
+            FamilyNaming::Declared => {
+                self.claim_metric_name(at.path, at.ptr("name"), name, at.rule);
+                ("name", "rename it")
+            }
+            FamilyNaming::FromColumn(_) => ("name_from", "give name_from a suffix ending in _total"),
+        };
+        self.kind_naming(at, at.ptr(key), Named { name, kind, rename }, f);
         // A name an existing exporter used, kept so dashboards keep working: no naming warnings.
         let legacy = f.legacy_name == Some(true);
-        match kind {
-            MetricKind::Counter if !name.ends_with("_total") && f.require_total_suffix != Some(false) => self.error(
-                at.path,
-                at.ptr("name"),
-                format!("counter '{name}' must end in _total (the Prometheus convention promtool checks); rename it, or set require_total_suffix: false to keep a legacy name"),
-            ),
-            MetricKind::Info if !name.ends_with("_info") => {
-                self.error(at.path, at.ptr("name"), format!("info metric '{name}' must end in _info"))
-            }
-            MetricKind::Gauge if name.ends_with("_total") && !legacy => self.diags.push(Diagnostic::warning(
-                at.path,
-                at.ptr("name"),
-                format!("gauge '{name}' ends in _total, which Prometheus reserves for counters; promtool will flag it"),
-            )),
-            _ => {}
-        }
         let reserved = ["_count", "_sum", "_bucket"].into_iter().find(|s| name.ends_with(s));
         if let Some(suffix) = reserved.filter(|_| !legacy) {
             let msg = match kind {
@@ -94,7 +105,7 @@ impl Ctx<'_> {
                 ),
                 _ => format!("'{name}' ends in {suffix}, which Prometheus reserves for histograms and summaries; promtool will flag it"),
             };
-            self.diags.push(Diagnostic::warning(at.path, at.ptr("name"), msg));
+            self.diags.push(Diagnostic::warning(at.path, at.ptr(key), msg));
         }
         if f.require_total_suffix.is_some() && kind != MetricKind::Counter {
             self.error(at.path, at.ptr("require_total_suffix"), "require_total_suffix applies to counters only");
@@ -107,6 +118,71 @@ impl Ctx<'_> {
         };
         for s in suffixes {
             self.claim_metric_name(at.path, at.ptr("name"), &format!("{name}{s}"), at.rule);
+        }
+    }
+
+    /// A family named from a column: its prefix, its overrides, and the outcomes that would need a
+    /// name without a row.
+    fn name_from(&mut self, at: &FamilyAt<'_>, f: &FamilySpec, spec: NameFromSpec, kind: MetricKind) -> NameFrom {
+        if let Some(why) = reserved_metric_name(&spec.prefix) {
+            let msg = format!(
+                "prefix '{}': {why}; every name of this family would start with it, choose another prefix",
+                spec.prefix
+            );
+            self.error(at.path, at.ptr("name_from/prefix"), msg);
+        }
+        for (key, zero) in
+            [("on_empty", f.on_empty == Some(OnEmpty::Zero)), ("on_error", f.on_error == Some(OnError::Zero))]
+        {
+            if zero {
+                let msg = format!("{key}: zero does not apply to a family named from a column: without a row there is no name for the zero series; drop {key}");
+                self.error(at.path, at.ptr(key), msg);
+            }
+        }
+        let mut out = NameFrom {
+            column: spec.column,
+            prefix: spec.prefix,
+            suffix: spec.suffix,
+            overrides: BTreeMap::new(),
+            taken: BTreeMap::new(),
+        };
+        for (name, o) in &f.overrides {
+            let pointer = at.ptr(&format!("overrides/{}", span::escape(name)));
+            if !out.could_generate(name) {
+                let msg = format!(
+                    "override '{name}' is not a name this family can give (its names are {}); write the full generated name, prefix and suffix included",
+                    out.pattern()
+                );
+                self.warning(at.path, pointer.clone(), msg);
+            }
+            let rename = "write the override's name as generated, ending in _total";
+            self.kind_naming(at, pointer, Named { name, kind: o.kind.unwrap_or(kind), rename }, f);
+            out.overrides.insert(name.clone(), NameOverride { kind: o.kind, help: o.help.clone() });
+        }
+        out
+    }
+
+    /// The suffix a type asks of a name (a counter's `_total`, an info family's `_info`) at
+    /// `pointer`: for a declared name, a name taken from a column, and each of its overrides.
+    fn kind_naming(&mut self, at: &FamilyAt<'_>, pointer: String, named: Named<'_>, f: &FamilySpec) {
+        let Named { name, kind, rename } = named;
+        let path = at.path;
+        let legacy = f.legacy_name == Some(true);
+        match kind {
+            MetricKind::Counter if !name.ends_with("_total") && f.require_total_suffix != Some(false) => self.error(
+                path,
+                pointer,
+                format!("counter '{name}' must end in _total (the Prometheus convention promtool checks); {rename}, or set require_total_suffix: false to keep a legacy name"),
+            ),
+            MetricKind::Info if !name.ends_with("_info") => {
+                self.error(path, pointer, format!("info metric '{name}' must end in _info"))
+            }
+            MetricKind::Gauge if name.ends_with("_total") && !legacy => self.diags.push(Diagnostic::warning(
+                path,
+                pointer,
+                format!("gauge '{name}' ends in _total, which Prometheus reserves for counters; promtool will flag it"),
+            )),
+            _ => {}
         }
     }
 
@@ -130,7 +206,7 @@ impl Ctx<'_> {
                 Some(s) => FamilyValues::StateSet(StateSet { column: s.column.clone(), states: s.states.clone() }),
                 None => FamilyValues::One,
             },
-            MetricKind::Gauge | MetricKind::Counter | MetricKind::Info => {
+            MetricKind::Gauge | MetricKind::Counter | MetricKind::Untyped | MetricKind::Info => {
                 match (f.value.clone(), f.values.clone(), f.value_label.clone()) {
                     (Some(column), None, None) => FamilyValues::Column(column),
                     (None, Some(columns), Some(label)) => FamilyValues::Unpivot { label, columns },
@@ -198,6 +274,8 @@ impl Ctx<'_> {
     /// Every label of a series must be distinct: the database label, static labels, key labels, the
     /// label that names an unpivoted column, and the label a histogram, summary or state set adds.
     fn family_labels(&mut self, at: &FamilyAt<'_>, f: &FamilySpec, key_labels: &[String], values: &FamilyValues) {
+        // A state set's label is its declared name (the schema allows no state set named from a column).
+        let name = f.name.as_deref().unwrap_or_default();
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
         let mut clash = Vec::new();
         let mut claim = |label: &str, role: String| match seen.get(label) {
@@ -209,7 +287,7 @@ impl Ctx<'_> {
         match values {
             FamilyValues::Histogram(_) => claim(BUCKET_LABEL, "the histogram's bucket label".to_string()),
             FamilyValues::Summary(_) => claim(QUANTILE_LABEL, "the summary's quantile label".to_string()),
-            FamilyValues::StateSet(_) => claim(&f.name, "the state set's state label (its own name)".to_string()),
+            FamilyValues::StateSet(_) => claim(name, "the state set's state label (its own name)".to_string()),
             _ => {}
         }
         if let Some(l) = at.database_label {
@@ -235,10 +313,9 @@ impl Ctx<'_> {
             self.check_label_name(at.path, at.ptr("value_label"), label);
         }
         if let FamilyValues::StateSet(_) = values {
-            if f.name.contains(':') {
+            if name.contains(':') {
                 let msg = format!(
-                    "state set '{}' names its state label after itself, and a label name has no ':'; rename the family",
-                    f.name
+                    "state set '{name}' names its state label after itself, and a label name has no ':'; rename the family"
                 );
                 self.error(at.path, at.ptr("name"), msg);
             }
@@ -256,7 +333,7 @@ impl Ctx<'_> {
             MetricKind::Histogram | MetricKind::Summary => Some(
                 "a histogram or summary: it has no zero series (a raw-value histogram without key labels reports zero observations by itself)",
             ),
-            MetricKind::Gauge | MetricKind::Counter => None,
+            MetricKind::Gauge | MetricKind::Counter | MetricKind::Untyped => None,
         };
         if let Some(why) = no_zero_series {
             let on_null = ("on_null", f.on_null.is_some() && matches!(kind, MetricKind::Info | MetricKind::StateSet));
@@ -283,16 +360,16 @@ impl Ctx<'_> {
 
     /// A unit is the end of the name (before `_total`), and OpenMetrics gives none to an info or
     /// state-set family; `created` belongs to the families that count from a start.
-    fn family_unit_and_created(&mut self, at: &FamilyAt<'_>, f: &FamilySpec, kind: MetricKind) {
+    fn family_unit_and_created(&mut self, at: &FamilyAt<'_>, f: &FamilySpec, name: &str, kind: MetricKind) {
         if let Some(unit) = &f.unit {
-            let stem = f.name.strip_suffix("_total").filter(|_| kind == MetricKind::Counter).unwrap_or(&f.name);
+            let stem = name.strip_suffix("_total").filter(|_| kind == MetricKind::Counter).unwrap_or(name);
             if matches!(kind, MetricKind::Info | MetricKind::StateSet) {
                 let msg =
                     format!("unit does not apply to {} families (OpenMetrics gives them none); drop it", kind.as_str());
                 self.error(at.path, at.ptr("unit"), msg);
             } else if !stem.ends_with(&format!("_{unit}")) {
                 let want = if kind == MetricKind::Counter { format!("_{unit}_total") } else { format!("_{unit}") };
-                let msg = format!("'{}' declares unit {unit}, so its name must end in {want} (OpenMetrics requires it); rename it or fix the unit", f.name);
+                let msg = format!("'{name}' declares unit {unit}, so its name must end in {want} (OpenMetrics requires it); rename it or fix the unit");
                 self.error(at.path, at.ptr("unit"), msg);
             }
         }

@@ -15,7 +15,6 @@ use super::loader::Ctx;
 use super::metric_family::FamilyAt;
 use super::model::*;
 use super::spec::{MetricRuleSpec, OneOrMany};
-use super::template;
 
 /// The label that names the database when a rule runs on several and `database_label` is not set.
 /// Not `database`: that name usually holds a `datname` of the server (as in `postgresql_lock`).
@@ -99,11 +98,10 @@ impl Ctx<'_> {
             vars: s.vars,
             kind: RuleKind::Metric(MetricRule { database_label, families }),
         };
+        // A rule on databases renders its query once every file is read (`query_renders`).
         if let Placement::Endpoint(_) = &rule.placement {
             self.request_templates(path, &base, &rule);
             self.query_templates(path, &base, &rule);
-        } else if let Err(msg) = template::render_query_described(&rule, template::ASSUMED_SERVER_VERSION_NUM) {
-            self.error(path, ptr("query"), format!("the query template does not render: {msg}"));
         }
         self.set.rules.push(Arc::new(rule));
     }
@@ -364,5 +362,70 @@ mod tests {
         assert!(e.contains("on_error does not apply to a histogram"), "{e}");
         let e = errors("  - {name: r, database: a, query: select 1, families: [{name: h, help: h, type: histogram, histogram: {observe: v, buckets: [1]}}, {name: h_count, help: h, value: v}]}\n");
         assert!(e.contains("metric name 'h_count'"), "{e}");
+    }
+
+    const NAMED: &str = "  - name: r\n    database: a\n    query: select 1\n    families:\n";
+
+    #[test]
+    fn families_named_from_a_column_load() {
+        let loaded = load(&format!(
+            "{NAMED}      - name_from: {{column: k, prefix: p_, suffix: _total}}\n        help: h\n        type: counter\n        value: v\n        overrides:\n          p_x_total: {{help: x}}\n          p_y_total: {{type: untyped}}\n      - {{name: p_declared_total, help: h, type: counter, value: v}}\n      - {{name: q, help: h, type: untyped, value: v}}\n"
+        ))
+        .unwrap_or_else(|d| panic!("{d}"));
+        let f = &metric(&loaded, 0).families;
+        let FamilyNaming::FromColumn(from) = &f[0].naming else { panic!("{:?}", f[0].naming) };
+        assert_eq!(f[0].name, "p_<k>_total");
+        assert_eq!(from.family_name("Com.Select-1"), "p_com_select_1_total");
+        assert_eq!(from.overrides["p_x_total"], NameOverride { kind: None, help: Some("x".into()) });
+        assert_eq!(from.overrides["p_y_total"].kind, Some(MetricKind::Untyped));
+        // A declared name the family could generate is refused at run time, not twice in /metrics.
+        assert_eq!(from.taken.get("p_declared_total").map(String::as_str), Some("r"));
+        assert_eq!(f[1].naming, FamilyNaming::Declared);
+        assert_eq!(f[2].kind, MetricKind::Untyped);
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    }
+
+    #[test]
+    fn families_named_from_a_column_are_checked_at_their_key() {
+        let family = |yaml: &str| errors(&format!("{NAMED}      - {yaml}\n"));
+        let e = family("{name_from: {column: k, prefix: p_}, help: h, type: counter, value: v}");
+        assert!(e.contains("at /metrics/0/families/0/name_from: counter 'p_<k>' must end in _total (the Prometheus convention promtool checks); give name_from a suffix ending in _total"), "{e}");
+        let e = family("{name_from: {column: k, prefix: p_}, help: h, value: v, overrides: {p_x: {type: counter}}}");
+        assert!(e.contains("at /metrics/0/families/0/overrides/p_x: counter 'p_x' must end in _total"), "{e}");
+        let e = family("{name: x, name_from: {column: k, prefix: p_}, help: h, value: v}");
+        assert!(
+            e.contains("at /metrics/0/families/0: families[0]: give only one of 'name' or 'name_from', not several"),
+            "{e}"
+        );
+        let e = family("{name_from: {column: k, prefix: 9p_}, help: h, value: v}");
+        assert!(e.contains("at /metrics/0/families/0/name_from/prefix"), "{e}");
+        let e = family("{name_from: {column: k, prefix: process_}, help: h, value: v}");
+        assert!(e.contains("prefix 'process_': metric name 'process_' clashes"), "{e}");
+        let e = family("{name_from: {column: k, prefix: p_}, help: h, type: info}");
+        assert!(e.contains("at /metrics/0/families/0"), "{e}");
+        let e = family("{name_from: {column: k, prefix: p_}, help: h, value: v, on_empty: zero}");
+        assert!(
+            e.contains(
+                "at /metrics/0/families/0/on_empty: on_empty: zero does not apply to a family named from a column"
+            ),
+            "{e}"
+        );
+        let e = family("{name: x, help: h, value: v, overrides: {x: {help: y}}}");
+        assert!(e.contains("at /metrics/0/families/0"), "{e}");
+        let e = errors(&format!(
+            "{NAMED}      - {{name_from: {{column: k, prefix: p_}}, help: h, value: v}}\n  - {{name: s, database: a, query: select 1, families: [{{name_from: {{column: k, prefix: p_x_}}, help: h, value: v}}]}}\n"
+        ));
+        assert!(e.contains("at /metrics/1/families/0/name_from: the names of this family (p_x_<k>) may be the same as those of a family of rule 'r' (p_<k>)"), "{e}");
+        let loaded = load(&format!(
+            "{NAMED}      - {{name_from: {{column: k, prefix: p_}}, help: h, value: v, overrides: {{q_x: {{help: y}}}}}}\n"
+        ))
+        .unwrap_or_else(|d| panic!("{d}"));
+        assert!(
+            loaded.warnings[0]
+                .message
+                .contains("override 'q_x' is not a name this family can give (its names are p_<k>)"),
+            "{:?}",
+            loaded.warnings
+        );
     }
 }

@@ -29,9 +29,10 @@ pub mod metric_family;
 pub mod metric_rule;
 pub mod model;
 pub mod mysql_dsn;
-mod names;
+pub mod names;
 pub mod schema;
 pub mod schema_errors;
+pub mod server;
 mod signal_rule;
 pub mod span;
 mod spec;
@@ -112,7 +113,9 @@ pub fn check_sources(sources: &[(PathBuf, String)], opts: &LoadOptions) -> Check
     for (path, text) in sources {
         ctx.file(path, text);
     }
-    // Rules must name a database or endpoint declared in any of the files.
+    ctx.settle_generated_names();
+    // Rules must name a database or endpoint declared in any of the files, and their queries render
+    // for the servers those declare.
     let rules = ctx.set.rules.clone();
     for (n, rule) in rules.iter().enumerate() {
         let base = ctx.rule_pointers.get(n).cloned().unwrap_or_default();
@@ -120,6 +123,7 @@ pub fn check_sources(sources: &[(PathBuf, String)], opts: &LoadOptions) -> Check
             Placement::Endpoint(e) => ctx.endpoint_declared(rule, e, &base),
             Placement::Databases(names) => ctx.databases_declared(rule, names, &base),
         }
+        ctx.query_renders(rule, &base);
     }
     let Ctx { mut diags, set, spans, rule_pointers, unpositioned, .. } = ctx;
     span::fill_positions(&mut diags, &spans);

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::conninfo::ConnInfo;
+use super::server::{Flavour, ServerIdentity};
 use crate::secret::Secret;
 
 /// Every rule and database of all loaded rules files.
@@ -25,6 +26,26 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
+    /// The servers `rule`'s templates are rendered for before any was asked: one per distinct
+    /// assumed identity of its databases (PostgreSQL's when none is declared), SQLite's on an
+    /// endpoint.
+    pub fn assumed_servers(&self, rule: &Rule) -> Vec<ServerIdentity> {
+        let flavours: Vec<Flavour> = match &rule.placement {
+            Placement::Endpoint(_) => vec![Flavour::Sqlite],
+            Placement::Databases(names) => {
+                let mut found: Vec<Flavour> =
+                    names.iter().filter_map(|n| self.databases.get(n)).map(|db| db.assumed_flavour).collect();
+                found.sort_by_key(|f| Flavour::ALL.iter().position(|a| a == f));
+                found.dedup();
+                if found.is_empty() {
+                    found.push(Flavour::default());
+                }
+                found
+            }
+        };
+        flavours.into_iter().map(ServerIdentity::assumed).collect()
+    }
+
     fn rules_on<'a>(&'a self, source: &'a str) -> impl Iterator<Item = &'a Arc<Rule>> + 'a {
         self.rules.iter().filter(move |r| r.placement.sources().any(|s| s == source))
     }
@@ -58,6 +79,8 @@ pub struct Database {
     pub name: String,
     /// The server's engine, chosen by the DSN's scheme: what kind of source serves the database.
     pub engine: Engine,
+    /// The flavour templates assume until the server tells its own (see [`Database::assumed_server`]).
+    pub assumed_flavour: Flavour,
     /// The DSN with `${VAR}` already expanded. Never printed: see [`Secret`].
     pub dsn: Secret,
     /// The DSN parsed (see [`ConnInfo`]); its values are as secret as the DSN.
@@ -69,6 +92,14 @@ pub struct Database {
     pub password: PasswordSource,
     /// A connection pooler in between: session settings go per transaction, not into startup.
     pub pooler: Option<Pooler>,
+}
+
+impl Database {
+    /// The server templates render for until one of its sessions tells the real one: loading and
+    /// `--check-rules` without `--db` render with it.
+    pub fn assumed_server(&self) -> ServerIdentity {
+        ServerIdentity::assumed(self.assumed_flavour)
+    }
 }
 
 /// The engine a database runs, told by its DSN: `mysql://` or `mariadb://` is MySQL (or MariaDB),
@@ -328,7 +359,11 @@ pub struct MetricRule {
 /// How one metric family is read from a rule's rows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricFamily {
+    /// The declared name; for a family named from a column, the pattern its names follow
+    /// (`PREFIX<column>SUFFIX`, see [`NameFrom::pattern`]), which messages show.
     pub name: String,
+    /// Whether the name is declared or each row's key names the family.
+    pub naming: FamilyNaming,
     pub help: String,
     pub kind: MetricKind,
     /// Columns whose values become label values, the label named as the column.
@@ -348,6 +383,67 @@ pub struct MetricFamily {
     pub created: Option<String>,
 }
 
+/// How a family gets its name.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum FamilyNaming {
+    /// `name:` as written: one family.
+    #[default]
+    Declared,
+    /// `name_from:`: each row's key names the family its series belong to, so one declaration gives
+    /// a family per key (mysqld_exporter's `SHOW GLOBAL STATUS`, postgres_exporter's `pg_settings`).
+    FromColumn(Arc<NameFrom>),
+}
+
+/// A family named from a column: `prefix`, the row's key made a name part ([`metric_name_part`]),
+/// `suffix`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NameFrom {
+    /// The column whose value is the key.
+    pub column: String,
+    pub prefix: String,
+    pub suffix: String,
+    /// Per generated name (the full name), the type and help that replace the family's.
+    pub overrides: BTreeMap<String, NameOverride>,
+    /// Names the loaded rules claim elsewhere that this family could generate, each with the rule
+    /// that claims it: a row giving one is refused (`name_conflict`), never a second family.
+    pub taken: BTreeMap<String, String>,
+}
+
+/// What `overrides:` sets for one generated name.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NameOverride {
+    pub kind: Option<MetricKind>,
+    pub help: Option<String>,
+}
+
+impl NameFrom {
+    /// The name of the family a row with `key` belongs to.
+    pub fn family_name(&self, key: &str) -> String {
+        format!("{}{}{}", self.prefix, metric_name_part(key), self.suffix)
+    }
+
+    /// The shape of the names, for messages: `PREFIX<column>SUFFIX`.
+    pub fn pattern(&self) -> String {
+        format!("{}<{}>{}", self.prefix, self.column, self.suffix)
+    }
+
+    /// Whether this family could generate `name`.
+    pub fn could_generate(&self, name: &str) -> bool {
+        name.len() > self.prefix.len() + self.suffix.len()
+            && name.starts_with(&self.prefix)
+            && name.ends_with(&self.suffix)
+    }
+}
+
+/// A row's key as part of a metric name: every character outside `[a-zA-Z0-9_]` becomes `_`, then
+/// the whole is lowercased. This is mysqld_exporter's `validPrometheusName` (regexp `[^a-zA-Z0-9_]`
+/// replaced by `_`, then `strings.ToLower`), so `SHOW GLOBAL STATUS` keys give its names, and it
+/// turns postgres_exporter's `pg_settings` keys (`autovacuum.naptime`-like names with `.` or `-`)
+/// into names the same way. `:` is replaced too: Prometheus keeps it for recording rules.
+pub fn metric_name_part(key: &str) -> String {
+    key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c.to_ascii_lowercase() } else { '_' }).collect()
+}
+
 /// The kind of a metric family. `Info` and `StateSet` are gauges in the text format (it has neither
 /// type) and their own types in OpenMetrics; an info family's name ends in `_info`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -365,6 +461,9 @@ pub enum MetricKind {
     /// A column's value against declared states: 1 for the current state, 0 for the others.
     #[serde(rename = "stateset")]
     StateSet,
+    /// A value of unknown meaning (`# TYPE untyped`, OpenMetrics' `unknown`): what mysqld_exporter
+    /// gives a status or variable key it knows nothing about. No naming rule applies.
+    Untyped,
 }
 
 impl MetricKind {
@@ -376,6 +475,7 @@ impl MetricKind {
             MetricKind::Histogram => "histogram",
             MetricKind::Summary => "summary",
             MetricKind::StateSet => "stateset",
+            MetricKind::Untyped => "untyped",
         }
     }
 }
@@ -577,4 +677,22 @@ pub struct Request {
     pub query: Vec<(String, String)>,
     /// Sent as is, with `Content-Type: application/json`; a template.
     pub body: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metric_name_part;
+
+    #[test]
+    fn keys_become_name_parts_as_mysqld_exporter_makes_them() {
+        assert_eq!(metric_name_part("Com_select"), "com_select");
+        assert_eq!(metric_name_part("Innodb_buffer_pool_pages_free"), "innodb_buffer_pool_pages_free");
+        assert_eq!(metric_name_part("autovacuum.naptime"), "autovacuum_naptime");
+        assert_eq!(metric_name_part("wsrep-provider:name"), "wsrep_provider_name");
+        assert_eq!(metric_name_part("a b\tc"), "a_b_c");
+        // One `_` per character, not per byte: a key of non-ASCII text keeps its length in chars.
+        assert_eq!(metric_name_part("größe"), "gr__e");
+        assert_eq!(metric_name_part("9lives"), "9lives");
+        assert_eq!(metric_name_part(""), "");
+    }
 }

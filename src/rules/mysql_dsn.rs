@@ -15,10 +15,13 @@ use std::collections::BTreeMap;
 
 use super::conninfo::{describe_key_among, parse_url, ConnInfo, UrlSyntax};
 use super::model::Engine;
+use super::server::Flavour;
 use super::tls_files::{certificates, private_key, FileCheck};
 
 /// The schemes of a MySQL DSN; `mariadb://` is the same thing under MariaDB's name.
-pub const MYSQL_SCHEMES: &[&str] = &["mysql://", "mariadb://"];
+pub const MYSQL_SCHEMES: &[&str] = &["mysql://", MARIADB_SCHEME];
+/// The scheme that names MariaDB, which templates assume until the server tells.
+const MARIADB_SCHEME: &str = "mariadb://";
 
 /// The query keys a MySQL DSN may set: the MySQL client's TLS options, by their names.
 pub const MYSQL_KEYS: &[&str] = &["ssl-mode", "ssl-ca", "ssl-cert", "ssl-key"];
@@ -77,6 +80,19 @@ pub fn engine_of(dsn: &str) -> Engine {
         Engine::MySql
     } else {
         Engine::Postgres
+    }
+}
+
+/// The flavour templates assume for a DSN until its server tells: `mariadb://` assumes MariaDB,
+/// `mysql://` MySQL (the scheme is the author's word for the server; the first session corrects
+/// it), anything else PostgreSQL.
+pub fn assumed_flavour_of(dsn: &str) -> Flavour {
+    let text = dsn.trim_start();
+    let starts = |scheme: &str| text.len() >= scheme.len() && text[..scheme.len()].eq_ignore_ascii_case(scheme);
+    match engine_of(dsn) {
+        Engine::Postgres => Flavour::Postgresql,
+        Engine::MySql if starts(MARIADB_SCHEME) => Flavour::Mariadb,
+        Engine::MySql => Flavour::Mysql,
     }
 }
 
@@ -152,6 +168,10 @@ mod tests {
         assert_eq!(engine_of("MariaDB://u@h/db"), Engine::MySql);
         assert_eq!(engine_of("postgresql://u@h/db"), Engine::Postgres);
         assert_eq!(engine_of("host=a"), Engine::Postgres);
+        assert_eq!(assumed_flavour_of("mysql://u@h/db"), Flavour::Mysql);
+        assert_eq!(assumed_flavour_of(" MariaDB://u@h/db"), Flavour::Mariadb);
+        assert_eq!(assumed_flavour_of("postgresql://u@h/db"), Flavour::Postgresql);
+        assert_eq!(assumed_flavour_of("host=a"), Flavour::Postgresql);
         let c = parse("mysql://me:p%40ss@db.example:3307/app?ssl-mode=verify_identity&ssl-ca=/ca.pem").unwrap();
         assert_eq!(c.get("user"), Some("me"));
         assert_eq!(c.get("password"), Some("p@ss"));

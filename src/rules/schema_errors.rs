@@ -94,7 +94,7 @@ pub fn describe(schema: &Value, err: &ValidationError<'_>) -> Vec<SchemaProblem>
             vec![SchemaProblem { pointer: format!("{pointer}/{}", escape(&name)), message: format!("key {what}") }]
         }
         K::OneOfNotValid { context } => one(one_of_not_valid(&key, value, context)),
-        K::OneOfMultipleValid { .. } => match required_alternatives(schema, &pointer) {
+        K::OneOfMultipleValid { .. } => match required_alternatives(schema, &pointer, value) {
             Some(alts) => one(format!("{key}: give only one of {}, not several", quoted_list(&alts, "or"))),
             None => one(format!("{key}: {} matches more than one of the allowed forms", show(value))),
         },
@@ -260,21 +260,27 @@ fn allowed_keys(root: &Value, pointer: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The keys of a `oneOf` whose every alternative only requires one key (`dsn` | `dsn_file`).
-fn required_alternatives(root: &Value, pointer: &str) -> Option<Vec<String>> {
+/// The keys of a `oneOf` whose every alternative only requires one key (`dsn` | `dsn_file`), and
+/// of which `instance` gives more than one (a node may have several such `oneOf`s: a family's
+/// `name` | `name_from` and `value` | `values`).
+fn required_alternatives(root: &Value, pointer: &str, instance: &Value) -> Option<Vec<String>> {
     let node = subschema(root, pointer)?;
-    // The alternatives stand directly in the node or in its `then` (applied to mappings only).
-    let one_of = node.get("oneOf").or_else(|| node.get("then")?.get("oneOf"))?.as_array()?;
-    one_of
-        .iter()
-        .map(|alt| match alt.get("required")?.as_array()?.as_slice() {
-            [Value::String(k)] => Some(k.clone()),
-            _ => None,
-        })
-        .collect()
+    // The alternatives stand directly in the node, in its `then` (applied to mappings only), or in
+    // the `then` of one of its `allOf`.
+    let nested = node.get("allOf").and_then(Value::as_array).into_iter().flatten().filter_map(|n| n.get("then"));
+    let candidates = [Some(node), node.get("then")].into_iter().flatten().chain(nested);
+    candidates.filter_map(|n| n.get("oneOf")?.as_array()).find_map(|one_of| {
+        let keys: Vec<String> = one_of
+            .iter()
+            .map(|alt| match alt.get("required")?.as_array()?.as_slice() {
+                [Value::String(k)] => Some(k.clone()),
+                _ => None,
+            })
+            .collect::<Option<_>>()?;
+        (keys.iter().filter(|k| instance.get(k.as_str()).is_some()).count() > 1).then_some(keys)
+    })
 }
 
-/// The allowed key an unknown key was most likely meant to be, if one is close enough.
 fn closest<'a>(key: &str, allowed: &'a [String]) -> Option<&'a str> {
     let key_lower = key.to_lowercase();
     allowed

@@ -82,8 +82,9 @@ impl Ctx<'_> {
                 reasons,
             }),
         };
+        // The query is rendered once every file is read (`query_renders`): its databases may be
+        // declared in a later file, and their flavour decides what it is rendered for.
         self.request_templates(path, &base, &rule);
-        self.signal_query_renders(path, &base, &rule);
         self.set.rules.push(Arc::new(rule));
     }
 
@@ -102,15 +103,36 @@ impl Ctx<'_> {
         min_rows
     }
 
-    /// The query renders with the assumed server version, and mentions every column it is read by.
-    fn signal_query_renders(&mut self, path: &Path, base: &str, rule: &Rule) {
-        match template::render_query_described(rule, template::ASSUMED_SERVER_VERSION_NUM) {
-            Err(msg) => self.error(path, format!("{base}/query"), format!("the query template does not render: {msg}")),
-            Ok(sql) => {
-                for used in columns_read(rule) {
-                    if let Some(msg) = unmentioned_column(&sql, &used.role, &used.column) {
-                        self.warning(path, format!("{base}/{}", used.key), msg);
-                    }
+    /// The rule's one `query` renders for every server assumed for its sources (see
+    /// [`RuleSet::assumed_servers`]), and a signal's mentions every column it is read by. An
+    /// endpoint's metric rule renders its named queries instead (`query_templates`).
+    pub(super) fn query_renders(&mut self, rule: &Rule, base: &str) {
+        if matches!((&rule.kind, &rule.placement), (RuleKind::Metric(_), Placement::Endpoint(_))) {
+            return;
+        }
+        let servers = self.set.assumed_servers(rule);
+        let pointer = format!("{base}/query");
+        let mut rendered = None;
+        for server in &servers {
+            match template::render_query_described(rule, server) {
+                Err(msg) if !self.schema_reported(&rule.file, &pointer) => {
+                    let which = if servers.len() > 1 { format!(" for {}", server.describe()) } else { String::new() };
+                    self.error(
+                        &rule.file,
+                        pointer.clone(),
+                        format!("the query template does not render{which}: {msg}"),
+                    );
+                }
+                Err(_) => {}
+                Ok(sql) => rendered = rendered.or(Some(sql)),
+            }
+        }
+        let (Some(sql), RuleKind::Signal(_)) = (rendered, &rule.kind) else { return };
+        for used in columns_read(rule) {
+            let at = format!("{base}/{}", used.key);
+            if let Some(msg) = unmentioned_column(&sql, &used.role, &used.column) {
+                if !self.schema_reported(&rule.file, &at) {
+                    self.warning(&rule.file, at, msg);
                 }
             }
         }

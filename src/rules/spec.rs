@@ -107,7 +107,12 @@ pub(super) struct MetricRuleSpec {
 #[derive(Deserialize)]
 pub(super) struct FamilySpec {
     pub(super) query: Option<String>,
-    pub(super) name: String,
+    /// Exactly one of `name` and `name_from` (the schema's `oneOf`).
+    pub(super) name: Option<String>,
+    pub(super) name_from: Option<NameFromSpec>,
+    /// With `name_from`: per generated name, its own type and help.
+    #[serde(default)]
+    pub(super) overrides: BTreeMap<String, OverrideSpec>,
     pub(super) help: String,
     #[serde(rename = "type")]
     pub(super) kind: Option<MetricKind>,
@@ -127,6 +132,23 @@ pub(super) struct FamilySpec {
     pub(super) stateset: Option<StateSetSpec>,
     pub(super) unit: Option<String>,
     pub(super) created: Option<String>,
+}
+
+/// `name_from:` of a family, as written.
+#[derive(Deserialize)]
+pub(super) struct NameFromSpec {
+    pub(super) column: String,
+    pub(super) prefix: String,
+    #[serde(default)]
+    pub(super) suffix: String,
+}
+
+/// One entry of a `name_from` family's `overrides`.
+#[derive(Deserialize)]
+pub(super) struct OverrideSpec {
+    #[serde(rename = "type")]
+    pub(super) kind: Option<MetricKind>,
+    pub(super) help: Option<String>,
 }
 
 /// A histogram's columns: `observe` with `buckets` (raw values), or `le`, `bucket`, `sum` (bucket

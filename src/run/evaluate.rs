@@ -9,6 +9,7 @@
 //! withdraws that source's series only. A rule's own health gauges (`up`, `latency`) are added
 //! last, whatever the kind of its source.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -17,7 +18,7 @@ use crate::eval::exposition::{Family, MetricType, Sample};
 use crate::eval::{metric, signal};
 use crate::publish::outcome::{Outcome, Status};
 use crate::publish::targets::Targets;
-use crate::rules::model::{Failure, MetricRule, Rule, RuleKind, SignalRule};
+use crate::rules::model::{Failure, FamilyNaming, MetricRule, Rule, RuleKind, SignalRule};
 use crate::run::metric_sink::MetricSink;
 use crate::run::signal_sink::WindowSink;
 use crate::source::{Fetch, FetchError, RowSink, Source};
@@ -185,7 +186,8 @@ struct SourceRun<'a> {
 }
 
 /// One run of a metric rule on each of its sources, concurrently, rows folded as they stream; the
-/// families merged in declaration order, each source's series present only if its run succeeded.
+/// families merged in declaration order (those named from a column after them, by name), each
+/// source's series present only if its run succeeded.
 async fn evaluate_metric(rule: &Rule, m: &MetricRule, sources: &RuleSources<'_>) -> Outcome {
     let runs = futures_util::future::join_all(rule.placement.sources().enumerate().map(|(i, name)| {
         let source = source_at(sources, i);
@@ -207,7 +209,10 @@ async fn evaluate_metric(rule: &Rule, m: &MetricRule, sources: &RuleSources<'_>)
 struct MetricMerge<'a> {
     rule: &'a MetricRule,
     several: bool,
+    /// The declared families, in declaration order.
     families: Vec<Family>,
+    /// The families named from a column, by name: served after the declared ones, sorted.
+    generated: BTreeMap<String, Family>,
     rows: usize,
     errors: Vec<String>,
     timeout: Option<Duration>,
@@ -217,11 +222,12 @@ struct MetricMerge<'a> {
 
 impl<'a> MetricMerge<'a> {
     fn new(rule: &'a MetricRule, several: bool) -> MetricMerge<'a> {
-        let families = rule.families.iter().map(metric::empty_family).collect();
+        let declared = rule.families.iter().filter(|f| f.naming == FamilyNaming::Declared);
         MetricMerge {
             rule,
             several,
-            families,
+            families: declared.map(metric::empty_family).collect(),
+            generated: BTreeMap::new(),
             rows: 0,
             errors: Vec::new(),
             timeout: None,
@@ -234,6 +240,10 @@ impl<'a> MetricMerge<'a> {
         for f in produced {
             if let Some(target) = self.families.iter_mut().find(|t| t.name == f.name) {
                 target.absorb(f);
+            } else if let Some(target) = self.generated.get_mut(&f.name) {
+                target.absorb(f);
+            } else {
+                self.generated.insert(f.name.clone(), f);
             }
         }
     }
@@ -277,6 +287,7 @@ impl<'a> MetricMerge<'a> {
     }
 
     fn finish(mut self) -> Outcome {
+        self.families.extend(self.generated.into_values());
         // A family without series would only print its HELP and TYPE lines.
         self.families.retain(|f| !f.is_empty());
         let status = match (self.errors.is_empty(), self.timeout) {

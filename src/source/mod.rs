@@ -9,8 +9,9 @@
 //! every kind:
 //!
 //! - **Each kind renders its own statements.** A fetch hands the source the whole
-//!   `Rule`: the kind renders its SQL (or requests) with what only it
-//!   knows (PostgreSQL's `server_version_num`), binds the targets its own way and announces every
+//!   `Rule`: the kind renders its SQL (or requests) with what only it knows, its server's
+//!   [`ServerIdentity`] (flavour and version, learnt once per new connection into a [`ServerSlot`];
+//!   the database's assumed identity until then), binds the targets its own way and announces every
 //!   statement as rendered ([`RowSink::statement`]).
 //! - **Targets are bound as a table, not as arrays.** A rule binds
 //!   [`Bindings`](crate::rules::model::Bindings): one column per label, one row per target.

@@ -11,6 +11,7 @@ use futures_util::future::BoxFuture;
 use super::fixture::Fixture;
 use crate::eval::cell::Cell;
 use crate::rules::model::Rule;
+pub use crate::rules::server::ServerIdentity;
 use crate::rules::template;
 
 /// How every session of the exporter names itself to a server (PostgreSQL's `application_name`,
@@ -144,14 +145,34 @@ pub struct Fetch<'a> {
     pub timeout: Duration,
 }
 
-/// Renders a rule's one `query` for a server that reported `server_version_num` (the assumed
-/// version when it did not), worded the one way every kind reports it.
-pub fn render_statement(rule: &Rule, server_version_num: i64) -> Result<String, FetchError> {
-    template::render_query_described(rule, server_version_num).map_err(|m| {
+/// Renders a rule's one `query` for `server` (what the kind's server reported, or the database's
+/// assumed identity before it did), worded the one way every kind reports it.
+pub fn render_statement(rule: &Rule, server: &ServerIdentity) -> Result<String, FetchError> {
+    template::render_query_described(rule, server).map_err(|m| {
         FetchError::Render(format!(
-            "the query template does not render for server_version_num {server_version_num}: {m}"
+            "the query template does not render for {} (server_version_num {}): {m}",
+            server.describe(),
+            server.version_num
         ))
     })
+}
+
+/// What the newest session of a pooled source learnt of its server: written once per new
+/// connection, read by every render. Until a session tells, the database's assumed identity.
+#[derive(Debug, Default)]
+pub struct ServerSlot(std::sync::RwLock<Option<ServerIdentity>>);
+
+impl ServerSlot {
+    /// What a new session reported; `None` when the server did not say (the assumption stands).
+    pub fn learn(&self, told: Option<ServerIdentity>) {
+        // A writer that panicked left a whole value behind: the lock's poison carries no meaning here.
+        *self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = told;
+    }
+
+    /// The server's identity, or `assumed` before any session told it.
+    pub fn identity_or(&self, assumed: impl FnOnce() -> ServerIdentity) -> ServerIdentity {
+        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone().unwrap_or_else(assumed)
+    }
 }
 
 /// Why a statement's parameters do not fit what the rule binds (`bound` label columns).

@@ -15,6 +15,7 @@
 //! - [`mysql`]: MySQL/MariaDB as a source: Kanary, types, faults, `--check-rules --db`;
 //! - [`postgres_tls`]: TLS to PostgreSQL (every sslmode, failures named), rotating passwords, PgBouncer;
 //! - [`status`]: the status page and `/api/v1/status` say why each target is in error (with Chromium);
+//! - [`server_identity`]: templates see each server's flavour and version (PostgreSQL, MariaDB);
 //! - [`schedule`]: rules sharing an interval run at their own offsets after the first run;
 //! - [`web_config`]: `--web.config.file`: TLS, client certificates, basic auth, rotation;
 //! - [`hostile_input`]: property tests of the loader, and its time bound on the release binary;
@@ -39,6 +40,7 @@ mod postgres_tls;
 mod prometheus;
 mod rule_tests;
 mod schedule;
+mod server_identity;
 mod stall;
 mod status;
 mod web_config;

@@ -3,7 +3,8 @@
 
 use crate::rules::model::{FamilyValues, Histogram, MetricFamily};
 
-/// Why a histogram, summary or state set failed on its own: the reason named in its message.
+/// Why a histogram, summary or state set failed on its own, or why a family named from a column
+/// refused a key: the reason named in its message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FamilyFailure {
     /// A cumulative bucket counts fewer than the bucket below it.
@@ -16,8 +17,10 @@ pub enum FamilyFailure {
     DuplicateBucket,
     /// A quantile that is not a number from 0 to 1, or twice for one label set.
     BadQuantile,
-    /// A state set's column holds a value that is none of its states.
+    /// A state set's column holds a value that is none of its states; a `name_from` key is NULL.
     BadValue,
+    /// A name taken from a column is another family's, or reserved: that key's rows are dropped.
+    NameConflict,
 }
 
 impl FamilyFailure {
@@ -29,12 +32,18 @@ impl FamilyFailure {
             FamilyFailure::DuplicateBucket => "duplicate_bucket",
             FamilyFailure::BadQuantile => "bad_quantile",
             FamilyFailure::BadValue => "bad_value",
+            FamilyFailure::NameConflict => "name_conflict",
         }
     }
 
     /// The message of this failure of family `f`: `family F: REASON: detail`.
     pub(super) fn of(self, f: &MetricFamily, detail: String) -> FoldError {
-        FoldError::Family(format!("family {}: {}: {detail}", f.name, self.as_str()))
+        FoldError::Family(self.message(&f.name, detail))
+    }
+
+    /// The message of this failure of the family named `family`.
+    pub(super) fn message(self, family: &str, detail: String) -> String {
+        format!("family {family}: {}: {detail}", self.as_str())
     }
 }
 
@@ -45,6 +54,15 @@ pub(super) enum FoldError {
     Rule(String),
     /// This family's rows contradict themselves: it alone is withdrawn (or follows `on_error`).
     Family(String),
+}
+
+impl FoldError {
+    /// The message, whichever kind of failure.
+    pub(super) fn into_message(self) -> String {
+        match self {
+            FoldError::Rule(m) | FoldError::Family(m) => m,
+        }
+    }
 }
 
 impl From<String> for FoldError {
@@ -60,6 +78,8 @@ pub(super) struct Columns {
     /// In the order of [`FamilyValues::columns`].
     pub(super) values: Vec<usize>,
     pub(super) created: Option<usize>,
+    /// The column whose value names the family (`name_from`).
+    pub(super) name_key: Option<usize>,
 }
 
 /// Whether `f` is a histogram of raw values (which reports zero observations when it has none).

@@ -12,6 +12,8 @@
 //! - a histogram, summary or state set whose rows contradict themselves (buckets that decrease, a
 //!   `le` that is no number, a `_count` other than `+Inf`, a bound twice, a state not declared) fails
 //!   its own family with a named [`FamilyFailure`]; the rule's other families are served;
+//! - a family named from a column (`name_from`, see `named.rs`) gives a family per key; a key whose
+//!   name another family claims is refused (`name_conflict`) and the rest are served;
 //! - a failed rule can still declare a zero series for label-less families (`on_error`), the way an
 //!   `up` metric reads 0 when the database is unreachable.
 //!
@@ -28,18 +30,22 @@
 mod cells;
 mod distribution;
 mod fold;
+mod named;
 mod scalar;
 #[cfg(test)]
 mod tests;
 
 use crate::eval::cell::{Cell, ResultSet};
 use crate::eval::exposition::{Family, MetricType, Sample, Text};
-use crate::rules::model::{FamilyValues, MetricFamily, MetricKind, MetricRule, OnEmpty, OnError, MAIN_QUERY};
+use crate::rules::model::{
+    FamilyNaming, FamilyValues, MetricFamily, MetricKind, MetricRule, OnEmpty, OnError, MAIN_QUERY,
+};
 
 use cells::RowTexts;
 use distribution::DistributionFold;
 pub use fold::FamilyFailure;
 use fold::{Columns, FoldError};
+use named::NamedFold;
 use scalar::ScalarFold;
 
 /// The families of a successful run: every family in declaration order, and why any of them failed
@@ -51,9 +57,11 @@ pub struct Folded {
 }
 
 /// The state of one family's fold.
-enum Shape {
+enum Shape<'a> {
     Scalar(ScalarFold),
     Distribution(DistributionFold),
+    /// A family per key of a column (`name_from`).
+    Named(NamedFold<'a>),
 }
 
 /// One family as rows stream in.
@@ -64,7 +72,7 @@ struct FamilyFold<'a> {
     key_names: Vec<Text>,
     columns: Option<Columns>,
     rows: usize,
-    shape: Shape,
+    shape: Shape<'a>,
     failure: Option<String>,
 }
 
@@ -75,8 +83,11 @@ impl<'a> FamilyFold<'a> {
             fixed.push((Text::from(l.as_str()), Text::from(source)));
         }
         fixed.extend(family.static_labels.iter().map(|(k, v)| (Text::from(k.as_str()), Text::from(v.as_str()))));
-        let shape = match &family.values {
-            FamilyValues::Histogram(_) | FamilyValues::Summary(_) => Shape::Distribution(DistributionFold::new(family)),
+        let shape = match (&family.naming, &family.values) {
+            (FamilyNaming::FromColumn(from), _) => Shape::Named(NamedFold::new(family, from)),
+            (_, FamilyValues::Histogram(_) | FamilyValues::Summary(_)) => {
+                Shape::Distribution(DistributionFold::new(family))
+            }
             _ => Shape::Scalar(ScalarFold::new(family)),
         };
         FamilyFold {
@@ -105,7 +116,11 @@ impl<'a> FamilyFold<'a> {
         let keys = f.key_labels.iter().map(|k| find(k, "a key label")).collect::<Result<_, _>>()?;
         let values = f.values.columns().iter().map(|(c, _)| find(c, "a value")).collect::<Result<_, _>>()?;
         let created = f.created.as_deref().map(|c| find(c, "the creation time")).transpose()?;
-        self.columns = Some(Columns { keys, values, created });
+        let name_key = match &f.naming {
+            FamilyNaming::FromColumn(from) => Some(find(&from.column, "the key naming the family")?),
+            FamilyNaming::Declared => None,
+        };
+        self.columns = Some(Columns { keys, values, created, name_key });
         Ok(())
     }
 
@@ -123,37 +138,47 @@ impl<'a> FamilyFold<'a> {
         match &mut self.shape {
             Shape::Scalar(s) => s.row(self.family, labels, columns, row),
             Shape::Distribution(d) => d.row(self.family, labels, columns, row),
+            Shape::Named(n) => n.row(labels, columns, row),
         }
     }
 
-    /// The family's series, or why the rule (or this family) failed.
-    fn finish(self, rule: &MetricRule, source: &str) -> Result<Family, FoldError> {
+    /// The family's series into `out` (a family named from a column: each generated family), or
+    /// why the rule failed; a family failing on its own is one of `out`'s failures.
+    fn finish(self, rule: &MetricRule, source: &str, out: &mut Folded) -> Result<(), String> {
         let f = self.family;
         if let Some(message) = self.failure {
-            return Err(FoldError::Family(message));
+            out.family_failures.push(message);
+            return Ok(());
         }
-        let mut out = empty_family(f);
+        let mut family = empty_family(f);
         if self.rows == 0 {
             match f.on_empty {
                 OnEmpty::Zero => {
-                    out.samples = zero_samples(rule, f, source);
-                    return Ok(out);
+                    family.samples = zero_samples(rule, f, source);
+                    out.families.push(family);
+                    return Ok(());
                 }
                 OnEmpty::Fail => {
                     let query = f.query.as_ref().map(|q| format!(" '{q}'")).unwrap_or_default();
-                    return Err(FoldError::Rule(format!(
+                    return Err(format!(
                         "family {}: the query{query} returned no rows, and the family has on_empty: fail (a renamed or mistyped field?)",
                         f.name
-                    )));
+                    ));
                 }
                 OnEmpty::None => {}
             }
         }
-        match self.shape {
-            Shape::Scalar(s) => s.finish(f, &mut out)?,
-            Shape::Distribution(d) => d.finish(f, self.fixed, &mut out)?,
+        let finished = match self.shape {
+            Shape::Scalar(s) => s.finish(f, &mut family),
+            Shape::Distribution(d) => d.finish(f, self.fixed, &mut family),
+            Shape::Named(n) => return n.finish(out),
+        };
+        match finished {
+            Ok(()) => out.families.push(family),
+            Err(FoldError::Family(message)) => out.family_failures.push(message),
+            Err(FoldError::Rule(message)) => return Err(message),
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -242,11 +267,7 @@ impl<'a> RuleFold<'a> {
                 // Its statement did not run: it reads an empty result with no columns.
                 fold.bind(&[])?;
             }
-            match fold.finish(self.rule, &self.source) {
-                Ok(family) => out.families.push(family),
-                Err(FoldError::Rule(message)) => return Err(message),
-                Err(FoldError::Family(message)) => out.family_failures.push(message),
-            }
+            fold.finish(self.rule, &self.source, &mut out)?;
         }
         for f in &self.rule.families {
             if !out.families.iter().any(|o| o.name == f.name) {
@@ -290,6 +311,7 @@ pub fn exposition_type(kind: MetricKind) -> MetricType {
         MetricKind::Histogram => MetricType::Histogram,
         MetricKind::Summary => MetricType::Summary,
         MetricKind::StateSet => MetricType::StateSet,
+        MetricKind::Untyped => MetricType::Untyped,
     }
 }
 

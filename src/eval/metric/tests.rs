@@ -6,6 +6,7 @@ use crate::rules::model::*;
 fn fam(name: &str, kind: MetricKind, keys: &[&str], values: FamilyValues) -> MetricFamily {
     MetricFamily {
         name: name.into(),
+        naming: FamilyNaming::Declared,
         help: format!("help of {name}"),
         kind,
         key_labels: keys.iter().map(|k| k.to_string()).collect(),
@@ -386,4 +387,66 @@ fn label_texts_of_few_distinct_values_are_shared_between_rows_and_many_stand_alo
         assert_eq!(&*value(i, "pod"), format!("p{}", s.value as usize));
         assert_eq!(&*value(i, "cluster"), format!("c{}", s.value as usize % 3));
     }
+}
+
+/// A family named from column `k`, prefix `p_`, with `taken` names claimed elsewhere.
+fn named(taken: &[(&str, &str)], overrides: &[(&str, NameOverride)]) -> MetricFamily {
+    let from = NameFrom {
+        column: "k".into(),
+        prefix: "p_".into(),
+        suffix: String::new(),
+        overrides: overrides.iter().map(|(n, o)| (n.to_string(), o.clone())).collect(),
+        taken: taken.iter().map(|(n, r)| (n.to_string(), r.to_string())).collect(),
+    };
+    let mut f = fam(&from.pattern(), MetricKind::Untyped, &[], FamilyValues::Column("v".into()));
+    f.naming = FamilyNaming::FromColumn(std::sync::Arc::new(from));
+    f
+}
+
+#[test]
+fn a_family_per_key_sorted_with_its_override() {
+    let counter = NameOverride { kind: Some(MetricKind::Counter), help: Some("Reads.".into()) };
+    let r = rule(vec![named(&[], &[("p_reads_total", counter)])]);
+    let rows = vec![
+        vec![text("Writes"), Cell::Int(2)],
+        vec![text("reads.total"), Cell::Int(5)],
+        vec![text("Writes"), Cell::Null],
+    ];
+    let out = eval(&r, "m", &rs(&["k", "v"], rows)).unwrap();
+    assert_eq!(
+        render(&out),
+        "# HELP p_reads_total Reads.\n# TYPE p_reads_total counter\np_reads_total 5\n\
+         # HELP p_writes help of p_<k>\n# TYPE p_writes untyped\np_writes 2\n"
+    );
+}
+
+#[test]
+fn claimed_reserved_and_null_keys_are_refused_once_and_the_rest_served() {
+    let r = rule(vec![named(&[("p_rows", "declared")], &[])]);
+    let rows = vec![
+        vec![text("rows"), Cell::Int(1)],
+        vec![text("rows"), Cell::Int(2)],
+        vec![Cell::Null, Cell::Int(3)],
+        vec![text("ok"), Cell::Int(4)],
+    ];
+    let folded = evaluate(&r, "m", &rs(&["k", "v"], rows)).unwrap();
+    assert_eq!(series(&folded.families), ["p_ok 4"]);
+    assert_eq!(folded.family_failures.len(), 2, "{:?}", folded.family_failures);
+    assert!(folded.family_failures.iter().any(|m| m.starts_with("family p_<k>: bad_value: column 'k' holds NULL")));
+    assert!(folded.family_failures.iter().any(|m| m.starts_with(
+        "family p_rows: name_conflict: key 'rows' of column 'k' gives the name p_rows, but rule 'declared' declares a family of that name"
+    )));
+    // A prefix that is no reserved name can still give one with its key: refused per row.
+    let mut reserved = named(&[], &[]);
+    if let FamilyNaming::FromColumn(from) = &mut reserved.naming {
+        std::sync::Arc::make_mut(from).prefix = "process".into();
+    }
+    let folded =
+        evaluate(&rule(vec![reserved]), "m", &rs(&["k", "v"], vec![vec![text("_fds"), Cell::Int(1)]])).unwrap();
+    assert!(folded.families.is_empty());
+    assert!(
+        folded.family_failures[0].contains("name_conflict") && folded.family_failures[0].contains("process_*"),
+        "{:?}",
+        folded.family_failures
+    );
 }

@@ -53,7 +53,8 @@ fn endpoint_rule(rule: &Rule) -> Result<&EndpointRule, FetchError> {
 /// Renders the requests and queries of `rule` (which must be on an endpoint).
 fn work(rule: &Rule) -> Result<Work, FetchError> {
     let e = endpoint_rule(rule)?;
-    let render = |t: &str| template::render_text(rule, t);
+    let server = sqlite::identity();
+    let render = |t: &str| template::render_text(rule, t, &server);
     let mut requests = Vec::with_capacity(e.requests.len());
     for r in &e.requests {
         let at = |m: String| format!("request '{}': the template does not render: {m}", r.name);
@@ -254,7 +255,7 @@ fn too_large(name: &str, limit: usize) -> FetchError {
 
 /// One query of `rule` prepared in an empty SQLite.
 fn prepare_offline(rule: &Rule, text: &str, requests: &[String], labels: &[String]) -> Result<Prepared, FetchError> {
-    let sql = template::render_text(rule, text).map_err(FetchError::Render)?;
+    let sql = template::render_text(rule, text, &sqlite::identity()).map_err(FetchError::Render)?;
     let columns = sqlite::prepare(&sql, requests, labels).map_err(|m| FetchError::Query(format!("SQLite: {m}")))?;
     Ok(Prepared {
         cast_to_text: sqlite_cast_to_text,

@@ -20,9 +20,16 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, InterruptHandle, Statement};
 
 use crate::eval::cell::Cell;
+use crate::rules::server::{Flavour, ServerIdentity};
 
 /// Most memory all SQLite connections of the process may hold together.
 pub const HEAP_LIMIT: i64 = 512 << 20;
+
+/// The SQLite this process runs an endpoint's queries in, as templates see it (`server.*`): the
+/// library itself, so it is always known, with or without `--db`.
+pub fn identity() -> ServerIdentity {
+    ServerIdentity::reported(Flavour::Sqlite, rusqlite::version().to_string(), i64::from(rusqlite::version_number()))
+}
 
 /// One response, by request name.
 pub struct Response {
@@ -221,6 +228,17 @@ fn describe(e: &rusqlite::Error, sql: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_identity_is_the_linked_sqlite_and_not_older_than_the_assumed_one() {
+        let told = identity();
+        assert_eq!(told.flavour, Flavour::Sqlite);
+        let [major, minor, patch] = crate::rules::server::version_parts(&told.version).unwrap_or_default();
+        assert_eq!(told.version_num, major * 1_000_000 + minor * 1_000 + patch, "{told:?}");
+        // Loading renders an endpoint's templates with the assumption: it must not be newer than
+        // the SQLite that runs them.
+        assert!(ServerIdentity::assumed(Flavour::Sqlite).version_num <= told.version_num, "{told:?}");
+    }
 
     fn db(doc: &str) -> Db {
         let mut db = open(&["job".to_string()], &[vec!["a".to_string()], vec!["b".to_string()]]).unwrap();

@@ -3,13 +3,12 @@
 //! exporter's way before any rule sees it, and a statement past its timeout can be killed from a
 //! connection of its own ([`MySqlManager::kill_query`]) that no pool limit holds back.
 //!
-//! Each new session runs two statements, once: `SELECT VERSION()` (the flavour and version that
-//! templates see) and one `SET SESSION` with the time zone (UTC, so `TIMESTAMP` values read as
+//! Each new session runs two statements, once: `SELECT VERSION()` (the [`ServerIdentity`] that
+//! templates see: MySQL or MariaDB, and the version) and one `SET SESSION` with the time zone (UTC, so `TIMESTAMP` values read as
 //! UTC), read-only transactions, the server-side statement limit (MariaDB's `max_statement_time`,
 //! MySQL's `max_execution_time`) and the lock wait limits. A rule then costs one statement per
 //! evaluation.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,8 +19,9 @@ use mysql_async::{ClientIdentity, Conn, DriverError, OptsBuilder, SslOpts};
 use super::error::{describe_mysql_error, MySqlConnectError};
 use crate::rules::model::Database;
 use crate::rules::mysql_dsn::MySqlSslMode;
+use crate::rules::server::{version_parts, Flavour};
 use crate::source::credentials::{scrub, Credentials};
-use crate::source::seam::SESSION_NAME;
+use crate::source::seam::{ServerIdentity, ServerSlot, SESSION_NAME};
 
 pub(super) type MySqlPool = managed::Pool<MySqlManager>;
 pub(super) type MySqlConn = managed::Object<MySqlManager>;
@@ -31,40 +31,13 @@ const DEFAULT_PORT: u16 = 3306;
 /// A session idle this long is checked by TCP keepalives, so a vanished peer is noticed.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
-/// The server's engine, as `VERSION()` tells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MySqlFlavour {
-    MySql,
-    MariaDb,
-}
-
-/// What the newest session learnt of the server: read by templates, written per new connection.
-#[derive(Debug, Default)]
-pub(super) struct ServerFacts {
-    /// `major*10000 + minor*100 + patch` (MySQL's own numbering, e.g. 80036, 101119); 0 until known.
-    version_num: AtomicI64,
-}
-
-impl ServerFacts {
-    pub(super) fn version_num(&self) -> Option<i64> {
-        Some(self.version_num.load(Ordering::Relaxed)).filter(|v| *v > 0)
-    }
-
-    fn learn(&self, version: &str) -> MySqlFlavour {
-        let flavour = if version.contains("MariaDB") { MySqlFlavour::MariaDb } else { MySqlFlavour::MySql };
-        self.version_num.store(version_num(version), Ordering::Relaxed);
-        flavour
-    }
-}
-
-/// `10.11.19-MariaDB-0+deb12u1` → 101119, `8.0.36` → 80036; 0 when it does not parse.
-fn version_num(version: &str) -> i64 {
-    let digits = version.split(['-', '+', ' ']).next().unwrap_or_default();
-    let mut parts = digits.split('.').map(|p| p.parse::<i64>().ok());
-    match (parts.next().flatten(), parts.next().flatten(), parts.next().flatten()) {
-        (Some(a), Some(b), Some(c)) => a * 10_000 + b * 100 + c,
-        _ => 0,
-    }
+/// The identity a session's `SELECT VERSION()` reports: MariaDB names itself in the text
+/// (`10.11.19-MariaDB-0+deb12u1`), MySQL does not (`8.0.36`); the number is
+/// `major*10000 + minor*100 + patch` (101119, 80036), 0 when the text has none.
+fn identity_of(version: &str) -> ServerIdentity {
+    let flavour = if version.contains("MariaDB") { Flavour::Mariadb } else { Flavour::Mysql };
+    let version_num = version_parts(version).map(|[major, minor, patch]| major * 10_000 + minor * 100 + patch);
+    ServerIdentity::reported(flavour, version.to_string(), version_num.unwrap_or(0))
 }
 
 /// The limits every session carries.
@@ -77,15 +50,16 @@ pub(super) struct SessionLimits {
 }
 
 impl SessionLimits {
-    /// The one `SET SESSION` statement a new session runs, worded for `flavour`.
-    fn statement_for(self, flavour: MySqlFlavour) -> String {
+    /// The one `SET SESSION` statement a new session runs, worded for `flavour` (MariaDB's, else
+    /// MySQL's).
+    fn statement_for(self, flavour: Flavour) -> String {
         // Lock waits are whole seconds on both engines, at least one.
         let lock = self.lock.as_secs().max(1);
         let (limit, read_only) = match flavour {
-            MySqlFlavour::MariaDb => {
+            Flavour::Mariadb => {
                 (format!("max_statement_time = {:.3}", self.statement.as_secs_f64()), "tx_read_only = 1")
             }
-            MySqlFlavour::MySql => (
+            _ => (
                 format!("max_execution_time = {}", self.statement.as_millis().clamp(1, u32::MAX as u128)),
                 "transaction_read_only = 1",
             ),
@@ -141,7 +115,10 @@ pub(super) struct MySqlManager {
     tls: MySqlTls,
     credentials: Credentials,
     limits: SessionLimits,
-    pub(super) facts: Arc<ServerFacts>,
+    /// The flavour assumed until a session tells (by the DSN's scheme).
+    assumed_flavour: Flavour,
+    /// What the newest session learnt of the server.
+    pub(super) server: Arc<ServerSlot>,
 }
 
 impl MySqlManager {
@@ -166,7 +143,14 @@ impl MySqlManager {
             .tcp_keepalive(Some(KEEPALIVE))
             .stmt_cache_size(32)
             .connect_attribute("program_name", SESSION_NAME);
-        Ok(MySqlManager { base, tls, credentials, limits, facts: Arc::new(ServerFacts::default()) })
+        Ok(MySqlManager {
+            base,
+            tls,
+            credentials,
+            limits,
+            assumed_flavour: database.assumed_flavour,
+            server: Arc::new(ServerSlot::default()),
+        })
     }
 
     /// A new connection with TLS as the DSN asks; a PREFERRED one falls back to plaintext only
@@ -189,7 +173,9 @@ impl MySqlManager {
     /// Sets the session up the exporter's way (see the module doc).
     async fn set_up(&self, conn: &mut Conn) -> Result<(), mysql_async::Error> {
         let version: Option<String> = conn.query_first("SELECT VERSION()").await?;
-        let flavour = self.facts.learn(version.as_deref().unwrap_or_default());
+        let identity = version.as_deref().map(identity_of);
+        let flavour = identity.as_ref().map_or(self.assumed_flavour, |i| i.flavour);
+        self.server.learn(identity);
         conn.query_drop(self.limits.statement_for(flavour)).await
     }
 
@@ -230,12 +216,21 @@ mod tests {
 
     #[test]
     fn versions_and_session_statements() {
-        assert_eq!(version_num("10.11.19-MariaDB-0+deb12u1"), 101119);
-        assert_eq!(version_num("8.0.36"), 80036);
-        assert_eq!(version_num("garbage"), 0);
+        let maria = identity_of("10.11.19-MariaDB-0+deb12u1");
+        assert_eq!(
+            (maria.flavour, maria.version_num, maria.major(), maria.minor()),
+            (Flavour::Mariadb, 101119, 10, 11)
+        );
+        assert_eq!(maria.version, "10.11.19-MariaDB-0+deb12u1");
+        // What the handshake of an older MariaDB says, for MySQL 5 replicas.
+        let prefixed = identity_of("5.5.5-10.11.19-MariaDB-0+deb12u1");
+        assert_eq!((prefixed.flavour, prefixed.version_num), (Flavour::Mariadb, 101119));
+        let mysql = identity_of("8.0.36");
+        assert_eq!((mysql.flavour, mysql.version_num, mysql.major(), mysql.minor()), (Flavour::Mysql, 80036, 8, 0));
+        assert_eq!(identity_of("garbage").version_num, 0);
         let limits = SessionLimits { statement: Duration::from_millis(2500), lock: Duration::from_millis(300) };
-        let maria = limits.statement_for(MySqlFlavour::MariaDb);
+        let maria = limits.statement_for(Flavour::Mariadb);
         assert!(maria.contains("max_statement_time = 2.500") && maria.contains("lock_wait_timeout = 1"), "{maria}");
-        assert!(limits.statement_for(MySqlFlavour::MySql).contains("max_execution_time = 2500"));
+        assert!(limits.statement_for(Flavour::Mysql).contains("max_execution_time = 2500"));
     }
 }

@@ -12,7 +12,6 @@
 //! a temporary table cannot be named twice in one statement (a self-join, or a CTE that reads it
 //! twice: `ER_CANT_REOPEN_TABLE`), and a schema-qualified name reads the real table.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -21,13 +20,14 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Value};
 use tokio::time::{timeout_at, Instant};
 
-use super::connect::ServerFacts;
 use super::error::{describe_mysql_error, describe_mysql_pool_error};
 use super::{run_statement, MySqlSource};
 use crate::rules::model::MAIN_QUERY;
 use crate::source::credentials::{scrub, Secrets};
 use crate::source::fixture::{Fixture, FixtureTable};
-use crate::source::seam::{Connections, Fetch, FetchError, FixtureSession, Reach, RowSink, Source, StatementCheck};
+use crate::source::seam::{
+    Connections, Fetch, FetchError, FixtureSession, Reach, RowSink, ServerIdentity, Source, StatementCheck,
+};
 
 /// How long closing a session may take before it is simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -37,8 +37,8 @@ pub(super) struct MySqlFixture {
     name: String,
     /// `None` once finished.
     conn: tokio::sync::Mutex<Option<Conn>>,
-    /// What the source knows of the server, to render the rule's statement as it does.
-    facts: Arc<ServerFacts>,
+    /// The server the rule's statement is rendered for, as the source's sessions learnt it.
+    server: ServerIdentity,
     secrets: Secrets,
 }
 
@@ -67,7 +67,7 @@ impl MySqlSource {
             Ok(Ok(())) => Ok(MySqlFixture {
                 name: self.database.name.clone(),
                 conn: tokio::sync::Mutex::new(Some(conn)),
-                facts: self.pool.manager().facts.clone(),
+                server: self.server(),
                 secrets: self.secrets.clone(),
             }),
         }
@@ -129,7 +129,7 @@ fn quote_ident(name: &str) -> String {
 impl MySqlFixture {
     async fn fetch_fixture(&self, fetch: Fetch<'_>, sink: &mut dyn RowSink) -> Result<(), FetchError> {
         let deadline = Instant::now() + fetch.timeout;
-        let sql = super::statement_for(fetch.rule, &self.facts)?;
+        let sql = super::statement_for(fetch.rule, &self.server)?;
         sink.statement(MAIN_QUERY, &sql);
         let mut guard = self.conn.lock().await;
         let Some(conn) = guard.as_mut() else {

@@ -40,7 +40,7 @@ use super::fixture::Fixture;
 use super::seam::FixtureSession;
 use super::seam::{
     parameter_mismatch, render_statement, ColumnType, Connections, ExplainLimits, Fetch, FetchError, PoolSettings,
-    Prepared, Reach, RowSink, Source, StatementCheck, SESSION_NAME,
+    Prepared, Reach, RowSink, ServerIdentity, Source, StatementCheck, SESSION_NAME,
 };
 use crate::rules::model::{Bindings, Database, Rule, MAIN_QUERY};
 use crate::source::backoff::Backoff;
@@ -54,14 +54,12 @@ mod explain;
 mod fixture;
 
 use cancel::MySqlInFlight;
-use connect::{MySqlConn, MySqlManager, MySqlPool, MySqlTls, ServerFacts, SessionLimits};
+use connect::{MySqlConn, MySqlManager, MySqlPool, MySqlTls, SessionLimits};
 use decode::{mysql_cells, mysql_decoded, mysql_type_name};
 use error::{describe_mysql_error, describe_mysql_pool_error};
 
 /// How long a pooled session has to answer its check before reuse.
 const RECYCLE_TIMEOUT: Duration = Duration::from_secs(1);
-/// The version templates see before any session told the real one (MySQL 8.0).
-const ASSUMED_MYSQL_VERSION_NUM: i64 = 80000;
 
 /// A pool of sessions to one MySQL or MariaDB database.
 pub struct MySqlSource {
@@ -114,9 +112,15 @@ impl MySqlSource {
         scrub(&self.secrets, text)
     }
 
+    /// The server templates render for: what the newest session reported, else the database's
+    /// assumed identity (by its DSN's scheme).
+    fn server(&self) -> ServerIdentity {
+        self.pool.manager().server.identity_or(|| self.database.assumed_server())
+    }
+
     /// The rule's statement for this server, with the comment that names it.
     fn statement(&self, rule: &Rule) -> Result<String, FetchError> {
-        statement_for(rule, &self.pool.manager().facts)
+        statement_for(rule, &self.server())
     }
 
     /// A session within the deadline, or why none.
@@ -281,9 +285,9 @@ impl Source for MySqlSource {
     }
 }
 
-/// The rule's statement for a server of `facts`, with the comment that names it.
-fn statement_for(rule: &Rule, facts: &ServerFacts) -> Result<String, FetchError> {
-    let sql = render_statement(rule, facts.version_num().unwrap_or(ASSUMED_MYSQL_VERSION_NUM))?;
+/// The rule's statement for `server`, with the comment that names it.
+fn statement_for(rule: &Rule, server: &ServerIdentity) -> Result<String, FetchError> {
+    let sql = render_statement(rule, server)?;
     // A rule's name is an identifier, but a comment must never be closed early by one.
     let name = rule.name.replace("*/", "");
     Ok(format!("/* {SESSION_NAME} rule={name} */ {sql}"))

@@ -23,7 +23,9 @@ use crate::rules::model::MAIN_QUERY;
 use crate::source::credentials::{scrub, Secrets};
 use crate::source::fixture::{Fixture, FixtureTable};
 use crate::source::seam::FixtureSession;
-use crate::source::seam::{render_statement, Connections, Fetch, FetchError, Reach, RowSink, Source, StatementCheck};
+use crate::source::seam::{
+    render_statement, Connections, Fetch, FetchError, Reach, RowSink, ServerIdentity, Source, StatementCheck,
+};
 
 /// How long ending a session may take before its connection is simply closed (which also ends the
 /// transaction, uncommitted).
@@ -34,7 +36,8 @@ pub(super) struct PgFixture {
     name: String,
     /// `None` once finished.
     client: tokio::sync::Mutex<Option<ClientWrapper>>,
-    server_version_num: i64,
+    /// The server the rule's statement is rendered for, as the pool's sessions learnt it.
+    server: ServerIdentity,
     secrets: Secrets,
 }
 
@@ -58,11 +61,10 @@ impl PgSource {
             Ok(Err(e)) => return Err(FetchError::Connect(self.scrub(&describe_pool_error(&e)))),
             Ok(Ok(c)) => deadpool::managed::Object::take(c),
         };
-        let version = self.server_version_num().unwrap_or(crate::rules::template::ASSUMED_SERVER_VERSION_NUM);
         let session = PgFixture {
             name: self.database.name.clone(),
             client: tokio::sync::Mutex::new(None),
-            server_version_num: version,
+            server: self.server(),
             secrets: self.secrets.clone(),
         };
         match timeout_at(deadline, load(&client, fixture)).await {
@@ -126,7 +128,7 @@ impl PgFixture {
 
     async fn fetch_fixture(&self, fetch: Fetch<'_>, sink: &mut dyn RowSink) -> Result<(), FetchError> {
         let deadline = Instant::now() + fetch.timeout;
-        let sql = render_statement(fetch.rule, self.server_version_num)?;
+        let sql = render_statement(fetch.rule, &self.server)?;
         sink.statement(MAIN_QUERY, &sql);
         let mut guard = self.client.lock().await;
         let Some(client) = guard.as_ref() else {

@@ -9,11 +9,10 @@
 //! are made by our own pool manager ([`connect`]: a fresh password per connection) over rustls
 //! ([`tls`]: libpq's sslmodes).
 //!
-//! The server's version (`server_version_num`) is read once per new connection, in the pool's
-//! `post_create` hook: query templates branch on it, yet a rule still costs one statement per
-//! evaluation.
+//! The server's version (`server_version_num` and `server_version`, one statement) is read once per
+//! new connection, in the pool's `post_create` hook, into the [`ServerIdentity`] templates see:
+//! they branch on it, yet a rule still costs one statement per evaluation.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,10 +27,10 @@ use tokio_util::task::TaskTracker;
 use super::fixture::Fixture;
 use super::seam::{
     parameter_mismatch, render_statement, ColumnType, Connections, ExplainLimits, Fetch, FetchError, FixtureSession,
-    PoolSettings, Prepared, Reach, RowSink, Source, StatementCheck,
+    PoolSettings, Prepared, Reach, RowSink, ServerIdentity, ServerSlot, Source, StatementCheck,
 };
 use crate::rules::model::{Bindings, Database, Rule, MAIN_QUERY};
-use crate::rules::template::ASSUMED_SERVER_VERSION_NUM;
+use crate::rules::server::Flavour;
 use crate::source::backoff::Backoff;
 use crate::source::credentials::{remember, scrub, Credentials, Secrets};
 
@@ -56,6 +55,16 @@ use tls::MakeRustls;
 
 /// How long a pooled session has to answer before reuse.
 const RECYCLE_TIMEOUT: Duration = Duration::from_secs(1);
+/// What a new connection asks of the server, once: the two facts of its [`ServerIdentity`].
+const SERVER_IDENTITY_QUERY: &str = "SELECT current_setting('server_version_num'), current_setting('server_version')";
+
+/// The identity in the answer to [`SERVER_IDENTITY_QUERY`]; `None` when it is not there.
+fn identity_of(message: &tokio_postgres::SimpleQueryMessage) -> Option<ServerIdentity> {
+    let tokio_postgres::SimpleQueryMessage::Row(row) = message else { return None };
+    let version_num = row.get(0)?.trim().parse::<i64>().ok()?;
+    let version = row.get(1).unwrap_or_default().trim().to_string();
+    Some(ServerIdentity::reported(Flavour::Postgresql, version, version_num))
+}
 
 /// A pool of sessions to one database.
 pub struct PgSource {
@@ -65,9 +74,9 @@ pub struct PgSource {
     secrets: Secrets,
     tls: MakeRustls,
     statement_timeout: Duration,
-    /// `server_version_num` of the newest connection; 0 until one was made or when the server did
-    /// not tell.
-    server_version_num: Arc<AtomicI64>,
+    /// What the newest connection learnt of the server; the assumption until one was made or when
+    /// the server did not tell.
+    server: Arc<ServerSlot>,
     backoff: Backoff,
     /// Cancel requests of abandoned queries, awaited at shutdown.
     cancels: TaskTracker,
@@ -97,30 +106,24 @@ impl PgSource {
         // Verified: a pooled session answers an empty query before reuse (within a second, else it is
         // dropped), so after a network failure a half-open session costs a second, not a timeout.
         let manager = PgManager::new(config, tls.clone(), Credentials::new(database.password.clone(), secrets.clone()));
-        let server_version_num = Arc::new(AtomicI64::new(0));
-        let version_slot = server_version_num.clone();
+        let server = Arc::new(ServerSlot::default());
+        let slot = server.clone();
         let pool = Pool::builder(manager)
             .max_size(database.max_connections)
             .runtime(Runtime::Tokio1)
             .create_timeout(Some(database.connect_timeout))
             .recycle_timeout(Some(RECYCLE_TIMEOUT))
             .post_create(Hook::async_fn(move |client: &mut deadpool_postgres::ClientWrapper, _| {
-                let slot = version_slot.clone();
+                let slot = slot.clone();
                 Box::pin(async move {
-                    match client.simple_query("SHOW server_version_num").await {
+                    match client.simple_query(SERVER_IDENTITY_QUERY).await {
                         Ok(messages) => {
-                            let version = messages.iter().find_map(|m| match m {
-                                tokio_postgres::SimpleQueryMessage::Row(row) => {
-                                    row.get(0).and_then(|v| v.trim().parse::<i64>().ok())
-                                }
-                                _ => None,
-                            });
-                            slot.store(version.unwrap_or(0), Ordering::Relaxed);
+                            slot.learn(messages.iter().find_map(identity_of));
                             Ok(())
                         }
-                        // A PostgreSQL-compatible server without the setting: templates see the assumed version.
+                        // A PostgreSQL-compatible server without the settings: templates see the assumed version.
                         Err(e) if e.as_db_error().is_some() => {
-                            slot.store(0, Ordering::Relaxed);
+                            slot.learn(None);
                             Ok(())
                         }
                         Err(e) => Err(HookError::Backend(ConnectError::Driver(e))),
@@ -135,19 +138,16 @@ impl PgSource {
             secrets,
             tls,
             statement_timeout,
-            server_version_num,
+            server,
             backoff: Backoff::new(max_backoff),
             cancels: TaskTracker::new(),
         })
     }
 
-    /// The server's `server_version_num` (e.g. 150004), once a connection has been made and the
-    /// server told it.
-    pub fn server_version_num(&self) -> Option<i64> {
-        match self.server_version_num.load(Ordering::Relaxed) {
-            0 => None,
-            v => Some(v),
-        }
+    /// The server templates render for: what the newest connection reported, else the database's
+    /// assumed identity.
+    pub fn server(&self) -> ServerIdentity {
+        self.server.identity_or(|| self.database.assumed_server())
     }
 
     /// Removes the DSN and password from a message that came from the driver or server.
@@ -203,9 +203,9 @@ impl PgSource {
         }
     }
 
-    /// The rule's statement, rendered for this server's version.
+    /// The rule's statement, rendered for this server.
     fn render(&self, rule: &Rule) -> Result<String, FetchError> {
-        render_statement(rule, self.server_version_num().unwrap_or(ASSUMED_SERVER_VERSION_NUM))
+        render_statement(rule, &self.server())
     }
 
     async fn prepare_rendered(&self, fetch: Fetch<'_>) -> Result<Prepared, FetchError> {

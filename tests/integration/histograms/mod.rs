@@ -124,7 +124,7 @@ fn render_both(evaluated: &[(Vec<exposition::Family>, Status)]) -> (String, Stri
 }
 
 /// `promtool check metrics` on `text`: its findings (empty when clean); `None` without promtool.
-fn promtool_findings(text: &str) -> Option<String> {
+pub(crate) fn promtool_findings(text: &str) -> Option<String> {
     if !tool::program("promtool", "apt-get install prometheus (.ci/run installs it)") {
         return None;
     }

@@ -4,6 +4,7 @@
 //! PostgreSQL exporter's families), run through the real binary on a private server
 //! ([`postgres_yaml`]).
 
+mod name_from;
 mod postgres_yaml;
 
 use std::collections::{BTreeMap, HashMap};
