@@ -33,7 +33,7 @@ const INDEX_BOUND_MS: f64 = 100.0;
 const INDEX_VAR_OFF: &str = "use_run_group_index: false";
 const INDEX_VAR_ON: &str = "use_run_group_index: true";
 /// The index `examples/kanary/indexes.sql` creates.
-const INDEX_NAME: &str = "data_kanary_run_groups";
+const INDEX_NAME: &str = "data_kanary_runs_by_cluster";
 /// One sequential scan of the test's rows that reads what the rule must read of each: its cluster,
 /// repository and directory (the physical floor of a rule that has no index to use).
 const SCAN_SQL: &str = "SELECT count(*) FROM data d WHERE d.horreum_testid = 372 \

@@ -34,10 +34,11 @@ pub(super) struct FamilyAt<'a> {
     pub(super) database_label: Option<&'a str>,
 }
 
-/// A name with the type it is checked against.
+/// A name with the type it is checked against, and how to rename it when it breaks the type's rule.
 struct Named<'a> {
     name: &'a str,
     kind: MetricKind,
+    rename: &'static str,
 }
 
 impl FamilyAt<'_> {
@@ -90,14 +91,14 @@ impl Ctx<'_> {
     /// name is claimed (a name taken from a column is checked per row, see [`NameFrom::taken`]).
     fn family_name(&mut self, at: &FamilyAt<'_>, f: &FamilySpec, name: &str, naming: &FamilyNaming) {
         let kind = f.kind.unwrap_or_default();
-        let key = match naming {
+        let (key, rename) = match naming {
             FamilyNaming::Declared => {
                 self.claim_metric_name(at.path, at.ptr("name"), name, at.rule);
-                "name"
+                ("name", "rename it")
             }
-            FamilyNaming::FromColumn(_) => "name_from/suffix",
+            FamilyNaming::FromColumn(_) => ("name_from", "give name_from a suffix ending in _total"),
         };
-        self.kind_naming(at, at.ptr(key), Named { name, kind }, f);
+        self.kind_naming(at, at.ptr(key), Named { name, kind, rename }, f);
         // A name an existing exporter used, kept so dashboards keep working: no naming warnings.
         let legacy = f.legacy_name == Some(true);
         let reserved = ["_count", "_sum", "_bucket"].into_iter().find(|s| name.ends_with(s));
@@ -164,7 +165,8 @@ impl Ctx<'_> {
                 );
                 self.warning(at.path, pointer.clone(), msg);
             }
-            self.kind_naming(at, pointer, Named { name, kind: o.kind.unwrap_or(kind) }, f);
+            let rename = "write the override's name as generated, ending in _total";
+            self.kind_naming(at, pointer, Named { name, kind: o.kind.unwrap_or(kind), rename }, f);
             out.overrides.insert(name.clone(), NameOverride { kind: o.kind, help: o.help.clone() });
         }
         out
@@ -200,14 +202,14 @@ impl Ctx<'_> {
     /// The suffix a type asks of a name (a counter's `_total`, an info family's `_info`) at
     /// `pointer`: for a declared name, a name taken from a column, and each of its overrides.
     fn kind_naming(&mut self, at: &FamilyAt<'_>, pointer: String, named: Named<'_>, f: &FamilySpec) {
-        let Named { name, kind } = named;
+        let Named { name, kind, rename } = named;
         let path = at.path;
         let legacy = f.legacy_name == Some(true);
         match kind {
             MetricKind::Counter if !name.ends_with("_total") && f.require_total_suffix != Some(false) => self.error(
                 path,
                 pointer,
-                format!("counter '{name}' must end in _total (the Prometheus convention promtool checks); rename it, or set require_total_suffix: false to keep a legacy name"),
+                format!("counter '{name}' must end in _total (the Prometheus convention promtool checks); {rename}, or set require_total_suffix: false to keep a legacy name"),
             ),
             MetricKind::Info if !name.ends_with("_info") => {
                 self.error(path, pointer, format!("info metric '{name}' must end in _info"))

@@ -389,7 +389,7 @@ mod tests {
     fn families_named_from_a_column_are_checked_at_their_key() {
         let family = |yaml: &str| errors(&format!("{NAMED}      - {yaml}\n"));
         let e = family("{name_from: {column: k, prefix: p_}, help: h, type: counter, value: v}");
-        assert!(e.contains("at /metrics/0/families/0/name_from/suffix: counter 'p_<k>' must end in _total"), "{e}");
+        assert!(e.contains("at /metrics/0/families/0/name_from: counter 'p_<k>' must end in _total (the Prometheus convention promtool checks); give name_from a suffix ending in _total"), "{e}");
         let e = family("{name_from: {column: k, prefix: p_}, help: h, value: v, overrides: {p_x: {type: counter}}}");
         assert!(e.contains("at /metrics/0/families/0/overrides/p_x: counter 'p_x' must end in _total"), "{e}");
         let e = family("{name: x, name_from: {column: k, prefix: p_}, help: h, value: v}");

@@ -403,7 +403,14 @@ fn each_column_names_a_family_and_unreadable_cells_give_no_series() {
     };
     f.naming = FamilyNaming::FromColumn(std::sync::Arc::new(from));
     let r = rule(vec![f]);
-    let columns = ["Master_Host", "Slave_IO_Running", "Slave_SQL_Running", "Read_Master_Log_Pos", "Gtid_IO_Pos", "Seconds_Behind_Master"];
+    let columns = [
+        "Master_Host",
+        "Slave_IO_Running",
+        "Slave_SQL_Running",
+        "Read_Master_Log_Pos",
+        "Gtid_IO_Pos",
+        "Seconds_Behind_Master",
+    ];
     let row = vec![text("10.0.0.1"), text("Connecting"), text("Yes"), Cell::Int(1234), text("0-1-5"), Cell::Null];
     let out = eval(&r, "main", &rs(&columns, vec![row])).unwrap();
     let names: Vec<&str> = out.iter().map(|f| f.name.as_str()).collect();
@@ -433,4 +440,66 @@ fn a_key_column_the_result_lacks_fails_the_rule_unless_declared_absent_as_empty(
     f.absent_key_columns = AbsentKeyColumns::Empty;
     let out = eval(&rule(vec![f]), "main", &rs(&["v"], vec![vec![Cell::Int(1)]])).unwrap();
     assert_eq!(series(&out), ["a{host=\"\"} 1"]);
+}
+
+/// A family named from column `k`, prefix `p_`, with `taken` names claimed elsewhere.
+fn named(taken: &[(&str, &str)], overrides: &[(&str, NameOverride)]) -> MetricFamily {
+    let from = NameFrom {
+        key: NameKey::Column("k".into()),
+        prefix: "p_".into(),
+        suffix: String::new(),
+        overrides: overrides.iter().map(|(n, o)| (n.to_string(), o.clone())).collect(),
+        taken: taken.iter().map(|(n, r)| (n.to_string(), r.to_string())).collect(),
+    };
+    let mut f = fam(&from.pattern(), MetricKind::Untyped, &[], FamilyValues::Column("v".into()));
+    f.naming = FamilyNaming::FromColumn(std::sync::Arc::new(from));
+    f
+}
+
+#[test]
+fn a_family_per_key_sorted_with_its_override() {
+    let counter = NameOverride { kind: Some(MetricKind::Counter), help: Some("Reads.".into()) };
+    let r = rule(vec![named(&[], &[("p_reads_total", counter)])]);
+    let rows = vec![
+        vec![text("Writes"), Cell::Int(2)],
+        vec![text("reads.total"), Cell::Int(5)],
+        vec![text("Writes"), Cell::Null],
+    ];
+    let out = eval(&r, "m", &rs(&["k", "v"], rows)).unwrap();
+    assert_eq!(
+        render(&out),
+        "# HELP p_reads_total Reads.\n# TYPE p_reads_total counter\np_reads_total 5\n\
+         # HELP p_writes help of p_<k>\n# TYPE p_writes untyped\np_writes 2\n"
+    );
+}
+
+#[test]
+fn claimed_reserved_and_null_keys_are_refused_once_and_the_rest_served() {
+    let r = rule(vec![named(&[("p_rows", "declared")], &[])]);
+    let rows = vec![
+        vec![text("rows"), Cell::Int(1)],
+        vec![text("rows"), Cell::Int(2)],
+        vec![Cell::Null, Cell::Int(3)],
+        vec![text("ok"), Cell::Int(4)],
+    ];
+    let folded = evaluate(&r, "m", &rs(&["k", "v"], rows)).unwrap();
+    assert_eq!(series(&folded.families), ["p_ok 4"]);
+    assert_eq!(folded.family_failures.len(), 2, "{:?}", folded.family_failures);
+    assert!(folded.family_failures.iter().any(|m| m.starts_with("family p_<k>: bad_value: column 'k' holds NULL")));
+    assert!(folded.family_failures.iter().any(|m| m.starts_with(
+        "family p_rows: name_conflict: key 'rows' of column 'k' gives the name p_rows, but rule 'declared' declares a family of that name"
+    )));
+    // A prefix that is no reserved name can still give one with its key: refused per row.
+    let mut reserved = named(&[], &[]);
+    if let FamilyNaming::FromColumn(from) = &mut reserved.naming {
+        std::sync::Arc::make_mut(from).prefix = "process".into();
+    }
+    let folded =
+        evaluate(&rule(vec![reserved]), "m", &rs(&["k", "v"], vec![vec![text("_fds"), Cell::Int(1)]])).unwrap();
+    assert!(folded.families.is_empty());
+    assert!(
+        folded.family_failures[0].contains("name_conflict") && folded.family_failures[0].contains("process_*"),
+        "{:?}",
+        folded.family_failures
+    );
 }

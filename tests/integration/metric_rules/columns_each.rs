@@ -59,7 +59,10 @@ async fn each_column_of_a_row_becomes_a_family_and_texts_read_as_declared() {
     assert_eq!(s["pgdb_is_template"][&l], 0.0, "{text}");
     assert_eq!(s["pgdb_conn_limit"][&l], -1.0, "{text}");
     assert!(s["pgdb_xact_commit"][&l] > 0.0, "{text}");
-    assert!(text.contains("# HELP pgdb_xact_commit Transactions committed.\n# TYPE pgdb_xact_commit gauge\n"), "{text}");
+    assert!(
+        text.contains("# HELP pgdb_xact_commit Transactions committed.\n# TYPE pgdb_xact_commit gauge\n"),
+        "{text}"
+    );
     assert!(text.contains("# TYPE pgdb_conn_limit untyped\n"), "{text}");
     assert!(text.contains("master_uuid=\"\""), "the absent column reads as the empty label: {text}");
 
@@ -98,8 +101,7 @@ fn the_db_check_reads_key_columns() {
         .output()
         .expect("runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let found: Vec<&str> =
-        stdout.lines().filter_map(|l| l.strip_prefix(&format!("{}:", file.display()))).collect();
+    let found: Vec<&str> = stdout.lines().filter_map(|l| l.strip_prefix(&format!("{}:", file.display()))).collect();
     assert_eq!(
         found,
         ["13:5: error: the query returns no column 'Master_Host' (key label 'host' of strict_<each column>); it returns: v"],

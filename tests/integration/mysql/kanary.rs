@@ -56,6 +56,21 @@ fn kanary_on_mariadb_gives_the_postgresql_series_for_series() {
 }
 
 #[test]
+fn the_full_pass_gives_the_same_series_as_the_first_pass() {
+    // recent_rows 0: every target is looked for in every run; 7: some targets are served by the first
+    // pass and the others by the full one, the boundary falling inside targets' windows.
+    let Some(my) = MyDb::shared() else { return };
+    load_mysql_cases(&my);
+    for recent in ["0", "7"] {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = mysql_kanary_rules_with(dir.path(), &[("recent_rows: 1000", &format!("recent_rows: {recent}"))]);
+        let (code, stdout, stderr) = once(&rules, &[("CONNECTION_STRING", &my.dsn())]);
+        assert_eq!(code, Some(0), "recent_rows {recent}: {stderr}");
+        assert_eq!(stdout, golden::read(GOLDEN), "recent_rows {recent} differs from the PostgreSQL golden file");
+    }
+}
+
+#[test]
 fn a_failed_mysql_query_reports_db_error_for_every_target() {
     let Some(my) = MyDb::shared() else { return };
     load_mysql_cases(&my);

@@ -141,7 +141,9 @@ fn family_differences(name: &str, mine: &Family, before: &Family, after: Option<
             *ours == then && then == later
         } else if name == SECONDS_BEHIND {
             (*ours - then).abs() <= elapsed.ceil()
-        } else if mine.kind == "counter" || name == "mysql_global_status_uptime" || name.starts_with("mysql_slave_status_")
+        } else if mine.kind == "counter"
+            || name == "mysql_global_status_uptime"
+            || name.starts_with("mysql_slave_status_")
         {
             // Replica status: equal where the peer's two readings are, else between them.
             then <= *ours && *ours <= later

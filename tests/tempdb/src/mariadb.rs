@@ -140,6 +140,10 @@ impl TempMariaDb {
         self.root.join("mariadb.sock")
     }
 
+    fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
     fn error_log(&self) -> PathBuf {
         self.root.join("error.log")
     }
@@ -147,12 +151,16 @@ impl TempMariaDb {
     /// Starts `mariadbd` and waits until it answers on its socket.
     fn start_server(&self) -> Result<()> {
         let programs = MariaDbPrograms::find()?;
+        fs::create_dir_all(self.tmp_dir()).with_context(|| format!("could not create {}", self.tmp_dir().display()))?;
         let mut args: Vec<OsString> = vec![
             "--no-defaults".into(),
             format!("--datadir={}", self.data_dir().display()).into(),
             format!("--socket={}", self.socket().display()).into(),
             format!("--pid-file={}", self.root.join("mariadb.pid").display()).into(),
             format!("--log-error={}", self.error_log().display()).into(),
+            // Its own temporary directory: a server sharing `/tmp` with others was seen failing to
+            // delete its `#sql-temptable-*` files there.
+            format!("--tmpdir={}", self.tmp_dir().display()).into(),
             format!("--bind-address={HOST}").into(),
             format!("--port={}", self.port).into(),
             "--skip-log-bin".into(),
