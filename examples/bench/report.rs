@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::capacity::Capacity;
 use crate::evaluation::{CostResult, EvalRow};
-use crate::footprint::Footprint;
+use crate::footprint::{Footprint, IDLE_EVALUATIONS, IDLE_INTERVAL};
 use crate::kanary::KanaryCost;
 use crate::peer_bench::PeerBench;
 use crate::scrape::{HangResult, ScrapeRow};
@@ -316,11 +316,15 @@ impl Report {
         );
         let _ = writeln!(
             o,
-            "| idle RSS (~100 series, after 100 scrapes) | {:.1} MiB (peak {:.1}): {:.1} MiB private, {:.1} MiB mapped files (the binary's code, libc) |",
+            "| idle RSS (~100 series every {}, after {} evaluations and 100 scrapes) | {:.1} MiB (peak {:.1}): {:.1} MiB private, {:.1} MiB mapped files, of which {:.1} MiB the binary's code and read-only data and {:.1} MiB libc and the other libraries |",
+            IDLE_INTERVAL,
+            IDLE_EVALUATIONS,
             mib(f.idle_rss_kib),
             mib(f.idle_peak_kib),
             mib(f.idle_anon_kib),
-            mib(f.idle_file_kib)
+            mib(f.idle_file_kib),
+            mib(f.idle_binary_kib),
+            mib(f.idle_file_kib.saturating_sub(f.idle_binary_kib))
         );
         let _ = writeln!(
             o,
