@@ -218,7 +218,7 @@ async fn report_transports(ctx: &Ctx<'_>, sources: &Sources, given_up: &[String]
 fn accepts(need: Need, d: Decoded) -> bool {
     use Decoded::*;
     match need {
-        Need::Any => true,
+        Need::Any | Need::AnyIfPresent => true,
         Need::Order => matches!(d, Int | Float | Text | Timestamp | Json),
         Need::Value(ValueType::Integer) => matches!(d, Int | Float | Text | Json),
         Need::Value(ValueType::Float) => matches!(d, Bool | Int | Float | Text | Json),
@@ -244,6 +244,7 @@ fn statement_problems(at: &RuleAt<'_>, query: &str, several: bool, p: &Prepared,
         let (column, role) = (&used.column, &used.role);
         // The first column of that name is the one read, as at run time.
         let problem = match p.columns.iter().find(|(n, _)| n == column).map(|(_, ty)| ty) {
+            None if used.need == Need::AnyIfPresent => None,
             None => Some(format!(
                 "the query{named} returns no column '{column}' ({role}); it returns: {}",
                 if returned.is_empty() { "no columns".to_string() } else { returned.join(", ") }

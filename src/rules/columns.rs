@@ -1,7 +1,7 @@
 //! Which result columns a rule reads, and what it needs of each: one list that the loader's SQL-text
 //! warning and `--check-rules --db`'s column check both read.
 
-use super::model::{FamilyNaming, Rule, RuleKind, ValueType};
+use super::model::{AbsentKeyColumns, FamilyNaming, NameKey, Rule, RuleKind, ValueType};
 use super::span;
 
 /// What a rule does with a column, and so which kinds of value it can read from it.
@@ -9,6 +9,8 @@ use super::span;
 pub enum Need {
     /// Anything decodable (label values, text values, metric values).
     Any,
+    /// Anything decodable, or no such column (a key label with `absent_key_columns: empty`).
+    AnyIfPresent,
     /// `order_by`: compared as times or numbers.
     Order,
     Value(ValueType),
@@ -18,7 +20,7 @@ impl Need {
     /// How the need reads in a message: "cannot be read as an integer".
     pub fn wanted(self) -> &'static str {
         match self {
-            Need::Any => "a value",
+            Need::Any | Need::AnyIfPresent => "a value",
             Need::Order => "an order (a time or a number)",
             Need::Value(ValueType::Integer) => "an integer",
             Need::Value(ValueType::Float) => "a float",
@@ -65,11 +67,17 @@ pub fn columns_read(rule: &Rule) -> Vec<ColumnUse> {
         RuleKind::Metric(m) => {
             for (i, f) in m.families.iter().enumerate() {
                 if let FamilyNaming::FromColumn(from) = &f.naming {
-                    let role = format!("the key naming the families of {}", f.name);
-                    push(&from.column, role, Need::Any, format!("families/{i}/name_from/column"));
+                    if let NameKey::Column(column) = &from.key {
+                        let role = format!("the key naming the families of {}", f.name);
+                        push(column, role, Need::Any, format!("families/{i}/name_from/column"));
+                    }
                 }
-                for (j, l) in f.key_labels.iter().enumerate() {
-                    push(l, format!("a key label of {}", f.name), Need::Any, format!("families/{i}/key_labels/{j}"));
+                let need = match f.absent_key_columns {
+                    AbsentKeyColumns::Fail => Need::Any,
+                    AbsentKeyColumns::Empty => Need::AnyIfPresent,
+                };
+                for (j, (l, c)) in f.key_labels.iter().zip(&f.key_columns).enumerate() {
+                    push(c, format!("key label '{l}' of {}", f.name), need, format!("families/{i}/key_labels/{j}"));
                 }
                 for (c, key) in f.values.columns() {
                     push(c, format!("a value of {}", f.name), Need::Any, format!("families/{i}/{key}"));

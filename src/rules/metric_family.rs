@@ -17,7 +17,7 @@ use super::loader::Ctx;
 use super::model::*;
 use super::names::reserved_metric_name;
 use super::span;
-use super::spec::{FamilySpec, HistogramSpec, NameFromSpec};
+use super::spec::{EachColumnSpec, FamilySpec, HistogramSpec, NameFromSpec};
 
 /// The label a histogram's buckets carry their upper bound in.
 pub const BUCKET_LABEL: &str = "le";
@@ -65,12 +65,17 @@ impl Ctx<'_> {
         self.family_labels(at, &f, &key_labels, &values);
         self.family_outcomes(at, &f, kind, &key_labels);
         self.family_unit_and_created(at, &f, &name, kind);
+        let key_columns = self.key_columns(at, &f, &key_labels);
+        let text_values = self.text_values(at, &f);
         MetricFamily {
             name,
             naming,
             help: f.help,
             kind,
             key_labels,
+            key_columns,
+            absent_key_columns: f.absent_key_columns.unwrap_or_default(),
+            text_values,
             static_labels: f.static_labels.into_iter().collect(),
             values,
             on_null: f.on_null.unwrap_or_default(),
@@ -139,8 +144,13 @@ impl Ctx<'_> {
                 self.error(at.path, at.ptr(key), msg);
             }
         }
+        let key = match (spec.column, spec.columns) {
+            (Some(column), _) => NameKey::Column(column),
+            // The schema requires one of `column` and `columns`.
+            (None, Some(EachColumnSpec::Each) | None) => NameKey::EachColumn,
+        };
         let mut out = NameFrom {
-            column: spec.column,
+            key,
             prefix: spec.prefix,
             suffix: spec.suffix,
             overrides: BTreeMap::new(),
@@ -160,6 +170,33 @@ impl Ctx<'_> {
             out.overrides.insert(name.clone(), NameOverride { kind: o.kind, help: o.help.clone() });
         }
         out
+    }
+
+    /// The column each key label reads, in `key_labels` order; a `key_columns` entry for a label the
+    /// family does not have is an error at its key.
+    fn key_columns(&mut self, at: &FamilyAt<'_>, f: &FamilySpec, key_labels: &[String]) -> Vec<String> {
+        for label in f.key_columns.keys().filter(|l| !key_labels.contains(l)) {
+            let msg = format!(
+                "key_columns names label '{label}', which is not a key label of this family (its key labels: {}); add it to key_labels or drop the entry",
+                if key_labels.is_empty() { "none".to_string() } else { key_labels.join(", ") }
+            );
+            self.error(at.path, at.ptr(&format!("key_columns/{}", span::escape(label))), msg);
+        }
+        key_labels.iter().map(|l| f.key_columns.get(l).unwrap_or(l).clone()).collect()
+    }
+
+    /// `text_values`, compared without case: two texts that differ only in case are an error.
+    fn text_values(&mut self, at: &FamilyAt<'_>, f: &FamilySpec) -> TextValues {
+        let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+        for text in f.text_values.keys() {
+            if let Some(first) = seen.insert(text.to_lowercase(), text) {
+                let msg = format!(
+                    "text_values has '{first}' and '{text}', which are one text (texts are compared without case); keep one"
+                );
+                self.error(at.path, at.ptr(&format!("text_values/{}", span::escape(text))), msg);
+            }
+        }
+        TextValues::new(f.text_values.iter().map(|(t, v)| (t.clone(), *v)))
     }
 
     /// The suffix a type asks of a name (a counter's `_total`, an info family's `_info`) at

@@ -366,8 +366,15 @@ pub struct MetricFamily {
     pub naming: FamilyNaming,
     pub help: String,
     pub kind: MetricKind,
-    /// Columns whose values become label values, the label named as the column.
+    /// The label names of the values read from columns (`key_labels`), in declaration order.
     pub key_labels: Vec<String>,
+    /// The column each key label reads, in `key_labels` order: the label's own name unless
+    /// `key_columns` names another (a `SHOW` statement's `Master_Host` for `master_host`).
+    pub key_columns: Vec<String>,
+    /// What a key label whose column the result lacks reads.
+    pub absent_key_columns: AbsentKeyColumns,
+    /// Texts a value column may hold that read as numbers (`text_values`).
+    pub text_values: TextValues,
     /// Labels with a fixed value, in declaration order.
     pub static_labels: Vec<(String, String)>,
     pub values: FamilyValues,
@@ -394,12 +401,61 @@ pub enum FamilyNaming {
     FromColumn(Arc<NameFrom>),
 }
 
-/// A family named from a column: `prefix`, the row's key made a name part ([`metric_name_part`]),
+/// What a key label reads when the result has no column of its name: statements whose columns
+/// vary by server (`SHOW SLAVE STATUS` has `Master_UUID` on MySQL, not on MariaDB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AbsentKeyColumns {
+    /// The rule fails, naming the column: a mistyped column must not pass for an empty label.
+    #[default]
+    Fail,
+    /// The label reads the empty string, as mysqld_exporter gives a column the server lacks.
+    Empty,
+}
+
+/// Texts that read as numbers in a family's value columns (`text_values`), compared without case:
+/// mysqld_exporter's `Yes`/`No`/`ON`/`OFF`, declared in the rules rather than known to the engine.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TextValues {
+    /// Keyed by the text lowercased.
+    by_text: BTreeMap<String, f64>,
+}
+
+impl TextValues {
+    /// The declared texts; two that differ only in case are one (the loader refuses that).
+    pub fn new(declared: impl IntoIterator<Item = (String, f64)>) -> TextValues {
+        TextValues { by_text: declared.into_iter().map(|(t, v)| (t.to_lowercase(), v)).collect() }
+    }
+
+    /// The number `text` reads as: a declared text (any case, surrounding blanks ignored), else the
+    /// text parsed as a number; `None` when it is neither.
+    pub fn number(&self, text: &str) -> Option<f64> {
+        let t = text.trim();
+        self.by_text.get(&t.to_lowercase()).copied().or_else(|| t.parse::<f64>().ok())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_text.is_empty()
+    }
+}
+
+/// What names the families of a `name_from` declaration.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NameKey {
+    /// `column: X`: each row's value of column X is the key; the family's value column the value.
+    Column(String),
+    /// `columns: each`: every result column other than the key labels' is a key, its cell the value;
+    /// a cell that is no number (nor a declared text) gives no series (mysqld_exporter's
+    /// `SHOW SLAVE STATUS`).
+    EachColumn,
+}
+
+/// A family named from a column: `prefix`, the key made a name part ([`metric_name_part`]),
 /// `suffix`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NameFrom {
-    /// The column whose value is the key.
-    pub column: String,
+    /// What the key is: a column's value, or each column's name.
+    pub key: NameKey,
     pub prefix: String,
     pub suffix: String,
     /// Per generated name (the full name), the type and help that replace the family's.
@@ -422,9 +478,13 @@ impl NameFrom {
         format!("{}{}{}", self.prefix, metric_name_part(key), self.suffix)
     }
 
-    /// The shape of the names, for messages: `PREFIX<column>SUFFIX`.
+    /// The shape of the names, for messages: `PREFIX<column>SUFFIX` (`<each column>`).
     pub fn pattern(&self) -> String {
-        format!("{}<{}>{}", self.prefix, self.column, self.suffix)
+        let key = match &self.key {
+            NameKey::Column(c) => c.as_str(),
+            NameKey::EachColumn => "each column",
+        };
+        format!("{}<{key}>{}", self.prefix, self.suffix)
     }
 
     /// Whether this family could generate `name`.

@@ -94,6 +94,7 @@ pub fn describe(schema: &Value, err: &ValidationError<'_>) -> Vec<SchemaProblem>
             vec![SchemaProblem { pointer: format!("{pointer}/{}", escape(&name)), message: format!("key {what}") }]
         }
         K::OneOfNotValid { context } => one(one_of_not_valid(&key, value, context)),
+        K::FalseSchema => one(not_allowed(schema, &pointer, &key, err.schema_path().as_str())),
         K::OneOfMultipleValid { .. } => match required_alternatives(schema, &pointer, value) {
             Some(alts) => one(format!("{key}: give only one of {}, not several", quoted_list(&alts, "or"))),
             None => one(format!("{key}: {} matches more than one of the allowed forms", show(value))),
@@ -220,6 +221,21 @@ fn one_of_not_valid(key: &str, value: &Value, context: &[Vec<ValidationError<'st
         return format!("{key}: expected {}, found {}", types.join(" or "), found(value));
     }
     format!("{key}: {} does not match any of the allowed forms", show(value))
+}
+
+/// A key that a conditional part of the schema forbids (`then: {properties: {value: false}}`): the
+/// description of that `then` says why, when it can be found.
+fn not_allowed(root: &Value, pointer: &str, key: &str, schema_path: &str) -> String {
+    let why = || -> Option<&str> {
+        let (before, _) = schema_path.rsplit_once("/then/")?;
+        let index: usize = before.rsplit('/').next()?.parse().ok()?;
+        let node = subschema(root, pointer.rsplit_once('/')?.0)?;
+        node.get("allOf")?.get(index)?.get("then")?.get("description")?.as_str()
+    };
+    match why() {
+        Some(why) => format!("{key} does not belong here: {why}"),
+        None => format!("{key} is not allowed here; remove it"),
+    }
 }
 
 /// Follows `pointer` through the schema (properties, items, additionalProperties, `$ref`s into

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::model::{BucketCounts, MetricKind, OnEmpty, OnError, OnNull, ValueType};
+use super::model::{AbsentKeyColumns, BucketCounts, MetricKind, OnEmpty, OnError, OnNull, ValueType};
 
 #[derive(Deserialize)]
 pub(super) struct DatabaseSpec {
@@ -117,6 +117,12 @@ pub(super) struct FamilySpec {
     #[serde(rename = "type")]
     pub(super) kind: Option<MetricKind>,
     pub(super) key_labels: Option<Vec<String>>,
+    /// Per key label, the column it reads when not the column of its own name.
+    #[serde(default)]
+    pub(super) key_columns: BTreeMap<String, String>,
+    pub(super) absent_key_columns: Option<AbsentKeyColumns>,
+    #[serde(default)]
+    pub(super) text_values: BTreeMap<String, f64>,
     #[serde(default)]
     pub(super) static_labels: BTreeMap<String, String>,
     pub(super) value: Option<String>,
@@ -137,10 +143,19 @@ pub(super) struct FamilySpec {
 /// `name_from:` of a family, as written.
 #[derive(Deserialize)]
 pub(super) struct NameFromSpec {
-    pub(super) column: String,
+    /// Exactly one of `column` and `columns` (the schema's `oneOf`).
+    pub(super) column: Option<String>,
+    pub(super) columns: Option<EachColumnSpec>,
     pub(super) prefix: String,
     #[serde(default)]
     pub(super) suffix: String,
+}
+
+/// `name_from: {columns: each}`: the one value `columns` takes.
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum EachColumnSpec {
+    Each,
 }
 
 /// One entry of a `name_from` family's `overrides`.

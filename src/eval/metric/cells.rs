@@ -59,14 +59,15 @@ pub(super) fn value(f: &MetricFamily, column: &str, cell: &Cell) -> Result<Optio
         Cell::Float(x) => *x,
         Cell::Bool(b) => f64::from(u8::from(*b)),
         Cell::Timestamp(t) => t.timestamp_micros() as f64 / 1e6,
-        Cell::Text(s) => match s.trim().parse::<f64>() {
-            Ok(x) => x,
-            Err(_) => {
+        Cell::Text(s) => match f.text_values.number(s) {
+            Some(x) => x,
+            None => {
+                let fix = if f.text_values.is_empty() { "" } else { " nor one of its text_values" };
                 return Err(format!(
-                    "family {}: value column '{column}' holds {}, which is not a number",
+                    "family {}: value column '{column}' holds {}, which is not a number{fix}; convert it in the query, or map such texts to numbers with text_values",
                     f.name,
                     cell.describe()
-                ))
+                ));
             }
         },
         Cell::Unsupported(_) => {
@@ -82,6 +83,17 @@ pub(super) fn value(f: &MetricFamily, column: &str, cell: &Cell) -> Result<Optio
         ));
     }
     Ok(Some(v))
+}
+
+/// A value of a family named from each column (`name_from: {columns: each}`): as [`value`], but a
+/// cell that is neither a number nor a declared text gives no series, as mysqld_exporter skips
+/// what it cannot parse (the columns are the server's, not declared).
+pub(super) fn each_column_value(f: &MetricFamily, column: &str, cell: &Cell) -> Result<Option<f64>, String> {
+    match cell {
+        Cell::Text(s) if f.text_values.number(s).is_none() => Ok(None),
+        Cell::Unsupported(_) => Ok(None),
+        other => value(f, column, other),
+    }
 }
 
 /// A bucket's upper bound: a number, or `+Inf` written as text (`+Inf`, `Inf`, `Infinity`) or as a

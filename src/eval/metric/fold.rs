@@ -74,12 +74,15 @@ impl From<String> for FoldError {
 /// The column positions a family reads, once its statement announced its columns.
 #[derive(Debug, Clone)]
 pub(super) struct Columns {
-    pub(super) keys: Vec<usize>,
+    /// Per key label, its column; `None`: the result has none (`absent_key_columns: empty`).
+    pub(super) keys: Vec<Option<usize>>,
     /// In the order of [`FamilyValues::columns`].
     pub(super) values: Vec<usize>,
     pub(super) created: Option<usize>,
     /// The column whose value names the family (`name_from`).
     pub(super) name_key: Option<usize>,
+    /// `name_from: {columns: each}`: every other column, each naming a family (position, name).
+    pub(super) each: Vec<(usize, String)>,
 }
 
 /// Whether `f` is a histogram of raw values (which reports zero observations when it has none).

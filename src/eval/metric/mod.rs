@@ -38,7 +38,8 @@ mod tests;
 use crate::eval::cell::{Cell, ResultSet};
 use crate::eval::exposition::{Family, MetricType, Sample, Text};
 use crate::rules::model::{
-    FamilyNaming, FamilyValues, MetricFamily, MetricKind, MetricRule, OnEmpty, OnError, MAIN_QUERY,
+    AbsentKeyColumns, FamilyNaming, FamilyValues, MetricFamily, MetricKind, MetricRule, NameKey, OnEmpty, OnError,
+    MAIN_QUERY,
 };
 
 use cells::RowTexts;
@@ -113,14 +114,34 @@ impl<'a> FamilyFold<'a> {
                 )
             })
         };
-        let keys = f.key_labels.iter().map(|k| find(k, "a key label")).collect::<Result<_, _>>()?;
+        let mut keys = Vec::with_capacity(f.key_columns.len());
+        for c in &f.key_columns {
+            keys.push(match (names.iter().position(|n| n == c), f.absent_key_columns) {
+                (Some(i), _) => Some(i),
+                (None, AbsentKeyColumns::Empty) => None,
+                (None, AbsentKeyColumns::Fail) => Some(find(
+                    c,
+                    "a key label; key_columns names the column a label reads, absent_key_columns: empty reads one a server lacks as empty",
+                )?),
+            });
+        }
         let values = f.values.columns().iter().map(|(c, _)| find(c, "a value")).collect::<Result<_, _>>()?;
         let created = f.created.as_deref().map(|c| find(c, "the creation time")).transpose()?;
-        let name_key = match &f.naming {
-            FamilyNaming::FromColumn(from) => Some(find(&from.column, "the key naming the family")?),
-            FamilyNaming::Declared => None,
+        let (name_key, each) = match &f.naming {
+            FamilyNaming::FromColumn(from) => match &from.key {
+                NameKey::Column(c) => (Some(find(c, "the key naming the family")?), Vec::new()),
+                // Every column but the key labels' names a family (the first of a repeated name).
+                NameKey::EachColumn => {
+                    let each = (0..names.len())
+                        .filter(|&i| !keys.contains(&Some(i)) && names.iter().position(|n| *n == names[i]) == Some(i))
+                        .map(|i| (i, names[i].clone()))
+                        .collect();
+                    (None, each)
+                }
+            },
+            FamilyNaming::Declared => (None, Vec::new()),
         };
-        self.columns = Some(Columns { keys, values, created, name_key });
+        self.columns = Some(Columns { keys, values, created, name_key, each });
         Ok(())
     }
 
@@ -132,8 +153,13 @@ impl<'a> FamilyFold<'a> {
         }
         let mut labels = Vec::with_capacity(self.fixed.len() + self.key_names.len() + 1);
         labels.extend(self.fixed.iter().cloned());
-        for ((name, &i), column) in self.key_names.iter().zip(&columns.keys).zip(&self.family.key_labels) {
-            labels.push((name.clone(), texts.key(self.family, column, row, i)?));
+        for ((name, &i), column) in self.key_names.iter().zip(&columns.keys).zip(&self.family.key_columns) {
+            let text = match i {
+                Some(i) => texts.key(self.family, column, row, i)?,
+                // A column the server does not have (`absent_key_columns: empty`).
+                None => Text::from(""),
+            };
+            labels.push((name.clone(), text));
         }
         match &mut self.shape {
             Shape::Scalar(s) => s.row(self.family, labels, columns, row),

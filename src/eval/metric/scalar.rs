@@ -34,7 +34,8 @@ impl ScalarFold {
         ScalarFold { samples: Vec::new(), created: Vec::new(), added_label, added_values }
     }
 
-    fn push(&mut self, labels: Vec<(Text, Text)>, value: f64, created: Option<f64>) {
+    /// One series, with its creation time when the family declares one.
+    pub(super) fn push(&mut self, labels: Vec<(Text, Text)>, value: f64, created: Option<f64>) {
         self.samples.push(Sample { labels, value });
         if let Some(c) = created {
             self.created.push(c);

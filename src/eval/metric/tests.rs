@@ -10,6 +10,9 @@ fn fam(name: &str, kind: MetricKind, keys: &[&str], values: FamilyValues) -> Met
         help: format!("help of {name}"),
         kind,
         key_labels: keys.iter().map(|k| k.to_string()).collect(),
+        key_columns: keys.iter().map(|k| k.to_string()).collect(),
+        absent_key_columns: AbsentKeyColumns::Fail,
+        text_values: TextValues::default(),
         static_labels: Vec::new(),
         values,
         on_null: OnNull::Skip,
@@ -144,7 +147,7 @@ fn text_values_parse_and_garbage_is_a_rule_error_naming_the_column() {
     let out = eval(&r, "main", &rs(&["k", "v"], vec![vec![text("x"), text(" 1.5 ")]])).unwrap();
     assert_eq!(series(&out), ["a{k=\"x\"} 1.5"]);
     let err = eval(&r, "main", &rs(&["k", "v"], vec![vec![text("x"), text("lots")]])).unwrap_err();
-    assert_eq!(err, "family a: value column 'v' holds 'lots', which is not a number");
+    assert_eq!(err, "family a: value column 'v' holds 'lots', which is not a number; convert it in the query, or map such texts to numbers with text_values");
     let err = eval(&r, "main", &rs(&["k", "v"], vec![vec![text("x"), Cell::Unsupported("inet".into())]])).unwrap_err();
     assert!(err.contains("'v'") && err.contains("inet"), "{err}");
 }
@@ -389,10 +392,79 @@ fn label_texts_of_few_distinct_values_are_shared_between_rows_and_many_stand_alo
     }
 }
 
+#[test]
+fn declared_texts_read_as_numbers_in_any_case_and_others_still_fail_the_rule() {
+    let mut f = fam("a", MetricKind::Gauge, &["k"], FamilyValues::Column("v".into()));
+    f.text_values = TextValues::new([("Yes".to_string(), 1.0), ("no".to_string(), 0.0)]);
+    let r = rule(vec![f]);
+    let rows = vec![vec![text("x"), text("YES")], vec![text("y"), text(" No ")], vec![text("z"), text("2.5")]];
+    let out = eval(&r, "main", &rs(&["k", "v"], rows)).unwrap();
+    assert_eq!(series(&out), ["a{k=\"x\"} 1", "a{k=\"y\"} 0", "a{k=\"z\"} 2.5"]);
+    let err = eval(&r, "main", &rs(&["k", "v"], vec![vec![text("x"), text("Connecting")]])).unwrap_err();
+    assert!(err.contains("'Connecting'") && err.contains("nor one of its text_values"), "{err}");
+}
+
+/// `name_from: {columns: each}` over a `SHOW SLAVE STATUS`-like row: a family per column that is
+/// not a key label's, texts mapped or parsed, the rest (and NULL) skipped; key labels read from
+/// columns spelled otherwise, and a column the result lacks as the empty label.
+#[test]
+fn each_column_names_a_family_and_unreadable_cells_give_no_series() {
+    let mut f = fam("s_<each column>", MetricKind::Untyped, &["master_host", "master_uuid"], FamilyValues::One);
+    f.key_columns = vec!["Master_Host".into(), "Master_UUID".into()];
+    f.absent_key_columns = AbsentKeyColumns::Empty;
+    f.text_values = TextValues::new([("yes".to_string(), 1.0), ("connecting".to_string(), 0.0)]);
+    let from = NameFrom {
+        key: NameKey::EachColumn,
+        prefix: "s_".into(),
+        suffix: String::new(),
+        overrides: Default::default(),
+        taken: Default::default(),
+    };
+    f.naming = FamilyNaming::FromColumn(std::sync::Arc::new(from));
+    let r = rule(vec![f]);
+    let columns = [
+        "Master_Host",
+        "Slave_IO_Running",
+        "Slave_SQL_Running",
+        "Read_Master_Log_Pos",
+        "Gtid_IO_Pos",
+        "Seconds_Behind_Master",
+    ];
+    let row = vec![text("10.0.0.1"), text("Connecting"), text("Yes"), Cell::Int(1234), text("0-1-5"), Cell::Null];
+    let out = eval(&r, "main", &rs(&columns, vec![row])).unwrap();
+    let names: Vec<&str> = out.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["s_read_master_log_pos", "s_slave_io_running", "s_slave_sql_running"]);
+    assert_eq!(
+        series(&out),
+        [
+            "s_read_master_log_pos{master_host=\"10.0.0.1\",master_uuid=\"\"} 1234",
+            "s_slave_io_running{master_host=\"10.0.0.1\",master_uuid=\"\"} 0",
+            "s_slave_sql_running{master_host=\"10.0.0.1\",master_uuid=\"\"} 1",
+        ]
+    );
+    // No row (a server that is no replica): no family, no failure.
+    let out = eval(&r, "main", &rs(&columns, Vec::new())).unwrap();
+    assert!(out.is_empty(), "{out:?}");
+}
+
+#[test]
+fn a_key_column_the_result_lacks_fails_the_rule_unless_declared_absent_as_empty() {
+    let mut f = fam("a", MetricKind::Gauge, &["host"], FamilyValues::Column("v".into()));
+    f.key_columns = vec!["Host".into()];
+    let r = rule(vec![f.clone()]);
+    let err = eval(&r, "main", &rs(&["v"], vec![vec![Cell::Int(1)]])).unwrap_err();
+    assert!(err.contains("no column 'Host'") && err.contains("absent_key_columns"), "{err}");
+    let out = eval(&r, "main", &rs(&["Host", "v"], vec![vec![text("h"), Cell::Int(1)]])).unwrap();
+    assert_eq!(series(&out), ["a{host=\"h\"} 1"]);
+    f.absent_key_columns = AbsentKeyColumns::Empty;
+    let out = eval(&rule(vec![f]), "main", &rs(&["v"], vec![vec![Cell::Int(1)]])).unwrap();
+    assert_eq!(series(&out), ["a{host=\"\"} 1"]);
+}
+
 /// A family named from column `k`, prefix `p_`, with `taken` names claimed elsewhere.
 fn named(taken: &[(&str, &str)], overrides: &[(&str, NameOverride)]) -> MetricFamily {
     let from = NameFrom {
-        column: "k".into(),
+        key: NameKey::Column("k".into()),
         prefix: "p_".into(),
         suffix: String::new(),
         overrides: overrides.iter().map(|(n, o)| (n.to_string(), o.clone())).collect(),

@@ -2,8 +2,9 @@
 //! declared awkward case, templates that branch on the real server version, one rule on two
 //! databases, a failing rule beside healthy ones, and the shipped `rules/postgres.yaml` (the ISH
 //! PostgreSQL exporter's families), run through the real binary on a private server
-//! ([`postgres_yaml`]).
+//! ([`postgres_yaml`]); families named from each column and texts read as numbers ([`columns_each`]).
 
+mod columns_each;
 mod name_from;
 mod postgres_yaml;
 

@@ -7,8 +7,13 @@
 //! - The test prints the families the peer exports and the rules do not, and fails when one of
 //!   them is not in the file's list of deliberate omissions (its `# omitted: NAME -- reason`
 //!   lines), or when an omission names a family the rules do export (a stale list).
-//! - The same on a replica (a private MariaDB following another): the peer adds the replica status
-//!   (`mysql_slave_status_*`), which the list of omissions must cover.
+//! - The same on a replica (a private MariaDB following another), where both add the replica status
+//!   (`mysql_slave_status_*`, one family per column of `SHOW ALL SLAVES STATUS`): every family of
+//!   the peer's is ours, with its labels; values equal, or between the peer's two readings where
+//!   they move (log positions, heartbeats); `seconds_behind_master` within the seconds between them.
+//!
+//! The exporter user gets `SLAVE MONITOR` (MariaDB 10.5+), which `rules/mysql.yaml` asks for; the peer
+//! reads the replica status with the same grant.
 //!
 //! The peer gets its password from a `--config.my-cnf` file (mode 0600) in a temporary directory,
 //! never on its command line. It is a tool from outside the repository: outside CI a missing one
@@ -100,6 +105,10 @@ fn label_names(family: &Family) -> BTreeSet<BTreeSet<String>> {
     family.series.keys().map(|l| l.keys().cloned().collect()).collect()
 }
 
+/// The replica status family whose value is time, not a position: it may differ by the seconds
+/// between the readings.
+const SECONDS_BEHIND: &str = "mysql_slave_status_seconds_behind_master";
+
 /// Whether `name`'s values must be equal (variables, and the text variables carried as labels).
 fn is_variable(name: &str) -> bool {
     name.starts_with("mysql_global_variables_")
@@ -107,7 +116,7 @@ fn is_variable(name: &str) -> bool {
 }
 
 /// What differs between one family of ours and the peer's readings before and after ours.
-fn family_differences(name: &str, mine: &Family, before: &Family, after: Option<&Family>) -> Vec<String> {
+fn family_differences(name: &str, mine: &Family, before: &Family, after: Option<&Family>, elapsed: f64) -> Vec<String> {
     let mut out = Vec::new();
     if mine.kind != before.kind {
         out.push(format!("{name}: type {} here, {} in the peer", mine.kind, before.kind));
@@ -130,7 +139,13 @@ fn family_differences(name: &str, mine: &Family, before: &Family, after: Option<
         let later = after.and_then(|f| f.series.get(labels)).copied().unwrap_or(then);
         let agrees = if is_variable(name) {
             *ours == then && then == later
-        } else if mine.kind == "counter" || name == "mysql_global_status_uptime" {
+        } else if name == SECONDS_BEHIND {
+            (*ours - then).abs() <= elapsed.ceil()
+        } else if mine.kind == "counter"
+            || name == "mysql_global_status_uptime"
+            || name.starts_with("mysql_slave_status_")
+        {
+            // Replica status: equal where the peer's two readings are, else between them.
             then <= *ours && *ours <= later
         } else {
             // Gauges and untyped status (threads connected, open tables) move with the readers.
@@ -149,13 +164,14 @@ fn compare(
     mine: &Families,
     peer: (&Families, &Families),
     omitted: &[Omission],
+    elapsed: f64,
 ) -> (Vec<String>, BTreeMap<String, Option<String>>) {
     let (before, after) = peer;
     let mut differences = Vec::new();
     for (name, family) in mine {
         match before.get(name) {
             None => differences.push(format!("{name}: exported by the rules, not by {PEER}")),
-            Some(theirs) => differences.extend(family_differences(name, family, theirs, after.get(name))),
+            Some(theirs) => differences.extend(family_differences(name, family, theirs, after.get(name), elapsed)),
         }
         if let Some(o) = omitted.iter().find(|o| o.covers(name)) {
             differences.push(format!("{name}: exported by the rules but listed as omitted ({})", o.pattern));
@@ -172,6 +188,8 @@ fn compare(
 /// One reading side by side: the peer's families just before and just after ours, ours (without the
 /// exporter's own), our stdout, and the file's omissions.
 struct Readings {
+    /// Seconds from the peer's first reading to its second.
+    elapsed: f64,
     before: Families,
     after: Families,
     mine: Families,
@@ -192,16 +210,25 @@ fn read_side_by_side(my: &MyDb, wanted: &[&str]) -> Readings {
     assert!(omitted.iter().all(|o| !o.reason.is_empty()), "every omission gives its reason: {omitted:?}");
     let dir = tempfile::tempdir().expect("a temporary directory");
     let peer = start_peer(my, dir.path());
+    grant_replica_status(my);
     let before = peer.families_when(wanted);
+    let started = std::time::Instant::now();
     assert_eq!(before["mysql_up"].series.values().next(), Some(&1.0), "the peer cannot reach the server");
     let dsn = my.dsn();
     let (code, stdout, stderr) = once(&rules, &[("MYSQL_URL", dsn.as_str())]);
     assert_eq!(code, Some(0), "every rule of rules/mysql.yaml succeeds:\n{stderr}");
     assert!(!stderr.contains(my.password()) && !stdout.contains(my.password()), "the password was printed");
     let after = peer.families();
+    let elapsed = started.elapsed().as_secs_f64();
     let mut mine = families(&stdout);
     mine.retain(|name, _| !name.starts_with(sql_signal_exporter::SELF_METRIC_PREFIX));
-    Readings { before, after, mine, stdout, omitted }
+    Readings { elapsed, before, after, mine, stdout, omitted }
+}
+
+/// Lets the exporter user read the replica status (MariaDB 10.5+), as `rules/mysql.yaml` asks.
+fn grant_replica_status(my: &MyDb) {
+    my.mariadb(&format!("GRANT SLAVE MONITOR ON *.* TO '{}'@'%'", my.server().user()))
+        .expect("grant SLAVE MONITOR to the exporter user");
 }
 
 /// What the peer exports on any server once it has read it.
@@ -214,7 +241,7 @@ fn every_family_of_rules_mysql_yaml_is_mysqld_exporters_with_its_type_help_label
     }
     let Some(my) = MyDb::shared() else { return };
     let r = read_side_by_side(&my, PEER_ALWAYS);
-    let (differences, _) = compare(&r.mine, (&r.before, &r.after), &r.omitted);
+    let (differences, _) = compare(&r.mine, (&r.before, &r.after), &r.omitted, r.elapsed);
     assert!(differences.is_empty(), "rules/mysql.yaml differs from {PEER}:\n{}", differences.join("\n"));
     // What the comparison rests on: both sides read the same server, the grouped families included.
     for name in
@@ -228,7 +255,7 @@ fn every_family_of_rules_mysql_yaml_is_mysqld_exporters_with_its_type_help_label
 /// The peer's families that the rules do not export, each with the omission pattern that covers it
 /// (printed, with the reasons); fails when one is not covered.
 fn assert_peer_only_omitted(r: &Readings) -> BTreeMap<String, Option<String>> {
-    let (_, peer_only) = compare(&r.mine, (&r.before, &r.after), &r.omitted);
+    let (_, peer_only) = compare(&r.mine, (&r.before, &r.after), &r.omitted, r.elapsed);
     eprintln!("families {PEER} exports and rules/mysql.yaml does not ({}):", peer_only.len());
     for (name, pattern) in &peer_only {
         eprintln!(
@@ -259,9 +286,9 @@ fn every_family_of_mysqld_exporter_is_in_rules_mysql_yaml_or_listed_as_omitted()
     assert_peer_only_omitted(&r);
 }
 
-/// On a replica the peer adds the replica status (`mysql_slave_status_*`, from `SHOW ALL SLAVES
-/// STATUS`): the rules' families still are the peer's, and everything the peer has beyond them is in
-/// the file's omissions, the replica status included.
+/// On a replica both add the replica status (`mysql_slave_status_*`, from `SHOW ALL SLAVES STATUS`):
+/// every family of the rules is the peer's, with its labels and values, and the peer has none of
+/// the replica status that the rules lack (no omission covers it).
 #[test]
 fn on_a_replica_every_family_of_mysqld_exporter_is_in_the_rules_or_listed_as_omitted() {
     if !peer_installed() {
@@ -273,12 +300,10 @@ fn on_a_replica_every_family_of_mysqld_exporter_is_in_the_rules_or_listed_as_omi
     primary
         .mariadb("CREATE USER 'repl'@'%' IDENTIFIED BY 'repl-secret'; GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%'; RESET MASTER;")
         .expect("a replication user on the primary");
-    // SHOW SLAVE STATUS needs SLAVE MONITOR on MariaDB 10.5+; the peer reads it as the exporter user.
     replica
         .mariadb(&format!(
             "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='repl', \
-             MASTER_PASSWORD='repl-secret', MASTER_USE_GTID=no; START SLAVE; \
-             GRANT SLAVE MONITOR ON *.* TO 'exporter'@'%';",
+             MASTER_PASSWORD='repl-secret', MASTER_USE_GTID=no; START SLAVE;",
             primary.server().port()
         ))
         .expect("the replica follows the primary");
@@ -291,12 +316,16 @@ fn on_a_replica_every_family_of_mysqld_exporter_is_in_the_rules_or_listed_as_omi
     );
     let wanted: Vec<&str> = PEER_ALWAYS.iter().copied().chain(["mysql_slave_status_slave_io_running"]).collect();
     let r = read_side_by_side(&replica, &wanted);
-    let (differences, _) = compare(&r.mine, (&r.before, &r.after), &r.omitted);
+    let (differences, _) = compare(&r.mine, (&r.before, &r.after), &r.omitted, r.elapsed);
     assert!(differences.is_empty(), "on a replica, rules/mysql.yaml differs from {PEER}:\n{}", differences.join("\n"));
     let peer_only = assert_peer_only_omitted(&r);
+    let replica_status = |f: &Families| f.keys().filter(|n| n.starts_with("mysql_slave_status_")).count();
+    assert!(!peer_only.keys().any(|n| n.starts_with("mysql_slave_status_")), "{:?}", peer_only.keys());
+    assert_eq!(replica_status(&r.mine), replica_status(&r.before), "{}", r.stdout);
+    assert!(replica_status(&r.mine) >= 20, "the replica status has some 27 numeric columns:\n{}", r.stdout);
     for name in ["mysql_slave_status_slave_io_running", "mysql_slave_status_slave_sql_running"] {
-        assert!(peer_only.contains_key(name), "the peer reads the replica status: {:?}", peer_only.keys());
         assert_eq!(r.before[name].series.values().next(), Some(&1.0), "{name}: replication runs");
+        assert_eq!(r.mine[name].series.values().next(), Some(&1.0), "{name}: {}", r.stdout);
     }
 }
 
@@ -304,6 +333,7 @@ fn on_a_replica_every_family_of_mysqld_exporter_is_in_the_rules_or_listed_as_omi
 #[test]
 fn rules_mysql_yaml_prepares_on_mariadb() {
     let Some(my) = MyDb::shared() else { return };
+    grant_replica_status(&my);
     let out = crate::harness::command()
         .args(["--check-rules", "rules/mysql.yaml", "--db", "--strict"])
         .env("MYSQL_URL", my.dsn())
