@@ -353,3 +353,30 @@ fn rules_mysql_yaml_prepares_on_mariadb() {
     assert_eq!(rules, number_before(" queries prepared"), "every rule prepared once: {stderr}");
     assert!(!stderr.contains(my.password()), "the password was printed: {stderr}");
 }
+
+/// Without `SLAVE MONITOR` (MariaDB 10.5+) the replica status rule fails with error 1227 on its own,
+/// as the peer's slave_status collector does with the same grants: the other rules are served, and
+/// `--once` names the failed rule and the server's error.
+#[test]
+fn without_slave_monitor_only_the_replica_status_rule_fails() {
+    let Some(my) = MyDb::shared() else { return };
+    let (user, password) = ("without_monitor", "without-monitor-secret");
+    my.mariadb(&format!(
+        "CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{password}'; \
+         GRANT SELECT, PROCESS, REPLICATION CLIENT, CREATE TEMPORARY TABLES ON *.* TO '{user}'@'%';"
+    ))
+    .expect("a user without SLAVE MONITOR");
+    let dsn =
+        my.dsn().replacen(&format!("{}:{}@", my.server().user(), my.password()), &format!("{user}:{password}@"), 1);
+    assert_ne!(dsn, my.dsn(), "the DSN names the user");
+    let (code, stdout, stderr) = once(&repo_root().join("rules/mysql.yaml"), &[("MYSQL_URL", dsn.as_str())]);
+    assert_eq!(code, Some(1), "one rule failed:\n{stderr}");
+    let denied: Vec<&str> = stderr.lines().filter(|l| l.contains("1227")).collect();
+    assert!(!denied.is_empty() && denied.iter().all(|l| l.contains("mysql_slave_status")), "{stderr}");
+    let mine = families(&stdout);
+    for name in ["mysql_up", "mysql_version_info", "mysql_global_status_uptime", "mysql_global_status_commands_total"] {
+        assert!(mine.get(name).is_some_and(|f| !f.series.is_empty()), "no {name}:\n{stdout}\n{stderr}");
+    }
+    assert!(!mine.keys().any(|n| n.starts_with("mysql_slave_status_")), "{stdout}");
+    assert!(!stderr.contains(password) && !stdout.contains(password), "the password was printed");
+}
