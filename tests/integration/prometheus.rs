@@ -73,6 +73,19 @@ impl Prometheus {
         p
     }
 
+    /// Starts Prometheus scraping the exporter at `target` every second, with no alert rules, and
+    /// waits until its one target is up: how a test hands an exporter's output to a real Prometheus.
+    pub(crate) fn scraping(dir: &Path, target: &str) -> Prometheus {
+        let prom = Prometheus::launch(dir, target, b"groups: []\n");
+        wait::until(
+            Duration::from_secs(30),
+            "Prometheus to scrape the exporter",
+            || prom.target_health() == ["up"],
+            || format!("{:?}", prom.target_health()),
+        );
+        prom
+    }
+
     pub(crate) fn get(&self, path: &str) -> Option<String> {
         let mut resp = self.agent.get(format!("{}{path}", self.base)).call().ok()?;
         (resp.status() == 200).then(|| resp.body_mut().read_to_string().ok()).flatten()

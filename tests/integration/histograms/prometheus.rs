@@ -39,13 +39,7 @@ fn prometheus_negotiates_openmetrics_and_reads_the_quantiles_the_rows_imply() {
     .expect("write rules");
     let ex = Exporter::spawn(&["--rules", path.to_str().expect("UTF-8 path")], &[]);
     ex.wait_ready();
-    let prom = Prometheus::launch(dir.path(), &ex.addr.to_string(), b"groups: []\n");
-    wait::until(
-        Duration::from_secs(30),
-        "Prometheus to scrape the exporter",
-        || prom.target_health() == ["up"],
-        || format!("{:?}", prom.target_health()),
-    );
+    let prom = Prometheus::scraping(dir.path(), &ex.addr.to_string());
     // Observations 1..=100 in buckets 1, 10, 50, 100: the median is 50 and the first quartile 25
     // exactly (linear interpolation inside the bucket (10, 50], which holds 40 of them).
     let median = "histogram_quantile(0.5, fixture_age_seconds_bucket{db=\"a\"})";

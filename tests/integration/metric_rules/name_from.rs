@@ -299,13 +299,7 @@ fn prometheus_reads_the_generated_families_over_openmetrics() {
     std::fs::write(&path, rules).expect("write rules");
     let ex = Exporter::spawn(&["--rules", path.to_str().expect("UTF-8 path")], &[]);
     ex.wait_ready();
-    let prom = Prometheus::launch(dir.path(), &ex.addr.to_string(), b"groups: []\n");
-    wait::until(
-        Duration::from_secs(30),
-        "Prometheus to scrape the exporter",
-        || prom.target_health() == ["up"],
-        || format!("{:?}", prom.target_health()),
-    );
+    let prom = Prometheus::scraping(dir.path(), &ex.addr.to_string());
     let custom = "pg_settings_custom_key_one";
     wait::until(
         Duration::from_secs(20),
