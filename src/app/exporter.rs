@@ -12,8 +12,11 @@ use crate::rules::{self, LoadOptions, RuleSet};
 use crate::run::scheduler::Scheduler;
 
 /// Loads the rules files, logging every warning; on failure returns every diagnostic, a line each.
+/// The heap the load freed (its compiled schema) goes back to the system.
 pub fn load_rules(paths: &[PathBuf]) -> Result<RuleSet, String> {
-    match rules::load_files(paths, &LoadOptions::default()) {
+    let loaded = rules::load_files(paths, &LoadOptions::default());
+    super::heap::release_freed_heap();
+    match loaded {
         Ok(loaded) => {
             for w in &loaded.warnings {
                 tracing::warn!("{w}");

@@ -5,6 +5,7 @@
 //! - [`reload`]: the one reload path, whatever triggers it (SIGHUP, `POST /-/reload`, a change of
 //!   the files on disk).
 //! - [`once`]: `--once`, every rule evaluated once.
+//! - [`heap`]: the heap a load of the rules freed, given back to the system.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use crate::http::web::Web;
 use crate::http::{self, AppState, ReloadFn};
 
 pub mod exporter;
+pub mod heap;
 pub mod once;
 pub mod reload;
 

@@ -5,6 +5,7 @@
 //! are reported for the whole file; a semantic finding at a place the schema already reported is
 //! dropped, so each mistake has one message.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,8 +13,9 @@ use std::sync::Arc;
 use super::diagnostic::Diagnostic;
 use super::diagnostic::MAX_DIAGNOSTICS_PER_FILE;
 use super::model::RuleSet;
+use super::schema::CompiledSchema;
 use super::span::{self, SpanTree};
-use super::{document, schema, spec};
+use super::{document, spec};
 
 /// Looks up an environment variable by name.
 pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -52,6 +54,8 @@ pub(super) struct Ctx<'a> {
     /// Per file, the places the schema reported a problem at (unknown keys aside). A set, so that
     /// asking about one place costs a few lookups however many problems a file has.
     pub(super) schema_pointers: BTreeMap<PathBuf, BTreeSet<String>>,
+    /// The rules schema, compiled at the first file of this load and dropped with it.
+    schema: OnceCell<CompiledSchema>,
 }
 
 impl<'a> Ctx<'a> {
@@ -66,6 +70,7 @@ impl<'a> Ctx<'a> {
             unpositioned: BTreeMap::new(),
             rule_pointers: Vec::new(),
             schema_pointers: BTreeMap::new(),
+            schema: OnceCell::new(),
         }
     }
 }
@@ -114,7 +119,9 @@ impl Ctx<'_> {
         let mut reported = BTreeSet::new();
         // Past the cap nothing is shown (see `cap_per_file`); a few more keep the order right.
         let cap = MAX_DIAGNOSTICS_PER_FILE + 1;
-        for (problem, unknown_key) in document::schema_problems(schema::validator(), schema::value(), doc, cap) {
+        let schema = self.schema.get_or_init(CompiledSchema::compile);
+        let problems = document::schema_problems(&schema.validator, &schema.value, doc, cap);
+        for (problem, unknown_key) in problems {
             if !unknown_key && !problem.pointer.is_empty() {
                 reported.insert(problem.pointer.clone());
             }
