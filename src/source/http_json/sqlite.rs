@@ -6,10 +6,11 @@
 //! temporary table `targets`, one TEXT column per label.
 //!
 //! Memory: a document is held as few times as SQLite allows (an endpoint rule's peak is its largest
-//! response a few times over). One statement ([`TO_JSONB`]) validates and converts, reading the text
-//! in place (no copy by SQLite: [`to_jsonb`]) and parsing it through `jsonb_tree`, which keeps no parse
-//! cache (`jsonb(x)` would cache the parse with its own copy of the text); the JSONB is copied out, the
-//! statement finalized and the text dropped, so only that copy is left. Each query gets its own copy
+//! response a few times over). SQLite reads the text in place ([`first_value`]); [`IS_STRICT_JSON`]
+//! validates it, then [`TO_JSONB`] parses it through `jsonb_tree`, which keeps no parse cache
+//! (`jsonb(x)` and `json_valid(x)` cache the parse with their own copy of the text, until their
+//! statement ends: hence two statements); the JSONB is copied out, the statement finalized and the
+//! text dropped, so only that copy is left. Each query gets its own copy
 //! bound (rusqlite binds `SQLITE_TRANSIENT`), and the JSONB is dropped once bound to the last query
 //! that reads it.
 //!
@@ -34,15 +35,17 @@ use crate::rules::server::{Flavour, ServerIdentity};
 /// Most memory all SQLite connections of the process may hold together.
 pub const HEAP_LIMIT: i64 = 512 << 20;
 
-/// Validates a response bound as `?1` and converts it to JSONB, in one statement and one parse of
-/// the text. `json_valid` guards the argument: text that is not strict JSON becomes NULL, for which
-/// `jsonb_tree` yields no row. The first row of `jsonb_tree` is the whole document, its value the
-/// document's JSONB when it is an object or an array (a scalar's value is an SQL value: `jsonb(?1)`,
-/// small; its argument names a column, or SQLite would evaluate it once up front as a constant, caching
-/// a parse of every document with a copy of its text). No row: not strict JSON.
+/// One row when the response bound as `?1` is strict JSON. Its own statement: `json_valid` caches
+/// the parse of a valid text, with its own copy of the text, until its statement is finalized.
+const IS_STRICT_JSON: &CStr = c"SELECT 1 WHERE json_valid(?1, 1)";
+
+/// The JSONB of the (strict JSON) response bound as `?1`, parsed once, through `jsonb_tree`, which
+/// caches nothing: its first row is the whole document, its value the document's JSONB when it is an
+/// object or an array (a scalar's value is an SQL value: `jsonb(?1)`, small; its argument names a
+/// column, or SQLite would evaluate it up front as a constant, caching a parse of every document).
 const TO_JSONB: &CStr = c"SELECT CASE WHEN type IN ('object', 'array') THEN value \
                          ELSE jsonb(CASE WHEN type IS NOT NULL THEN ?1 END) END \
-                         FROM jsonb_tree(CASE WHEN json_valid(?1, 1) THEN ?1 END) LIMIT 1";
+                         FROM jsonb_tree(?1) LIMIT 1";
 
 /// The SQLite this process runs an endpoint's queries in, as templates see it (`server.*`): the
 /// library itself, so it is always known, with or without `--db`.
@@ -154,9 +157,12 @@ impl Db {
         let not_json = || format!("request '{name}': the response is not strict JSON{hint}");
         // A NUL byte is never part of JSON text (and would end SQLite's reading of it).
         let text = CString::new(body).map_err(|_| not_json())?;
-        let jsonb = to_jsonb(&self.conn, &text).map_err(|e| format!("request '{name}': SQLite: {e}"))?;
+        let sqlite = |e: String| format!("request '{name}': SQLite: {e}");
+        if first_value(&self.conn, IS_STRICT_JSON, &text).map_err(sqlite)?.is_none() {
+            return Err(not_json());
+        }
+        let jsonb = first_value(&self.conn, TO_JSONB, &text).map_err(sqlite)?.ok_or_else(not_json)?;
         drop(text);
-        let jsonb = jsonb.ok_or_else(not_json)?;
         self.jsonb.push((name, jsonb));
         Ok(())
     }
@@ -206,10 +212,11 @@ impl Db {
     }
 }
 
-/// Runs [`TO_JSONB`] over `text`, read in place: bound `SQLITE_STATIC` and `SQLITE_UTF8_ZT`, so SQLite
+/// Runs `sql` over `text` as `?1`, read in place: bound `SQLITE_STATIC` and `SQLITE_UTF8_ZT`, so SQLite
 /// copies it neither at the bind (rusqlite binds `SQLITE_TRANSIENT`) nor at each use of the parameter
-/// (text bound with a length is copied again to be NUL-terminated). `None`: not strict JSON.
-fn to_jsonb(conn: &Connection, text: &CStr) -> Result<Option<Vec<u8>>, String> {
+/// (text bound with a length is copied again to be NUL-terminated). The first column of the first
+/// row, as bytes; `None` when there is no row.
+fn first_value(conn: &Connection, sql: &CStr, text: &CStr) -> Result<Option<Vec<u8>>, String> {
     /// Finalizes the statement however the conversion ends, before `text` can go.
     struct Finalized(*mut ffi::sqlite3_stmt);
     impl Drop for Finalized {
@@ -227,7 +234,7 @@ fn to_jsonb(conn: &Connection, text: &CStr) -> Result<Option<Vec<u8>>, String> {
         let db = conn.handle();
         let failed = || CStr::from_ptr(ffi::sqlite3_errmsg(db)).to_string_lossy().into_owned();
         let mut raw = std::ptr::null_mut();
-        let rc = ffi::sqlite3_prepare_v2(db, TO_JSONB.as_ptr(), -1, &mut raw, std::ptr::null_mut());
+        let rc = ffi::sqlite3_prepare_v2(db, sql.as_ptr(), -1, &mut raw, std::ptr::null_mut());
         let stmt = Finalized(raw);
         if rc != ffi::SQLITE_OK || stmt.0.is_null() {
             return Err(failed());
@@ -239,12 +246,11 @@ fn to_jsonb(conn: &Connection, text: &CStr) -> Result<Option<Vec<u8>>, String> {
         }
         match ffi::sqlite3_step(stmt.0) {
             ffi::SQLITE_DONE => Ok(None),
-            ffi::SQLITE_ROW if ffi::sqlite3_column_type(stmt.0, 0) == ffi::SQLITE_BLOB => {
+            ffi::SQLITE_ROW => {
                 let at = ffi::sqlite3_column_blob(stmt.0, 0).cast::<u8>();
                 let n = usize::try_from(ffi::sqlite3_column_bytes(stmt.0, 0)).unwrap_or(0);
                 Ok(Some(if at.is_null() { Vec::new() } else { std::slice::from_raw_parts(at, n).to_vec() }))
             }
-            ffi::SQLITE_ROW => Ok(None),
             _ => Err(failed()),
         }
     }
