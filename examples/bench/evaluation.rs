@@ -4,7 +4,7 @@
 use sql_signal_exporter::rules::server::{Flavour, ServerIdentity};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, bail, Context, Result};
 
@@ -176,7 +176,10 @@ pub fn explain_ms(ctx: &Ctx, rules: &Path, name: &str) -> Result<f64> {
 }
 
 /// Runs the exporter in-process and times its evaluations from query start to snapshot swap.
-/// Evaluation k starts at `start + k × interval` (the scheduler's grid).
+/// The first starts at once; each later one at its slot on the scheduler's wall-clock grid (the
+/// rule's stable offset within its interval, `run::scheduler::offset`), so a warm evaluation's time
+/// is its swap's wall-clock time minus the slot before it (valid while an evaluation is shorter than
+/// the interval; measuring from `start + k × interval` instead put the offset into the figure).
 pub fn evaluate_in_process(
     ctx: &Ctx,
     rules: &Path,
@@ -194,7 +197,7 @@ pub fn evaluate_in_process(
     while swaps.len() < evaluations && Instant::now() < until {
         let now = exporter.publisher.snapshot.load();
         if !Arc::ptr_eq(&now, &last) && now.ready {
-            swaps.push(t0.elapsed().as_secs_f64());
+            swaps.push((t0.elapsed().as_secs_f64(), SystemTime::now()));
             last = now;
         }
         std::thread::sleep(Duration::from_micros(200));
@@ -210,9 +213,16 @@ pub fn evaluate_in_process(
     let rows = series_value(&text, &format!("sql_signal_exporter_rule_rows{{rule=\"{name}\"}}")).unwrap_or(f64::NAN);
     let body = String::from_utf8_lossy(&exporter.publisher.snapshot.load().body_in(Format::Text).concat()).into_owned();
     let up = body.lines().filter(|l| l.starts_with(&format!("{name}_up{{")) && l.ends_with(" 1")).count() as f64;
-    let cold = swaps[0] * 1000.0;
-    let mut warm: Vec<f64> =
-        swaps.iter().enumerate().skip(1).map(|(k, s)| (s - k as f64 * interval) * 1000.0).collect();
+    let cold = swaps[0].0 * 1000.0;
+    let slot = sql_signal_exporter::run::scheduler::offset(name, Duration::from_secs_f64(interval));
+    let mut warm: Vec<f64> = swaps.iter().skip(1).map(|s| since_slot(s.1, slot, interval) * 1000.0).collect();
     warm.sort_by(f64::total_cmp);
     Ok((cold, warm.get(warm.len() / 2).copied(), rows, up))
+}
+
+/// Seconds from the last slot (wall-clock time `offset` past a multiple of `interval` since the
+/// Unix epoch) at or before `at`.
+fn since_slot(at: SystemTime, offset: Duration, interval: f64) -> f64 {
+    let wall = at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    (wall - offset.as_secs_f64()).rem_euclid(interval)
 }

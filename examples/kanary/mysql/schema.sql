@@ -3,7 +3,8 @@
 --   * `start` and `stop` are DATETIME(6) holding UTC (MySQL's TIMESTAMP ends in 2038, and DATETIME has
 --     no zone: the writer stores UTC, and the exporter's sessions run in UTC);
 --   * `label_values` is JSON (on MariaDB an alias of LONGTEXT with a JSON_VALID check);
---   * the index on (horreum_testid, start) is the one ../indexes.sql recommends for PostgreSQL.
+--   * the index on (horreum_testid, start): kanary.yaml here reads the test's newest runs by it in its
+--     first pass (rules/kanary.yaml, for PostgreSQL, needs none; ../indexes.sql's optional one is another).
 CREATE TABLE IF NOT EXISTS data (
     dataset_id     BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
     horreum_testid INT NOT NULL,

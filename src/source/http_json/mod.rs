@@ -115,7 +115,7 @@ impl HttpSource {
         self.secrets.iter().fold(text.to_string(), |out, s| redact(&out, s))
     }
 
-    /// One request's body, limited while it streams (reqwest has already decompressed it).
+    /// One request's body, limited while it streams (reqwest has already decompressed it), held once.
     async fn get(&self, call: &Call) -> Result<sqlite::Response, FetchError> {
         let name = &call.name;
         let url = format!("{}{}", self.endpoint.url.trim_end_matches('/'), call.path);
@@ -149,10 +149,13 @@ impl HttpSource {
         }
         let limit = self.endpoint.max_body_bytes;
         let too_big = || too_large(name, limit);
-        if resp.content_length().is_some_and(|n| n > limit as u64) {
+        let announced = resp.content_length().unwrap_or(0);
+        if announced > limit as u64 {
             return Err(too_big());
         }
-        let mut body = Vec::new();
+        // Sized once when the length is announced (at most `limit`), with room for the NUL that SQLite
+        // reads it with: no growth, no copy.
+        let mut body = Vec::with_capacity(announced as usize + 1);
         while let Some(chunk) = resp.chunk().await.map_err(failed)? {
             if body.len() + chunk.len() > limit {
                 return Err(too_big());

@@ -5,25 +5,47 @@
 //! `:name`, so `json_each` over it does not re-parse text per branch. A signal's targets are the
 //! temporary table `targets`, one TEXT column per label.
 //!
+//! Memory: a document is held as few times as SQLite allows (an endpoint rule's peak is its largest
+//! response a few times over). SQLite reads the text in place ([`first_value`]); [`IS_STRICT_JSON`]
+//! validates it, then [`TO_JSONB`] parses it through `jsonb_tree`, which keeps no parse cache
+//! (`jsonb(x)` and `json_valid(x)` cache the parse with their own copy of the text, until their
+//! statement ends: hence two statements); the JSONB is copied out, the statement finalized and the
+//! text dropped, so only that copy is left. Each query gets its own copy
+//! bound (rusqlite binds `SQLITE_TRANSIENT`), and the JSONB is dropped once bound to the last query
+//! that reads it.
+//!
 //! Hardening: an in-memory database with `temp_store=MEMORY` (nothing touches the disk), no
 //! attached databases (`SQLITE_LIMIT_ATTACHED` 0 and an authorizer denying ATTACH, pragmas and
 //! `load_extension`), user statements must be read-only (which refuses `VACUUM INTO`), a process-wide
 //! heap limit ([`HEAP_LIMIT`]), and [`rusqlite::InterruptHandle`] for the caller to stop a statement
 //! at the rule's timeout. All of this blocks: the caller runs it off the runtime threads.
 
+use std::ffi::{CStr, CString};
 use std::sync::Once;
 
 use rusqlite::functions::FunctionFlags;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::limits::Limit;
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, InterruptHandle, Statement};
+use rusqlite::{ffi, Connection, InterruptHandle, Statement};
 
 use crate::eval::cell::Cell;
 use crate::rules::server::{Flavour, ServerIdentity};
 
 /// Most memory all SQLite connections of the process may hold together.
 pub const HEAP_LIMIT: i64 = 512 << 20;
+
+/// One row when the response bound as `?1` is strict JSON. Its own statement: `json_valid` caches
+/// the parse of a valid text, with its own copy of the text, until its statement is finalized.
+const IS_STRICT_JSON: &CStr = c"SELECT 1 WHERE json_valid(?1, 1)";
+
+/// The JSONB of the (strict JSON) response bound as `?1`, parsed once, through `jsonb_tree`, which
+/// caches nothing: its first row is the whole document, its value the document's JSONB when it is an
+/// object or an array (a scalar's value is an SQL value: `jsonb(?1)`, small; its argument names a
+/// column, or SQLite would evaluate it up front as a constant, caching a parse of every document).
+const TO_JSONB: &CStr = c"SELECT CASE WHEN type IN ('object', 'array') THEN value \
+                         ELSE jsonb(CASE WHEN type IS NOT NULL THEN ?1 END) END \
+                         FROM jsonb_tree(?1) LIMIT 1";
 
 /// The SQLite this process runs an endpoint's queries in, as templates see it (`server.*`): the
 /// library itself, so it is always known, with or without `--db`.
@@ -127,34 +149,50 @@ impl Db {
 
     /// Checks that `body` is strict JSON and keeps its JSONB under `name`.
     pub fn bind_response(&mut self, r: Response) -> Result<(), String> {
-        let text =
-            String::from_utf8(r.body).map_err(|_| format!("request '{}': the response is not UTF-8 text", r.name))?;
-        let valid: bool = self
-            .conn
-            .query_row("SELECT json_valid(?1, 1)", [&text], |row| row.get(0))
-            .map_err(|e| format!("request '{}': SQLite: {e}", r.name))?;
-        if !valid {
-            let start: String = text.trim_start().chars().take(1).collect();
-            let hint = if start == "<" { " (it looks like HTML)" } else { "" };
-            return Err(format!("request '{}': the response is not strict JSON{hint}", r.name));
+        let Response { name, body } = r;
+        let Ok(text) = std::str::from_utf8(&body) else {
+            return Err(format!("request '{name}': the response is not UTF-8 text"));
+        };
+        let hint = if text.trim_start().starts_with('<') { " (it looks like HTML)" } else { "" };
+        let not_json = || format!("request '{name}': the response is not strict JSON{hint}");
+        // A NUL byte is never part of JSON text (and would end SQLite's reading of it).
+        let text = CString::new(body).map_err(|_| not_json())?;
+        let sqlite = |e: String| format!("request '{name}': SQLite: {e}");
+        if first_value(&self.conn, IS_STRICT_JSON, &text).map_err(sqlite)?.is_none() {
+            return Err(not_json());
         }
-        let jsonb: Vec<u8> = self
-            .conn
-            .query_row("SELECT jsonb(?1)", [&text], |row| row.get(0))
-            .map_err(|e| format!("request '{}': SQLite: {e}", r.name))?;
-        self.jsonb.push((r.name, jsonb));
+        let jsonb = first_value(&self.conn, TO_JSONB, &text).map_err(sqlite)?.ok_or_else(not_json)?;
+        drop(text);
+        self.jsonb.push((name, jsonb));
         Ok(())
     }
 
-    /// Runs each query, emitting its rows; `emit` returning false stops the run.
-    pub fn run(&self, queries: &[(String, String)], mut emit: impl FnMut(Emit) -> bool) -> Result<(), String> {
-        let names: Vec<String> = self.jsonb.iter().map(|(n, _)| n.clone()).collect();
+    /// Runs each query, emitting its rows; `emit` returning false stops the run. Every query is
+    /// prepared first, so that each response is dropped once bound to the last query that reads it.
+    pub fn run(self, queries: &[(String, String)], mut emit: impl FnMut(Emit) -> bool) -> Result<(), String> {
+        let Db { conn, jsonb } = self;
+        let names: Vec<String> = jsonb.iter().map(|(n, _)| n.clone()).collect();
+        let mut docs: Vec<Option<Vec<u8>>> = jsonb.into_iter().map(|(_, doc)| Some(doc)).collect();
+        let mut prepared = Vec::with_capacity(queries.len());
         for (name, sql) in queries {
             let on = |m: String| format!("query '{name}': {m}");
-            let mut stmt = checked(&self.conn, sql, &names).map_err(on)?;
-            for (i, (_, jsonb)) in self.jsonb.iter().enumerate() {
-                if let Some(at) = stmt.parameter_index(&format!(":{}", names[i])).map_err(|e| on(e.to_string()))? {
-                    stmt.raw_bind_parameter(at, jsonb).map_err(|e| on(e.to_string()))?;
+            let stmt = checked(&conn, sql, &names).map_err(on)?;
+            let at = names
+                .iter()
+                .map(|n| stmt.parameter_index(&format!(":{n}")))
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(|e| on(e.to_string()))?;
+            prepared.push((stmt, at));
+        }
+        let last_reader: Vec<Option<usize>> =
+            (0..names.len()).map(|i| prepared.iter().rposition(|(_, at)| at[i].is_some())).collect();
+        for (k, ((name, sql), (mut stmt, at))) in queries.iter().zip(prepared).enumerate() {
+            let on = |m: String| format!("query '{name}': {m}");
+            for (i, at) in at.into_iter().enumerate() {
+                let (Some(at), Some(doc)) = (at, &docs[i]) else { continue };
+                stmt.raw_bind_parameter(at, doc.as_slice()).map_err(|e| on(e.to_string()))?;
+                if last_reader[i] == Some(k) {
+                    docs[i] = None;
                 }
             }
             let columns: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
@@ -171,6 +209,50 @@ impl Db {
             }
         }
         Ok(())
+    }
+}
+
+/// Runs `sql` over `text` as `?1`, read in place: bound `SQLITE_STATIC` and `SQLITE_UTF8_ZT`, so SQLite
+/// copies it neither at the bind (rusqlite binds `SQLITE_TRANSIENT`) nor at each use of the parameter
+/// (text bound with a length is copied again to be NUL-terminated). The first column of the first
+/// row, as bytes; `None` when there is no row.
+fn first_value(conn: &Connection, sql: &CStr, text: &CStr) -> Result<Option<Vec<u8>>, String> {
+    /// Finalizes the statement however the conversion ends, before `text` can go.
+    struct Finalized(*mut ffi::sqlite3_stmt);
+    impl Drop for Finalized {
+        fn drop(&mut self) {
+            // SAFETY: the statement was prepared on this connection and is finalized once, here.
+            unsafe { ffi::sqlite3_finalize(self.0) };
+        }
+    }
+    // SAFETY: the raw handle is used on this thread only, while `conn` is borrowed, and no rusqlite
+    // call runs on the connection meanwhile. The statement is finalized (`Finalized`) before this
+    // function returns, so it never outlives `text`, which SQLITE_STATIC lets it read in place;
+    // `text` ends with the NUL that SQLITE_UTF8_ZT promises. The blob read is copied before the
+    // statement steps again or is finalized.
+    unsafe {
+        let db = conn.handle();
+        let failed = || CStr::from_ptr(ffi::sqlite3_errmsg(db)).to_string_lossy().into_owned();
+        let mut raw = std::ptr::null_mut();
+        let rc = ffi::sqlite3_prepare_v2(db, sql.as_ptr(), -1, &mut raw, std::ptr::null_mut());
+        let stmt = Finalized(raw);
+        if rc != ffi::SQLITE_OK || stmt.0.is_null() {
+            return Err(failed());
+        }
+        let len = text.to_bytes().len() as u64;
+        let zt = ffi::SQLITE_UTF8_ZT as u8;
+        if ffi::sqlite3_bind_text64(stmt.0, 1, text.as_ptr(), len, ffi::SQLITE_STATIC(), zt) != ffi::SQLITE_OK {
+            return Err(failed());
+        }
+        match ffi::sqlite3_step(stmt.0) {
+            ffi::SQLITE_DONE => Ok(None),
+            ffi::SQLITE_ROW => {
+                let at = ffi::sqlite3_column_blob(stmt.0, 0).cast::<u8>();
+                let n = usize::try_from(ffi::sqlite3_column_bytes(stmt.0, 0)).unwrap_or(0);
+                Ok(Some(if at.is_null() { Vec::new() } else { std::slice::from_raw_parts(at, n).to_vec() }))
+            }
+            _ => Err(failed()),
+        }
     }
 }
 
@@ -246,7 +328,7 @@ mod tests {
         db
     }
 
-    fn rows(db: &Db, sql: &str) -> Result<Vec<Vec<Cell>>, String> {
+    fn rows(db: Db, sql: &str) -> Result<Vec<Vec<Cell>>, String> {
         let mut out = Vec::new();
         db.run(&[("q".into(), sql.into())], |e| {
             if let Emit::Row(r) = e {
@@ -259,7 +341,6 @@ mod tests {
 
     #[test]
     fn the_database_cannot_reach_outside_itself() {
-        let d = db("{}");
         let dir = std::env::temp_dir().join(format!("sqlite-escape-{}", std::process::id()));
         let file = dir.display().to_string();
         for sql in [
@@ -270,23 +351,23 @@ mod tests {
             "CREATE TABLE t (a)".to_string(),
             "INSERT INTO targets VALUES ('c')".to_string(),
         ] {
-            assert!(rows(&d, &sql).is_err(), "{sql} must fail");
+            assert!(rows(db("{}"), &sql).is_err(), "{sql} must fail");
         }
         assert!(!dir.exists(), "nothing was written");
     }
 
     #[test]
     fn responses_targets_and_functions() {
-        let d = db(r#"{"server": "dtr_rethinkdb_378171528545", "n": [1, 2, 3]}"#);
-        let got = rows(&d, "SELECT split_part(:doc ->> 'server', '_', 3), split_part('a_b', '_', 5), split_part('a_b_c', '_', -1), json_array_length(:doc, '$.n')").unwrap();
+        let d = || db(r#"{"server": "dtr_rethinkdb_378171528545", "n": [1, 2, 3]}"#);
+        let got = rows(d(), "SELECT split_part(:doc ->> 'server', '_', 3), split_part('a_b', '_', 5), split_part('a_b_c', '_', -1), json_array_length(:doc, '$.n')").unwrap();
         assert_eq!(
             got,
             vec![vec![Cell::Text("378171528545".into()), Cell::Text("".into()), Cell::Text("c".into()), Cell::Int(3)]]
         );
-        assert_eq!(rows(&d, "SELECT count(*) FROM targets").unwrap(), vec![vec![Cell::Int(2)]]);
-        let e = rows(&d, "SELECT :other").unwrap_err();
+        assert_eq!(rows(d(), "SELECT count(*) FROM targets").unwrap(), vec![vec![Cell::Int(2)]]);
+        let e = rows(d(), "SELECT :other").unwrap_err();
         assert!(e.contains("the parameter :other, which is no request of this rule (its responses are :doc)"), "{e}");
-        let e = rows(&d, "SELECT\n  nope(1)").unwrap_err();
+        let e = rows(d(), "SELECT\n  nope(1)").unwrap_err();
         assert!(e.contains("no such function: nope"), "{e}");
     }
 
@@ -296,13 +377,61 @@ mod tests {
         for (body, want) in [
             ("{a: 1}", "not strict JSON"),
             ("<html></html>", "it looks like HTML"),
+            (" \n <!doctype html>", "it looks like HTML"),
+            ("{\"a\": 1} x", "not strict JSON"),
+            ("null x", "not strict JSON"),
             ("[1, 2,]", "not strict JSON"),
             ("", "not strict JSON"),
         ] {
             let e = d.bind_response(Response { name: "r".into(), body: body.into() }).unwrap_err();
             assert!(e.contains(want) && e.starts_with("request 'r'"), "{body}: {e}");
         }
+        let e = d.bind_response(Response { name: "r".into(), body: vec![b'[', 0xff, b']'] }).unwrap_err();
+        assert_eq!(e, "request 'r': the response is not UTF-8 text");
         d.bind_response(Response { name: "r".into(), body: b"[1, 2]".to_vec() }).unwrap();
+    }
+
+    #[test]
+    fn the_jsonb_bound_is_what_jsonb_makes_of_the_text_for_every_kind_of_document() {
+        for doc in [
+            r#"{"pods": [{"pod": "a", "n": 1.5}, {"pod": "b", "n": null}], "e": {}}"#,
+            " [1, \"two\", [3], {\"four\": true}] \n",
+            "42",
+            "-0.5e3",
+            r#""a string""#,
+            "null",
+            "true",
+            "[]",
+        ] {
+            let mut d = open(&[], &[]).unwrap();
+            d.bind_response(Response { name: "r".into(), body: doc.into() }).unwrap();
+            let want: Vec<u8> = d.conn.query_row("SELECT jsonb(?1)", [doc], |row| row.get(0)).unwrap();
+            assert_eq!(d.jsonb, vec![("r".to_string(), want)], "{doc}");
+        }
+    }
+
+    #[test]
+    fn every_query_reads_its_responses_after_an_earlier_query_was_the_last_to_read_another() {
+        let mut d = open(&[], &[]).unwrap();
+        d.bind_response(Response { name: "a".into(), body: br#"{"x": 1}"#.to_vec() }).unwrap();
+        d.bind_response(Response { name: "b".into(), body: br#"{"y": 2}"#.to_vec() }).unwrap();
+        let queries = [
+            ("both".to_string(), "SELECT :a ->> 'x', :b ->> 'y'".to_string()),
+            ("a".to_string(), "SELECT :a ->> 'x', json_type(:a)".to_string()),
+            ("none".to_string(), "SELECT 3".to_string()),
+        ];
+        let mut got = Vec::new();
+        d.run(&queries, |e| {
+            if let Emit::Row(r) = e {
+                got.push(r);
+            }
+            true
+        })
+        .unwrap();
+        assert_eq!(
+            got,
+            vec![vec![Cell::Int(1), Cell::Int(2)], vec![Cell::Int(1), Cell::Text("object".into())], vec![Cell::Int(3)]]
+        );
     }
 
     #[test]
@@ -314,7 +443,7 @@ mod tests {
             handle.interrupt();
         });
         let endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
-        let e = rows(&d, endless).unwrap_err();
+        let e = rows(d, endless).unwrap_err();
         assert!(e.contains("interrupted"), "{e}");
         t.join().unwrap();
     }
