@@ -15,7 +15,7 @@ use crate::run::scheduler::Scheduler;
 /// The heap the load freed (its compiled schema) goes back to the system.
 pub fn load_rules(paths: &[PathBuf]) -> Result<RuleSet, String> {
     let loaded = rules::load_files(paths, &LoadOptions::default());
-    super::heap::release_freed_heap();
+    crate::heap::release_freed_heap();
     match loaded {
         Ok(loaded) => {
             for w in &loaded.warnings {

@@ -5,7 +5,6 @@
 //! - [`reload`]: the one reload path, whatever triggers it (SIGHUP, `POST /-/reload`, a change of
 //!   the files on disk).
 //! - [`once`]: `--once`, every rule evaluated once.
-//! - [`heap`]: the heap a load of the rules freed, given back to the system.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,7 +16,6 @@ use crate::http::web::Web;
 use crate::http::{self, AppState, ReloadFn};
 
 pub mod exporter;
-pub mod heap;
 pub mod once;
 pub mod reload;
 

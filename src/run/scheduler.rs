@@ -231,6 +231,8 @@ async fn rule_loop(ctx: RuleTaskCtx) {
         let next_in = next.saturating_duration_since(Instant::now());
         let event = RuleEvent::Evaluated { rule, outcome, next_in, sources: ctx.source_use() };
         ctx.heartbeat.finished(&ctx.publisher, event);
+        // What the evaluation and the replaced snapshot freed goes back now, not at the peak of the next.
+        crate::heap::release_freed_heap();
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
             _ = ctx.cancel.cancelled() => return,

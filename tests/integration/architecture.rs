@@ -62,19 +62,20 @@ fn offenders(files: &[PathBuf], needles: &[&str]) -> Vec<String> {
 
 /// Each top-level module of `src/` and the modules it may depend on: the data path, bottom up.
 /// The HTTP side reads what was published and never reaches the scheduler or a source.
-const LAYERS: [(&str, &[&str]); 12] = [
+const LAYERS: [(&str, &[&str]); 13] = [
     ("secret", &[]),
     ("logging", &[]),
+    ("heap", &[]),
     ("rules", &["secret"]),
     ("eval", &["rules", "secret"]),
     ("source", &["eval", "rules", "secret"]),
     ("publish", &["eval", "rules", "secret"]),
-    ("run", &["publish", "source", "eval", "rules", "secret"]),
+    ("run", &["publish", "source", "eval", "rules", "secret", "heap"]),
     ("check", &["source", "eval", "rules", "secret"]),
     ("convert", &["rules"]),
     ("rule_tests", &["check", "run", "publish", "source", "eval", "rules", "secret"]),
     ("http", &["publish", "eval", "rules", "secret", "logging"]),
-    ("app", &["http", "check", "run", "publish", "source", "eval", "rules", "secret", "logging"]),
+    ("app", &["http", "check", "run", "publish", "source", "eval", "rules", "secret", "logging", "heap"]),
 ];
 
 #[test]
