@@ -9,7 +9,8 @@
 //!   each evaluation's peak was reached on top of the previous one's leftovers (README, "Performance").
 //!
 //! `malloc_trim(0)` returns every whole free page of the heap; it walks the free lists under the
-//! arena's lock, which costs a few hundred microseconds on a large heap, once per evaluation.
+//! arena's lock, once per evaluation, off the scrape path. Its cost per evaluation has not been
+//! measured apart; the bench's capacity and scrape sections run with it.
 
 /// Returns the free pages of the heap to the system (glibc); elsewhere nothing to do.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
