@@ -27,8 +27,8 @@
 //! - [`app`]: start, reload, `--once`, shutdown.
 //! - [`convert`]: `--convert`, a peer exporter's configuration turned into a rules file (reads
 //!   files, writes text; depends on `rules` only).
-//! - [`secret`], [`logging`], [`heap`]: leaves every module may use (`heap` gives freed memory back
-//!   to the system after a load and after each evaluation).
+//! - [`secret`], [`logging`], [`resident`]: leaves every module may use (`resident` gives freed
+//!   heap back to the system after a load and after each evaluation, and drops start-up code pages).
 //!
 //! Imports point down this order: `secret`/`logging` ← `rules` ← `eval` ← `source`, `publish` ←
 //! `run`, `check`, `http` ← `app`, with `rule_tests` above `run` and `check` (only `main.rs`
@@ -43,10 +43,10 @@ pub mod app;
 pub mod check;
 pub mod convert;
 pub mod eval;
-pub mod heap;
 pub mod http;
 pub mod logging;
 pub mod publish;
+pub mod resident;
 pub mod rule_tests;
 pub mod rules;
 pub mod run;

@@ -12,10 +12,12 @@ use crate::rules::{self, LoadOptions, RuleSet};
 use crate::run::scheduler::Scheduler;
 
 /// Loads the rules files, logging every warning; on failure returns every diagnostic, a line each.
-/// The heap the load freed (its compiled schema) goes back to the system.
+/// The heap the load freed (its compiled schema) goes back to the system, and the code pages only a
+/// load runs (YAML, the JSON Schema) are dropped (`crate::resident`).
 pub fn load_rules(paths: &[PathBuf]) -> Result<RuleSet, String> {
     let loaded = rules::load_files(paths, &LoadOptions::default());
-    crate::heap::release_freed_heap();
+    crate::resident::release_freed_heap();
+    crate::resident::drop_read_only_image_pages();
     match loaded {
         Ok(loaded) => {
             for w in &loaded.warnings {

@@ -4,7 +4,7 @@
 //! Compiled per load and dropped after it, not kept for the life of the process: the compiled
 //! validator and the schema's JSON value hold about 0.5 MiB of heap that an idle exporter would
 //! otherwise carry for days to serve a reload that may never come; compiling adds 2–5 ms to a
-//! reload (README, "Performance"). `crate::heap` gives the freed pages back after each load.
+//! reload (README, "Performance"). `crate::resident` gives the freed pages back after each load.
 
 /// The JSON Schema of rules files.
 pub const SCHEMA_TEXT: &str = include_str!("../../schemas/rules.schema.json");

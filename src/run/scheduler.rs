@@ -215,6 +215,7 @@ async fn rule_loop(ctx: RuleTaskCtx) {
     let rule = &ctx.rule;
     let mut next = Instant::now();
     let mut memory = evaluation::Memory::default();
+    let mut first_evaluation = true;
     ctx.publisher.metrics.rule_interval.with_label_values(&[&rule.name]).set(rule.interval.as_secs_f64());
     loop {
         let srcs: Vec<_> = ctx.sources.iter().map(as_source).collect();
@@ -232,7 +233,12 @@ async fn rule_loop(ctx: RuleTaskCtx) {
         let event = RuleEvent::Evaluated { rule, outcome, next_in, sources: ctx.source_use() };
         ctx.heartbeat.finished(&ctx.publisher, event);
         // What the evaluation and the replaced snapshot freed goes back now, not at the peak of the next.
-        crate::heap::release_freed_heap();
+        crate::resident::release_freed_heap();
+        if first_evaluation {
+            // Connecting and preparing ran once: their code need not stay resident (`crate::resident`).
+            crate::resident::drop_read_only_image_pages();
+            first_evaluation = false;
+        }
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
             _ = ctx.cancel.cancelled() => return,

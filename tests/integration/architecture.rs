@@ -65,17 +65,17 @@ fn offenders(files: &[PathBuf], needles: &[&str]) -> Vec<String> {
 const LAYERS: [(&str, &[&str]); 13] = [
     ("secret", &[]),
     ("logging", &[]),
-    ("heap", &[]),
+    ("resident", &[]),
     ("rules", &["secret"]),
     ("eval", &["rules", "secret"]),
     ("source", &["eval", "rules", "secret"]),
     ("publish", &["eval", "rules", "secret"]),
-    ("run", &["publish", "source", "eval", "rules", "secret", "heap"]),
+    ("run", &["publish", "source", "eval", "rules", "secret", "resident"]),
     ("check", &["source", "eval", "rules", "secret"]),
     ("convert", &["rules"]),
     ("rule_tests", &["check", "run", "publish", "source", "eval", "rules", "secret"]),
     ("http", &["publish", "eval", "rules", "secret", "logging"]),
-    ("app", &["http", "check", "run", "publish", "source", "eval", "rules", "secret", "logging", "heap"]),
+    ("app", &["http", "check", "run", "publish", "source", "eval", "rules", "secret", "logging", "resident"]),
 ];
 
 #[test]
