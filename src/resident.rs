@@ -13,9 +13,8 @@
 //!   the code that only a load of the rules (YAML, the JSON Schema, the command line) and a rule's
 //!   first evaluation (connecting, preparing) run leaves most of the binary's `.text` resident for
 //!   the life of the process: 7.0 MiB of the binary's 8.4 MiB of code in an idle exporter. Dropping
-//!   the read-only pages of every loaded object after those moments (after each load, and once
-//!   every rule the load started has evaluated once: `run::scheduler`'s first round) and letting
-//!   the exporter run, only what evaluations and scrapes touch comes back (README, "Performance": idle RSS). This is
+//!   the read-only pages of every loaded object after those moments and letting the exporter run,
+//!   only what evaluations and scrapes touch comes back (README, "Performance": idle RSS). This is
 //!   what the Linux kernel does with its own `__init` code, done with `madvise(MADV_DONTNEED)`: the
 //!   pages are clean copies of the files, so they stay in the page cache (shared, reclaimable) and
 //!   a later use is a minor fault, not a read from disk.

@@ -10,7 +10,6 @@
 //! ([`crate::publish::event::RuleEvent`]).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -100,14 +99,13 @@ impl Scheduler {
             task.stop().await;
             self.publisher.metrics.forget_rule(&name);
         }
-        let round = Arc::new(FirstRound { pending: AtomicUsize::new(to_spawn.len()) });
         for (rule, slots) in to_spawn {
-            let task = self.spawn(rule.clone(), slots, FirstRoundTicket(round.clone()));
+            let task = self.spawn(rule.clone(), slots);
             state.tasks.insert(rule.name.clone(), task);
         }
     }
 
-    fn spawn(&self, rule: Arc<Rule>, sources: Vec<SourceSlot>, ticket: FirstRoundTicket) -> RuleTask {
+    fn spawn(&self, rule: Arc<Rule>, sources: Vec<SourceSlot>) -> RuleTask {
         let cancel = CancellationToken::new();
         let heartbeat = Heartbeat::new();
         let task = RuleTaskCtx {
@@ -117,7 +115,7 @@ impl Scheduler {
             cancel: cancel.clone(),
             heartbeat: heartbeat.clone(),
         };
-        let handle = tokio::spawn(rule_loop(task, ticket));
+        let handle = tokio::spawn(rule_loop(task));
         let watchdog = tokio::spawn(watchdog::watch(rule.clone(), heartbeat, self.publisher.clone()));
         RuleTask { rule, sources, cancel, handle, watchdog }
     }
@@ -187,26 +185,6 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".to_string())
 }
 
-/// The rules one [`Scheduler::apply`] started, until each has finished its first evaluation. Then
-/// the code only loading and starting them ran (YAML, the JSON Schema, connecting, preparing) is
-/// dropped from memory, once for the whole set rather than once per rule (`crate::resident`): with
-/// hundreds of rules starting together, each drop would make the others fault their code back in.
-struct FirstRound {
-    pending: AtomicUsize,
-}
-
-/// One rule's place in a [`FirstRound`], given back when its first evaluation has ended or its
-/// task has (a rule stopped by a reload before it finished does not hold the others' drop back).
-struct FirstRoundTicket(Arc<FirstRound>);
-
-impl Drop for FirstRoundTicket {
-    fn drop(&mut self) {
-        if self.0.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-            crate::resident::drop_read_only_image_pages();
-        }
-    }
-}
-
 /// What a rule's task works with.
 struct RuleTaskCtx {
     rule: Arc<Rule>,
@@ -232,12 +210,12 @@ impl RuleTaskCtx {
 }
 
 /// Evaluates the rule at start, then at its slot of each interval, publishing every evaluation,
-/// until cancelled. `ticket` is given back after the first evaluation.
-async fn rule_loop(ctx: RuleTaskCtx, ticket: FirstRoundTicket) {
+/// until cancelled.
+async fn rule_loop(ctx: RuleTaskCtx) {
     let rule = &ctx.rule;
     let mut next = Instant::now();
     let mut memory = evaluation::Memory::default();
-    let mut first_round = Some(ticket);
+    let mut first_evaluation = true;
     ctx.publisher.metrics.rule_interval.with_label_values(&[&rule.name]).set(rule.interval.as_secs_f64());
     loop {
         let srcs: Vec<_> = ctx.sources.iter().map(as_source).collect();
@@ -256,8 +234,11 @@ async fn rule_loop(ctx: RuleTaskCtx, ticket: FirstRoundTicket) {
         ctx.heartbeat.finished(&ctx.publisher, event);
         // What the evaluation and the replaced snapshot freed goes back now, not at the peak of the next.
         crate::resident::release_freed_heap();
-        // This rule has started; the last of its round to get here drops the start-up code.
-        drop(first_round.take());
+        if first_evaluation {
+            // Connecting and preparing ran once: their code need not stay resident (`crate::resident`).
+            crate::resident::drop_read_only_image_pages();
+            first_evaluation = false;
+        }
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
             _ = ctx.cancel.cancelled() => return,
@@ -268,19 +249,6 @@ async fn rule_loop(ctx: RuleTaskCtx, ticket: FirstRoundTicket) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_first_round_ends_when_its_last_ticket_is_given_back() {
-        let round = Arc::new(FirstRound { pending: AtomicUsize::new(3) });
-        let tickets: Vec<_> = (0..3).map(|_| FirstRoundTicket(round.clone())).collect();
-        let mut left = 3;
-        for ticket in tickets {
-            assert_eq!(round.pending.load(Ordering::Acquire), left, "expected {left} rules still starting");
-            drop(ticket);
-            left -= 1;
-        }
-        assert_eq!(round.pending.load(Ordering::Acquire), 0, "expected the round to end with its last ticket");
-    }
 
     #[test]
     fn offsets_are_stable_within_the_interval_and_spread() {
